@@ -1,0 +1,1 @@
+"""The edges and the process: Slack, Teams, playground, delivery, scheduler, CLI."""

@@ -1,0 +1,1 @@
+"""Settings and policy: what a company configures. Imports nothing of ours."""

@@ -1,0 +1,1 @@
+"""The conversation, platform-neutral: neutral events in, neutral views out."""

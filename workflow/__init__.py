@@ -1,0 +1,1 @@
+"""The engine and the rules of the back office. Knows no chat platform."""
