@@ -1,0 +1,1 @@
+"""Benchmarks: the madoguchi engine against SpiffWorkflow and a bare-SQLite floor."""

@@ -1,0 +1,196 @@
+"""Benchmark harness: one approval lifecycle, three implementations, side by side.
+
+A lifecycle is submit + three sequential approvals (manager, department head,
+finance), each step its own durable transaction on an SQLite file in WAL mode
+with ``synchronous=FULL``.  Implementations measured:
+
+* ``ours``  -- ``bench.ours.run_lifecycles`` (the madoguchi workflow engine);
+* ``floor`` -- ``bench.floor.run_lifecycles`` (the same transactions with no engine);
+* ``spiff`` -- ``bench.spiff_baseline.run_lifecycles`` (SpiffWorkflow 3.2 + JSON blob).
+
+Each round of each implementation runs in a fresh temporary directory; rounds
+are interleaved (ours, floor, spiff, ours, ...) and the median is reported.
+If ``MADOGUCHI_BENCH_POSTGRES_URL`` (else ``MADOGUCHI_TEST_POSTGRES_URL``) is set,
+``ours`` is also run against that PostgreSQL database.
+
+Usage, from the repository root::
+
+    python bench/engine.py [--n 500] [--rounds 3] [--quick]
+    python -m bench.engine --quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sqlite3
+import statistics
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+if __package__ in (None, ""):  # run as a script: make ``import bench.*`` work
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+RunFn = Callable[[int, Path], float]
+
+
+class OursFn(Protocol):
+    """``bench.ours.run_lifecycles``: like RunFn, plus an optional database URL."""
+
+    def __call__(self, n: int, workdir: Path, database_url: str | None = None) -> float: ...
+
+
+DEFAULT_N = 500
+QUICK_N = 30
+DEFAULT_ROUNDS = 3
+POSTGRES_ENV_VARS = ("MADOGUCHI_BENCH_POSTGRES_URL", "MADOGUCHI_TEST_POSTGRES_URL")
+
+
+@dataclass(frozen=True)
+class Result:
+    """Median seconds per lifecycle of one implementation over its rounds."""
+
+    name: str
+    seconds: float
+
+    @property
+    def ms(self) -> float:
+        """Milliseconds per lifecycle."""
+        return self.seconds * 1000.0
+
+    @property
+    def per_second(self) -> float:
+        """Lifecycles per second."""
+        return 1.0 / self.seconds
+
+
+def load_implementations() -> tuple[OursFn, dict[str, RunFn]]:
+    """Import ours (also returned alone) and the three timed implementations; fail clearly if missing."""
+    try:
+        from bench.floor import run_lifecycles as run_floor
+        from bench.ours import run_lifecycles as run_ours
+        from bench.spiff_baseline import run_lifecycles as run_spiff
+    except ImportError as exc:
+        raise SystemExit(f"benchmark implementation not importable: {exc}") from exc
+    return run_ours, {"ours": run_ours, "floor": run_floor, "spiff": run_spiff}
+
+
+def time_once(fn: RunFn, n: int) -> float:
+    """Run *fn* for *n* lifecycles in a fresh temporary directory; seconds per lifecycle."""
+    with tempfile.TemporaryDirectory(prefix="madoguchi-bench-") as tmp:
+        seconds = fn(n, Path(tmp))
+    if not seconds > 0:
+        raise SystemExit(f"implementation returned a non-positive time: {seconds!r}")
+    return seconds
+
+
+def measure(impls: dict[str, RunFn], n: int, rounds: int) -> dict[str, Result]:
+    """Interleave *rounds* rounds of every implementation; keep each one's median."""
+    samples: dict[str, list[float]] = {name: [] for name in impls}
+    for _ in range(rounds):
+        for name, fn in impls.items():
+            samples[name].append(time_once(fn, n))
+    return {name: Result(name, statistics.median(times)) for name, times in samples.items()}
+
+
+def sqlalchemy_version() -> str:
+    """Installed SQLAlchemy version, or a note that it is missing."""
+    try:
+        import sqlalchemy
+    except ImportError:
+        return "not installed"
+    return str(sqlalchemy.__version__)
+
+
+def print_header(n: int, rounds: int) -> None:
+    """Machine facts and benchmark settings."""
+    print(
+        f"python {platform.python_version()} ({platform.python_implementation()}), "
+        f"sqlite {sqlite3.sqlite_version}, cpus {os.cpu_count()}, "
+        f"SQLAlchemy {sqlalchemy_version()}, {platform.platform()}"
+    )
+    print(
+        f"settings: n={n} lifecycles (submit + 3 approvals, 4 transactions each), "
+        f"rounds={rounds} (median), journal_mode=WAL, synchronous=FULL"
+    )
+    print()
+
+
+def print_row(result: Result) -> None:
+    """One table row: name, ms per lifecycle, lifecycles per second."""
+    print(f"{result.name:<20} {result.ms:>14.3f} {result.per_second:>14.1f}")
+
+
+def print_table(results: Sequence[Result]) -> None:
+    """The side-by-side table."""
+    print(f"{'implementation':<20} {'ms/lifecycle':>14} {'lifecycles/s':>14}")
+    for result in results:
+        print_row(result)
+
+
+def print_ratios(results: dict[str, Result]) -> None:
+    """The two headline ratios (throughput vs Spiff; time vs the floor)."""
+    ours, floor, spiff = results["ours"], results["floor"], results["spiff"]
+    print(f"ratio vs SpiffWorkflow: {ours.per_second / spiff.per_second:.2f}")
+    print(f"ratio to floor: {ours.seconds / floor.seconds:.2f}")
+
+
+def postgres_url() -> tuple[str, str] | None:
+    """(variable name, URL) of the first PostgreSQL URL set in the environment."""
+    for var in POSTGRES_ENV_VARS:
+        url = os.environ.get(var, "").strip()
+        if url:
+            return var, url
+    return None
+
+
+def run_postgres(ours: OursFn, n: int, rounds: int) -> None:
+    """Run ``ours`` against PostgreSQL if a URL is configured, else say why not."""
+    found = postgres_url()
+    if found is None:
+        print(f"PostgreSQL: skipped (neither {' nor '.join(POSTGRES_ENV_VARS)} is set)")
+        return
+    var, url = found
+
+    def on_postgres(n_: int, workdir: Path) -> float:
+        return ours(n_, workdir, database_url=url)
+
+    print(f"PostgreSQL: database from ${var}")
+    print_row(measure({"ours (PostgreSQL)": on_postgres}, n, rounds)["ours (PostgreSQL)"])
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """Command-line options."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=None, help=f"lifecycles per round (default {DEFAULT_N})")
+    parser.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS, help="rounds per implementation")
+    parser.add_argument("--quick", action="store_true", help=f"CI smoke run: n={QUICK_N} unless --n is given")
+    args = parser.parse_args(argv)
+    if args.n is None:
+        args.n = QUICK_N if args.quick else DEFAULT_N
+    if args.n < 1 or args.rounds < 1:
+        parser.error("--n and --rounds must be at least 1")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Measure, print the table, the ratios and the optional PostgreSQL row."""
+    args = parse_args(argv)
+    run_ours, impls = load_implementations()
+    print_header(args.n, args.rounds)
+    results = measure(impls, args.n, args.rounds)
+    print_table(list(results.values()))
+    print()
+    print_ratios(results)
+    print()
+    run_postgres(run_ours, args.n, args.rounds)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
