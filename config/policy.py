@@ -1,0 +1,395 @@
+"""The schema of workflows.yaml: request types, forms, routes, SLAs and nudge policy, validated by pydantic.
+
+A broken file never starts the app: `load_policy` raises `PolicyError` whose problems each name the file,
+the path inside it (e.g. `types.expense.route[2].approver`) and what was expected.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import time
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from config.i18n import LocalText
+
+SLUG = r"^[a-z][a-z0-9_]{0,39}$"
+ROLES = ("hr", "finance", "legal", "seal_keeper", "it", "admin", "general_affairs")
+APPROVER_FORMS = (
+    "manager, manager:N (N levels up), department_head, role:<name>, person:<email>"
+)
+_APPROVER_RE = re.compile(r"^(manager(:[1-9])?|department_head|role:[a-z][a-z0-9_]*|person:[^@\s]+@[^@\s]+)$")
+
+
+def _check_approver(value: str) -> str:
+    if not _APPROVER_RE.match(value):
+        raise ValueError(f"unknown approver {value!r}; expected one of: {APPROVER_FORMS}")
+    return value
+
+
+ApproverRef = Annotated[str, AfterValidator(_check_approver)]
+Slug = Annotated[str, Field(pattern=SLUG)]
+
+
+class Strict(BaseModel):
+    """Unknown keys are errors: a typo in the file must not be silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Option(Strict):
+    value: str
+    label: LocalText
+
+
+FieldType = Literal[
+    "text", "multiline", "number", "money", "date", "date_range", "select", "user", "file", "line_items"
+]
+
+
+class FieldSpec(Strict):
+    """One input on a request form."""
+
+    id: Slug
+    type: FieldType
+    label: LocalText
+    help: LocalText | None = None
+    required: bool = True
+    min: Decimal | None = None
+    max: Decimal | None = None
+    min_length: PositiveInt | None = None
+    max_length: PositiveInt | None = None
+    options: list[Option] | None = None
+    fields: list[FieldSpec] | None = None  # the columns of a line_items field
+    min_items: PositiveInt | None = None
+    max_items: PositiveInt | None = None
+    check: Literal["invoice_number"] | None = None
+    # only ask for this field when another select field has one of these values (e.g. hours for hourly leave)
+    shown_when: dict[str, list[str]] | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FieldSpec:
+        if self.type == "select":
+            if not self.options:
+                raise ValueError("a select field needs a non-empty 'options' list")
+            values = [o.value for o in self.options]
+            if len(set(values)) != len(values):
+                raise ValueError("select option values must be unique")
+        elif self.options is not None:
+            raise ValueError(f"'options' only applies to select fields, not {self.type}")
+        if self.type == "line_items":
+            if not self.fields:
+                raise ValueError("a line_items field needs 'fields' (its columns)")
+            if any(f.type == "line_items" for f in self.fields):
+                raise ValueError("line_items cannot nest")
+        elif self.fields is not None:
+            raise ValueError(f"'fields' only applies to line_items fields, not {self.type}")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
+        return self
+
+
+class Condition(Strict):
+    """A test on a fact of the request: a payload field, a derived fact (total, days) or the requester."""
+
+    fact: str
+    gt: Decimal | None = None
+    gte: Decimal | None = None
+    lt: Decimal | None = None
+    lte: Decimal | None = None
+    eq: str | int | None = None
+    in_: list[str | int] | None = Field(None, alias="in")
+    not_in: list[str | int] | None = None
+
+    @model_validator(mode="after")
+    def _has_operator(self) -> Condition:
+        ops = (self.gt, self.gte, self.lt, self.lte, self.eq, self.in_, self.not_in)
+        if all(op is None for op in ops):
+            raise ValueError("a condition needs an operator: gt, gte, lt, lte, eq, in or not_in")
+        return self
+
+
+class Sla(Strict):
+    business_days: Decimal = Field(gt=0, le=60)
+
+
+class NudgePolicy(Strict):
+    """When to remind an approver, when to escalate and what happens in the end."""
+
+    before_due_business_days: list[Decimal] = [Decimal(1)]
+    at_due: bool = True
+    # back-off while overdue: the gaps between reminders, the last one repeating
+    overdue_every_business_days: list[Decimal] = [Decimal(1), Decimal(2)]
+    escalate_after_business_days: Decimal | None = Decimal(3)
+    escalate_to: ApproverRef = "manager"
+    final: Literal["stay", "auto_approve_inform", "return_to_requester"] = "stay"
+
+
+class StepSpec(Strict):
+    """One stage of a route: who decides (or is informed, or claims from a queue) and how many must agree."""
+
+    id: Slug
+    title: LocalText | None = None
+    kind: Literal["approval", "inform", "queue"] = "approval"
+    approver: ApproverRef | None = None
+    approvers: list[ApproverRef] | None = None
+    require: Literal["all", "any"] | PositiveInt = "all"
+    when: list[Condition] = []
+    sla: Sla | None = None
+
+    @model_validator(mode="after")
+    def _one_approver_source(self) -> StepSpec:
+        if (self.approver is None) == (self.approvers is None):
+            raise ValueError("give exactly one of 'approver' (one resolver) or 'approvers' (a list, for 合議)")
+        if self.approvers is not None and not self.approvers:
+            raise ValueError("'approvers' must not be empty")
+        return self
+
+    @property
+    def approver_refs(self) -> list[str]:
+        return [self.approver] if self.approver is not None else list(self.approvers or [])
+
+
+Behaviour = Literal["generic", "leave", "expense"]
+Area = Literal["general_affairs", "hr", "labour", "finance", "legal", "it"]
+
+
+class RequestTypeSpec(Strict):
+    """A kind of request a company accepts: its form, its route, its deadlines."""
+
+    prefix: Annotated[str, Field(pattern=r"^[A-Z][A-Z0-9]{1,5}$")]
+    title: LocalText
+    description: LocalText | None = None
+    area: Area
+    behaviour: Behaviour = "generic"
+    fields: list[FieldSpec] = Field(min_length=1)
+    route: list[StepSpec] = Field(min_length=1)
+    sla: Sla | None = None
+    nudges: NudgePolicy | None = None
+    auto_close_after_business_days: Decimal | None = None
+
+    def field(self, field_id: str) -> FieldSpec | None:
+        return next((f for f in self.fields if f.id == field_id), None)
+
+
+class Closure(Strict):
+    """An annual company closure, month-day to month-day inclusive; may wrap the year end."""
+
+    from_: Annotated[str, Field(alias="from", pattern=r"^\d{2}-\d{2}$")]
+    to: Annotated[str, Field(pattern=r"^\d{2}-\d{2}$")]
+    name: LocalText | None = None
+
+    @field_validator("from_", "to")
+    @classmethod
+    def _real_month_day(cls, value: str) -> str:
+        month, day = (int(p) for p in value.split("-"))
+        if not (1 <= month <= 12 and 1 <= day <= 31):
+            raise ValueError(f"{value!r} is not a month-day such as 12-29")
+        return value
+
+    def month_days(self) -> tuple[tuple[int, int], tuple[int, int]]:
+        a, b = (tuple(int(p) for p in v.split("-")) for v in (self.from_, self.to))
+        return (a[0], a[1]), (b[0], b[1])
+
+
+class WorkingHours(Strict):
+    start: time = time(9)
+    end: time = time(18)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> WorkingHours:
+        if self.start >= self.end:
+            raise ValueError("working_hours.start must be before working_hours.end")
+        return self
+
+
+class Company(Strict):
+    """Facts about the company that every rule needs: zone, calendar, fiscal year."""
+
+    name: LocalText = LocalText(ja="サンプル株式会社", en="Sample Co., Ltd.")
+    timezone: str = "Asia/Tokyo"
+    default_locale: Literal["ja", "en"] = "ja"
+    fiscal_year_start_month: int = Field(4, ge=1, le=12)
+    working_hours: WorkingHours = WorkingHours()
+    hours_per_day: Decimal = Field(Decimal(8), gt=0, le=24)
+    closures: list[Closure] = [Closure(**{"from": "12-29", "to": "01-03"})]
+    closed_dates: list[str] = []
+    open_dates: list[str] = []
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}; expected an IANA name such as Asia/Tokyo") from None
+        return value
+
+
+class Defaults(Strict):
+    sla: Sla = Sla(business_days=Decimal(2))
+    nudges: NudgePolicy = NudgePolicy()
+
+
+class Policy(Strict):
+    """The whole of workflows.yaml."""
+
+    version: Literal[1] = 1
+    company: Company = Company()
+    defaults: Defaults = Defaults()
+    types: dict[Slug, RequestTypeSpec] = Field(min_length=1)
+
+    def type(self, key: str) -> RequestTypeSpec:
+        return self.types[key]
+
+    def sla_for(self, type_key: str, step: StepSpec) -> Sla:
+        return step.sla or self.types[type_key].sla or self.defaults.sla
+
+    def nudges_for(self, type_key: str) -> NudgePolicy:
+        return self.types[type_key].nudges or self.defaults.nudges
+
+
+# Facts a route condition may test besides the payload's own fields.
+DERIVED_FACTS: dict[str, tuple[str, ...]] = {
+    "generic": (),
+    "leave": ("days",),
+    "expense": ("total",),
+}
+REQUESTER_FACTS = ("requester.department", "requester.roles", "requester.work_days_per_week")
+
+# Fields a behaviour relies on: id -> allowed types.
+REQUIRED_FIELDS: dict[str, dict[str, tuple[str, ...]]] = {
+    "leave": {"unit": ("select",), "period": ("date_range",), "hours": ("number",)},
+    "expense": {"items": ("line_items",)},
+    "generic": {},
+}
+REQUIRED_ITEM_FIELDS = {"amount": ("money",), "tax_rate": ("select",)}
+LEAVE_UNITS = {"full", "am", "pm", "hourly"}
+
+
+class PolicyError(Exception):
+    """workflows.yaml is unusable; `problems` says where and why, one line each."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def format_loc(loc: tuple[Any, ...]) -> str:
+    """('types', 'expense', 'route', 2, 'approver') -> 'types.expense.route[2].approver'."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in ("function-after[_check_approver(), str]",) or str(part).startswith(("function-", "literal[")):
+            continue  # pydantic's validator labels say nothing to a person editing YAML
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(top level)"
+
+
+def _semantic_problems(policy: Policy) -> list[tuple[str, str]]:
+    """Checks that need the whole type: condition facts exist, behaviours have their fields, ids unique."""
+    problems: list[tuple[str, str]] = []
+    for key, spec in policy.types.items():
+        base = f"types.{key}"
+        ids = [f.id for f in spec.fields]
+        for dup in sorted({i for i in ids if ids.count(i) > 1}):
+            problems.append((f"{base}.fields", f"field id {dup!r} is used more than once"))
+        step_ids = [s.id for s in spec.route]
+        for dup in sorted({i for i in step_ids if step_ids.count(i) > 1}):
+            problems.append((f"{base}.route", f"step id {dup!r} is used more than once"))
+        problems += _behaviour_problems(base, spec)
+        known = set(ids) | set(DERIVED_FACTS[spec.behaviour]) | set(REQUESTER_FACTS)
+        for i, step in enumerate(spec.route):
+            for j, cond in enumerate(step.when):
+                if cond.fact not in known:
+                    problems.append((
+                        f"{base}.route[{i}].when[{j}].fact",
+                        f"unknown fact {cond.fact!r}; expected one of: {', '.join(sorted(known))}",
+                    ))
+            if isinstance(step.require, int) and step.approvers is not None and step.require > len(step.approvers):
+                problems.append((f"{base}.route[{i}].require", f"needs {step.require} approvals but lists "
+                                 f"{len(step.approvers)} approvers"))
+        if all(s.kind == "inform" for s in spec.route):
+            problems.append((f"{base}.route", "a route needs at least one approval or queue step"))
+    return problems
+
+
+def _behaviour_problems(base: str, spec: RequestTypeSpec) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    for fid, types in REQUIRED_FIELDS[spec.behaviour].items():
+        field = spec.field(fid)
+        if field is None or field.type not in types:
+            problems.append((f"{base}.fields", f"a {spec.behaviour} type needs a field {fid!r} of type "
+                             f"{' or '.join(types)}"))
+    if spec.behaviour == "leave":
+        unit = spec.field("unit")
+        if unit is not None and unit.options and not {o.value for o in unit.options} <= LEAVE_UNITS:
+            problems.append((f"{base}.fields", f"leave 'unit' options must be among {sorted(LEAVE_UNITS)}"))
+    if spec.behaviour == "expense":
+        items = spec.field("items")
+        columns = {f.id: f.type for f in (items.fields or [])} if items else {}
+        for fid, types in REQUIRED_ITEM_FIELDS.items():
+            if items is not None and columns.get(fid) not in types:
+                problems.append((f"{base}.fields.items", f"expense items need a column {fid!r} of type "
+                                 f"{' or '.join(types)}"))
+    return problems
+
+
+def parse_policy(data: Any, source: str = "workflows.yaml") -> Policy:
+    """Validate already-loaded YAML data; raise PolicyError naming `source` and each path."""
+    try:
+        policy = Policy.model_validate(data)
+    except ValidationError as exc:
+        raise PolicyError([
+            f"{source}: {format_loc(err['loc'])}: {err['msg']}" for err in exc.errors(include_url=False)
+        ]) from None
+    problems = _semantic_problems(policy)
+    if problems:
+        raise PolicyError([f"{source}: {path}: {msg}" for path, msg in problems])
+    return policy
+
+
+def load_policy(path: Path | str) -> Policy:
+    """Read and validate workflows.yaml. Errors name the file, the place and what was expected."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise PolicyError([f"{path}: file not found"]) from None
+    except UnicodeDecodeError as exc:
+        raise PolicyError([f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise PolicyError([f"{path}{where}: invalid YAML: {problem}"]) from None
+    if not isinstance(data, dict):
+        raise PolicyError([f"{path}: expected a mapping with 'types' at the top level"])
+    return parse_policy(data, str(path))
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of workflows.yaml, for editors (yaml-language-server)."""
+    schema = Policy.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "madoguchi workflows.yaml"
+    return schema

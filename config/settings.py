@@ -1,0 +1,40 @@
+"""Process settings from environment variables (the interface operators depend on; see README)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_WORKFLOWS = Path(__file__).parent / "defaults" / "workflows.yaml"
+
+
+class Settings(BaseSettings):
+    """Everything the process reads from its environment. Unknown variables are ignored."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    database_url: str = Field("sqlite:///./madoguchi.db", validation_alias="DATABASE_URL")
+    workflows: Path = Field(DEFAULT_WORKFLOWS, validation_alias="MADOGUCHI_WORKFLOWS")
+    timezone: str | None = Field(None, validation_alias="MADOGUCHI_TIMEZONE")
+    # synchronous=FULL by default: a decision a person was told about must survive a power cut.
+    sqlite_synchronous: str = Field("FULL", validation_alias="MADOGUCHI_SQLITE_SYNCHRONOUS")
+
+    slack_bot_token: str | None = Field(None, validation_alias="SLACK_BOT_TOKEN")
+    slack_signing_secret: str | None = Field(None, validation_alias="SLACK_SIGNING_SECRET")
+    slack_app_token: str | None = Field(None, validation_alias="SLACK_APP_TOKEN")
+    slack_client_id: str | None = Field(None, validation_alias="SLACK_CLIENT_ID")
+    slack_client_secret: str | None = Field(None, validation_alias="SLACK_CLIENT_SECRET")
+    slack_api_url: str = Field("https://slack.com/api/", validation_alias="SLACK_API_URL")
+
+    microsoft_app_id: str | None = Field(None, validation_alias="MICROSOFT_APP_ID")
+    microsoft_app_password: str | None = Field(None, validation_alias="MICROSOFT_APP_PASSWORD")
+    microsoft_app_tenant_id: str | None = Field(None, validation_alias="MICROSOFT_APP_TENANT_ID")
+    microsoft_app_type: str | None = Field(None, validation_alias="MICROSOFT_APP_TYPE")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

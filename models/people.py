@@ -1,0 +1,250 @@
+"""People and the org: departments, employees, chat identities, delegations."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from models.base import JSONType, UTCDateTime, metadata, utcnow
+
+departments = sa.Table(
+    "departments", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("code", sa.String(40), nullable=False, unique=True),
+    sa.Column("name_ja", sa.String(200), nullable=False),
+    sa.Column("name_en", sa.String(200), nullable=False),
+    sa.Column("parent_id", sa.Integer, sa.ForeignKey("departments.id"), nullable=True),
+    # use_alter: departments and employees point at each other
+    sa.Column("head_id", sa.Integer, sa.ForeignKey("employees.id", use_alter=True), nullable=True),
+)
+
+employees = sa.Table(
+    "employees", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("code", sa.String(40), nullable=True, unique=True),  # the employee number HR uses
+    sa.Column("email", sa.String(254), nullable=False, unique=True),
+    sa.Column("name_ja", sa.String(200), nullable=False),
+    sa.Column("name_en", sa.String(200), nullable=False),
+    sa.Column("department_id", sa.Integer, sa.ForeignKey("departments.id"), nullable=True),
+    sa.Column("manager_id", sa.Integer, sa.ForeignKey("employees.id"), nullable=True),
+    sa.Column("substitute_id", sa.Integer, sa.ForeignKey("employees.id"), nullable=True),
+    sa.Column("locale", sa.String(8), nullable=False, default="ja"),
+    sa.Column("timezone", sa.String(64), nullable=False, default="Asia/Tokyo"),
+    sa.Column("hire_date", sa.Date, nullable=True),
+    sa.Column("work_days_per_week", sa.Integer, nullable=False, default=5),
+    sa.Column("weekly_hours", sa.Numeric(5, 2, asdecimal=False), nullable=True),
+    sa.Column("active", sa.Boolean, nullable=False, default=True),
+    sa.Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    sa.Column("updated_at", UTCDateTime, nullable=False, default=utcnow, onupdate=utcnow),
+)
+
+# A table, not a list column: "who holds role X" is an indexed lookup even with 30,000 people.
+employee_roles = sa.Table(
+    "employee_roles", metadata,
+    sa.Column("employee_id", sa.Integer, sa.ForeignKey("employees.id"), primary_key=True),
+    sa.Column("role", sa.String(40), primary_key=True),
+    sa.Index("ix_employee_roles_role", "role"),
+)
+
+chat_identities = sa.Table(
+    "chat_identities", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("employee_id", sa.Integer, sa.ForeignKey("employees.id"), nullable=False, index=True),
+    sa.Column("platform", sa.String(20), nullable=False),  # slack | teams | playground
+    sa.Column("workspace", sa.String(100), nullable=False),  # Slack team id / Teams tenant id
+    sa.Column("user_id", sa.String(200), nullable=False),
+    sa.Column("last_used_at", UTCDateTime, nullable=True),
+    sa.UniqueConstraint("platform", "workspace", "user_id", name="uq_chat_identities_platform_user"),
+)
+
+delegations = sa.Table(
+    "delegations", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("from_id", sa.Integer, sa.ForeignKey("employees.id"), nullable=False, index=True),
+    sa.Column("to_id", sa.Integer, sa.ForeignKey("employees.id"), nullable=False),
+    sa.Column("starts_at", UTCDateTime, nullable=False),
+    sa.Column("ends_at", UTCDateTime, nullable=False),
+    sa.Column("request_types", JSONType, nullable=True),  # None = every type
+    sa.Column("source", sa.String(20), nullable=False, default="manual"),  # manual | leave
+    sa.Column("source_request_id", sa.Integer, sa.ForeignKey("requests.id"), nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    sa.Column("revoked_at", UTCDateTime, nullable=True),
+)
+
+
+@dataclass(frozen=True)
+class Department:
+    id: int
+    code: str
+    name_ja: str
+    name_en: str
+    parent_id: int | None
+    head_id: int | None
+
+
+@dataclass(frozen=True)
+class Employee:
+    id: int
+    code: str | None
+    email: str
+    name_ja: str
+    name_en: str
+    department_id: int | None
+    manager_id: int | None
+    substitute_id: int | None
+    roles: tuple[str, ...]
+    locale: str
+    timezone: str
+    hire_date: date | None
+    work_days_per_week: int
+    weekly_hours: float | None
+    active: bool
+
+    def name(self, locale: str | None = "ja") -> str:
+        return self.name_en if (locale or "ja").startswith("en") else self.name_ja
+
+    def has_role(self, role: str) -> bool:
+        return role in self.roles
+
+
+@dataclass(frozen=True)
+class Delegation:
+    id: int
+    from_id: int
+    to_id: int
+    starts_at: datetime
+    ends_at: datetime
+    request_types: tuple[str, ...] | None
+    source: str
+    source_request_id: int | None
+
+    def covers(self, moment: datetime, request_type: str) -> bool:
+        in_window = self.starts_at <= moment < self.ends_at
+        return in_window and (self.request_types is None or request_type in self.request_types)
+
+
+_EMPLOYEE_COLUMNS = [c for c in employees.c if c.name not in ("created_at", "updated_at")]
+
+
+def _employee(row: sa.Row, roles: tuple[str, ...]) -> Employee:
+    m = row._mapping
+    return Employee(
+        id=m["id"], code=m["code"], email=m["email"], name_ja=m["name_ja"], name_en=m["name_en"],
+        department_id=m["department_id"], manager_id=m["manager_id"], substitute_id=m["substitute_id"],
+        roles=roles, locale=m["locale"], timezone=m["timezone"], hire_date=m["hire_date"],
+        work_days_per_week=m["work_days_per_week"], weekly_hours=m["weekly_hours"], active=m["active"],
+    )
+
+
+def _with_roles(conn: Connection, rows: list[sa.Row]) -> list[Employee]:
+    ids = [r._mapping["id"] for r in rows]
+    roles: dict[int, list[str]] = {i: [] for i in ids}
+    if ids:
+        query = sa.select(employee_roles.c.employee_id, employee_roles.c.role)
+        if len(ids) < 500:  # a whole-table read beats a huge IN list
+            query = query.where(employee_roles.c.employee_id.in_(ids))
+        for emp_id, role in conn.execute(query.order_by(employee_roles.c.role)):
+            if emp_id in roles:
+                roles[emp_id].append(role)
+    return [_employee(r, tuple(roles[r._mapping["id"]])) for r in rows]
+
+
+def get_employee(conn: Connection, employee_id: int) -> Employee | None:
+    return get_employees(conn, {employee_id}).get(employee_id)
+
+
+def get_employees(conn: Connection, ids: set[int]) -> dict[int, Employee]:
+    if not ids:
+        return {}
+    rows = list(conn.execute(sa.select(*_EMPLOYEE_COLUMNS).where(employees.c.id.in_(sorted(ids)))))
+    return {e.id: e for e in _with_roles(conn, rows)}
+
+
+def find_employee_by_email(conn: Connection, email: str) -> Employee | None:
+    rows = list(conn.execute(
+        sa.select(*_EMPLOYEE_COLUMNS).where(sa.func.lower(employees.c.email) == email.strip().lower())
+    ))
+    return _with_roles(conn, rows)[0] if rows else None
+
+
+def all_employees(conn: Connection, *, active_only: bool = False) -> list[Employee]:
+    query = sa.select(*_EMPLOYEE_COLUMNS).order_by(employees.c.id)
+    if active_only:
+        query = query.where(employees.c.active.is_(True))
+    return _with_roles(conn, list(conn.execute(query)))
+
+
+def employees_with_role(conn: Connection, role: str) -> list[Employee]:
+    """Active holders of a role, by employee id."""
+    rows = list(conn.execute(
+        sa.select(*_EMPLOYEE_COLUMNS)
+        .join(employee_roles, employee_roles.c.employee_id == employees.c.id)
+        .where(employee_roles.c.role == role, employees.c.active.is_(True))
+        .order_by(employees.c.id)
+    ))
+    return _with_roles(conn, rows)
+
+
+def set_roles(conn: Connection, employee_id: int, roles: set[str]) -> None:
+    conn.execute(employee_roles.delete().where(employee_roles.c.employee_id == employee_id))
+    if roles:
+        conn.execute(employee_roles.insert(), [{"employee_id": employee_id, "role": r} for r in sorted(roles)])
+
+
+def get_department(conn: Connection, department_id: int) -> Department | None:
+    row = conn.execute(sa.select(departments).where(departments.c.id == department_id)).first()
+    return Department(**row._mapping) if row else None
+
+
+def all_departments(conn: Connection) -> list[Department]:
+    return [Department(**r._mapping) for r in conn.execute(sa.select(departments).order_by(departments.c.id))]
+
+
+def insert_employee(conn: Connection, roles: set[str] | frozenset[str] = frozenset(), **values: object) -> int:
+    employee_id = int(conn.execute(employees.insert().values(**values).returning(employees.c.id)).scalar_one())
+    set_roles(conn, employee_id, set(roles))
+    return employee_id
+
+
+def insert_department(conn: Connection, **values: object) -> int:
+    return int(conn.execute(departments.insert().values(**values).returning(departments.c.id)).scalar_one())
+
+
+def _delegation(row: sa.Row) -> Delegation:
+    m = row._mapping
+    types = m["request_types"]
+    return Delegation(
+        id=m["id"], from_id=m["from_id"], to_id=m["to_id"], starts_at=m["starts_at"], ends_at=m["ends_at"],
+        request_types=tuple(types) if types is not None else None, source=m["source"],
+        source_request_id=m["source_request_id"],
+    )
+
+
+def delegations_from(conn: Connection, from_ids: set[int], moment: datetime) -> list[Delegation]:
+    """Delegations in force at `moment` given by any of `from_ids`."""
+    if not from_ids:
+        return []
+    rows = conn.execute(sa.select(delegations).where(
+        delegations.c.from_id.in_(sorted(from_ids)),
+        delegations.c.starts_at <= moment,
+        delegations.c.ends_at > moment,
+        delegations.c.revoked_at.is_(None),
+    ))
+    return [_delegation(r) for r in rows]
+
+
+def delegations_to(conn: Connection, to_id: int, moment: datetime) -> list[Delegation]:
+    rows = conn.execute(sa.select(delegations).where(
+        delegations.c.to_id == to_id,
+        delegations.c.starts_at <= moment,
+        delegations.c.ends_at > moment,
+        delegations.c.revoked_at.is_(None),
+    ))
+    return [_delegation(r) for r in rows]
+
+
+def insert_delegation(conn: Connection, **values: object) -> int:
+    return int(conn.execute(delegations.insert().values(**values).returning(delegations.c.id)).scalar_one())

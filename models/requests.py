@@ -1,0 +1,235 @@
+"""Requests, their numbering counters, the steps of their route and each approver's assignment."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+
+from models.base import JSONType, UTCDateTime, metadata
+
+request_counters = sa.Table(
+    "request_counters", metadata,
+    sa.Column("type", sa.String(40), primary_key=True),
+    sa.Column("fiscal_year", sa.Integer, primary_key=True),
+    sa.Column("last", sa.Integer, nullable=False),
+)
+
+requests = sa.Table(
+    "requests", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("number", sa.String(40), nullable=False, unique=True),  # LV-2026-0001
+    sa.Column("type", sa.String(40), nullable=False),
+    sa.Column("fiscal_year", sa.Integer, nullable=False),
+    sa.Column("requester_id", sa.Integer, sa.ForeignKey("employees.id"), nullable=False, index=True),
+    sa.Column("payload", JSONType, nullable=False),
+    sa.Column("warnings", JSONType, nullable=True),
+    # pending | sent_back | approved | rejected | withdrawn | resolved
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),  # bumped by every change: the optimistic-lock token
+    sa.Column("round", sa.Integer, nullable=False),  # bumped by every resubmission after a send-back
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("decided_at", UTCDateTime, nullable=True),
+    sa.Index("ix_requests_status_type", "status", "type"),
+)
+
+steps = sa.Table(
+    "steps", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("request_id", sa.Integer, sa.ForeignKey("requests.id"), nullable=False),
+    sa.Column("round", sa.Integer, nullable=False),
+    sa.Column("position", sa.Integer, nullable=False),
+    sa.Column("key", sa.String(40), nullable=False),
+    sa.Column("kind", sa.String(10), nullable=False),  # approval | inform | queue
+    sa.Column("required", sa.Integer, nullable=False),  # approvals needed; 0 = all of them
+    # waiting | active | approved | rejected | sent_back | informed | claimed | resolved | cancelled
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("activated_at", UTCDateTime, nullable=True),
+    sa.Column("due_at", UTCDateTime, nullable=True),
+    sa.Column("completed_at", UTCDateTime, nullable=True),
+    sa.UniqueConstraint("request_id", "round", "position", name="uq_steps_request_round_position"),
+)
+
+assignments = sa.Table(
+    "assignments", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("request_id", sa.Integer, sa.ForeignKey("requests.id"), nullable=False, index=True),
+    sa.Column("step_id", sa.Integer, sa.ForeignKey("steps.id"), nullable=False, index=True),
+    sa.Column("approver_id", sa.Integer, sa.ForeignKey("employees.id"), nullable=False, index=True),
+    # waiting | pending | approved | rejected | sent_back | informed | claimed | resolved | superseded | cancelled
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("acted_by_id", sa.Integer, sa.ForeignKey("employees.id"), nullable=True),  # a delegate, or the approver
+    sa.Column("comment", sa.Text, nullable=True),
+    sa.Column("decided_at", UTCDateTime, nullable=True),
+)
+
+# Statuses in which a request still waits for someone.
+OPEN_STATUSES = ("pending",)
+FINAL_STATUSES = ("approved", "rejected", "withdrawn", "resolved")
+UNDECIDED = ("waiting", "pending", "claimed")
+
+
+@dataclass(frozen=True)
+class Request:
+    id: int
+    number: str
+    type: str
+    fiscal_year: int
+    requester_id: int
+    payload: dict[str, Any]
+    warnings: list[dict[str, Any]] | None
+    status: str
+    version: int
+    round: int
+    created_at: datetime
+    updated_at: datetime
+    decided_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Step:
+    id: int
+    request_id: int
+    round: int
+    position: int
+    key: str
+    kind: str
+    required: int
+    status: str
+    activated_at: datetime | None
+    due_at: datetime | None
+    completed_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Assignment:
+    id: int
+    request_id: int
+    step_id: int
+    approver_id: int
+    status: str
+    acted_by_id: int | None
+    comment: str | None
+    decided_at: datetime | None
+
+    @property
+    def undecided(self) -> bool:
+        return self.status in UNDECIDED
+
+
+def next_number(conn: Connection, type_key: str, fiscal_year: int) -> int:
+    """The next sequence number for a type and fiscal year; an upsert, so concurrent submits never share one."""
+    insert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(request_counters)
+    stmt = insert.values(type=type_key, fiscal_year=fiscal_year, last=1).on_conflict_do_update(
+        index_elements=["type", "fiscal_year"], set_={"last": request_counters.c.last + 1},
+    ).returning(request_counters.c.last)
+    return int(conn.execute(stmt).scalar_one())
+
+
+def insert_request(conn: Connection, **values: Any) -> int:
+    return int(conn.execute(requests.insert().values(**values).returning(requests.c.id)).scalar_one())
+
+
+def get_request(conn: Connection, request_id: int, *, lock: bool = False) -> Request | None:
+    """Read a request; with lock=True the row stays locked to this transaction (PostgreSQL FOR UPDATE)."""
+    query = sa.select(requests).where(requests.c.id == request_id)
+    if lock and conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    row = conn.execute(query).first()
+    return Request(**row._mapping) if row else None
+
+
+def get_request_by_number(conn: Connection, number: str) -> Request | None:
+    row = conn.execute(sa.select(requests).where(requests.c.number == number)).first()
+    return Request(**row._mapping) if row else None
+
+
+def requests_of(conn: Connection, requester_id: int, limit: int = 50) -> list[Request]:
+    rows = conn.execute(sa.select(requests).where(requests.c.requester_id == requester_id)
+                        .order_by(requests.c.id.desc()).limit(limit))
+    return [Request(**r._mapping) for r in rows]
+
+
+def update_request(conn: Connection, request_id: int, expected_version: int, **values: Any) -> bool:
+    """Conditional update: applies only if nobody changed the request since `expected_version` was read."""
+    result = conn.execute(
+        requests.update()
+        .where(requests.c.id == request_id, requests.c.version == expected_version)
+        .values(version=expected_version + 1, **values)
+    )
+    return result.rowcount == 1
+
+
+def insert_step(conn: Connection, **values: Any) -> int:
+    return int(conn.execute(steps.insert().values(**values).returning(steps.c.id)).scalar_one())
+
+
+def steps_of(conn: Connection, request_id: int, round_: int | None = None) -> list[Step]:
+    query = sa.select(steps).where(steps.c.request_id == request_id)
+    if round_ is not None:
+        query = query.where(steps.c.round == round_)
+    rows = conn.execute(query.order_by(steps.c.round, steps.c.position))
+    return [Step(**r._mapping) for r in rows]
+
+
+def update_step(conn: Connection, step_id: int, **values: Any) -> None:
+    conn.execute(steps.update().where(steps.c.id == step_id).values(**values))
+
+
+def insert_assignments(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        conn.execute(assignments.insert(), rows)
+
+
+def assignments_of(conn: Connection, request_id: int) -> list[Assignment]:
+    rows = conn.execute(sa.select(assignments).where(assignments.c.request_id == request_id)
+                        .order_by(assignments.c.id))
+    return [Assignment(**r._mapping) for r in rows]
+
+
+def get_assignment(conn: Connection, assignment_id: int) -> Assignment | None:
+    row = conn.execute(sa.select(assignments).where(assignments.c.id == assignment_id)).first()
+    return Assignment(**row._mapping) if row else None
+
+
+def decide_assignment(conn: Connection, assignment_id: int, from_statuses: tuple[str, ...], **values: Any) -> bool:
+    """Conditional update: only an assignment still in one of `from_statuses` changes; False if it had moved on."""
+    result = conn.execute(
+        assignments.update()
+        .where(assignments.c.id == assignment_id, assignments.c.status.in_(from_statuses))
+        .values(**values)
+    )
+    return result.rowcount == 1
+
+
+def set_assignments_status(conn: Connection, ids: list[int], from_statuses: tuple[str, ...], status: str) -> None:
+    if ids:
+        conn.execute(assignments.update().where(assignments.c.id.in_(ids), assignments.c.status.in_(from_statuses))
+                     .values(status=status))
+
+
+def pending_for(conn: Connection, approver_ids: list[int]) -> list[tuple[Assignment, Request]]:
+    """Undecided, active assignments of these approvers with their requests, oldest first (the inbox)."""
+    if not approver_ids:
+        return []
+    rows = conn.execute(
+        sa.select(assignments, requests.c.number)
+        .join(requests, requests.c.id == assignments.c.request_id)
+        .where(assignments.c.approver_id.in_(approver_ids), assignments.c.status.in_(("pending", "claimed")),
+               requests.c.status == "pending")
+        .order_by(assignments.c.id)
+    )
+    out = []
+    for r in rows:
+        m = dict(r._mapping)
+        m.pop("number")
+        a = Assignment(**m)
+        req = get_request(conn, a.request_id)
+        assert req is not None
+        out.append((a, req))
+    return out
