@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -55,8 +55,7 @@ def record(conn: Connection, at: datetime, entries: list[Entry]) -> None:
     if not entries:
         return
     seq, prev = rows.lock_head(conn)
-    # microseconds are what both SQLite and PostgreSQL keep; hash exactly what will be read back
-    at = at.replace(microsecond=at.microsecond)
+    at = at.astimezone(UTC)  # hash exactly what will be read back: a UTC instant, to the microsecond
     out = []
     for entry in entries:
         seq += 1
