@@ -27,9 +27,7 @@ DIGITS = 13
 _WELL_FORMED = re.compile(rf"{PREFIX}[0-9]{{{DIGITS}}}")
 
 # Full-width digits and Ｔ/ｔ come from Japanese IMEs; map them to ASCII before checking.
-_TO_ASCII = str.maketrans(
-    {**{chr(0xFF10 + i): str(i) for i in range(10)}, "Ｔ": "T", "ｔ": "T", "t": "T"}
-)
+_TO_ASCII = str.maketrans({**{chr(0xFF10 + i): str(i) for i in range(10)}, "Ｔ": "T", "ｔ": "T", "t": "T"})
 
 # Separators people type between digit groups: ASCII and full-width hyphens, dashes, minus signs, and the
 # katakana prolonged sound mark (ー, ｰ) that an IME produces for "-" in full-width mode.
@@ -73,9 +71,11 @@ def check_invoice_number(raw: str) -> InvoiceNumberCheck:
     normalized = normalize_invoice_number(raw)
     if not _WELL_FORMED.fullmatch(normalized):
         return InvoiceNumberCheck(status="error", normalized=None, message=_format_problem(normalized))
-    digits = normalized[len(PREFIX):]
+    digits = normalized[len(PREFIX) :]
     if int(digits[0]) != corporate_check_digit(digits[1:]):
-        return InvoiceNumberCheck(status="warning", normalized=normalized, message=_check_digit_warning(normalized))
+        return InvoiceNumberCheck(
+            status="warning", normalized=normalized, message=_check_digit_warning(normalized)
+        )
     return InvoiceNumberCheck(status="ok", normalized=normalized, message=None)
 
 
@@ -95,7 +95,9 @@ def _format_problem(normalized: str) -> LocalText:
         count = len(normalized) - len(PREFIX)
         detail = LocalText(ja=f"数字が {count} 桁あります。", en=f"It has {count} digits.")
     else:
-        detail = LocalText(ja="使えない文字が含まれています。", en="It contains characters that cannot be used.")
+        detail = LocalText(
+            ja="使えない文字が含まれています。", en="It contains characters that cannot be used."
+        )
     return LocalText(ja=detail.ja + _EXPECTED.ja, en=f"{detail.en} {_EXPECTED.en}")
 
 

@@ -153,7 +153,9 @@ class GrantUse:
     def __post_init__(self) -> None:
         _require_decimal(self.used, "used")
         if not 0 <= self.used <= self.grant.days:
-            raise ValueError(f"used {self.used} is outside 0..{self.grant.days} for the grant of {self.grant.granted_on}")
+            raise ValueError(
+                f"used {self.used} is outside 0..{self.grant.days} for the grant of {self.grant.granted_on}"
+            )
 
     @property
     def remaining(self) -> Decimal:
@@ -192,9 +194,10 @@ class InsufficientLeave(Exception):
 
 def _insufficient_message(available: Decimal, requested: Decimal) -> LocalText:
     left, asked = _fmt_days(available), _fmt_days(requested)
+    left_en, asked_en = f"{left} {_day_word(available)}", f"{asked} {_day_word(requested)}"
     return LocalText(
         ja=f"有給休暇の残日数が足りません（残り {left} 日、申請 {asked} 日）",
-        en=f"Not enough paid leave left ({left} {_day_word(available)} left, {asked} {_day_word(requested)} requested)",
+        en=f"Not enough paid leave left ({left_en} left, {asked_en} requested)",
     )
 
 

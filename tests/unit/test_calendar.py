@@ -83,7 +83,9 @@ class TestNationalHolidayBetweenHolidays:
 
 
 class TestNewYearClosure:
-    @pytest.mark.parametrize("day", [date(2026, 12, 29), date(2026, 12, 31), date(2027, 1, 2), date(2027, 1, 3)])
+    @pytest.mark.parametrize(
+        "day", [date(2026, 12, 29), date(2026, 12, 31), date(2027, 1, 2), date(2027, 1, 3)]
+    )
     def test_closure_days_are_closed(self, day: date) -> None:
         assert not CAL.is_business_day(day)
 
@@ -94,7 +96,9 @@ class TestNewYearClosure:
     def test_closure_is_named_and_new_years_day_keeps_its_own_name(self) -> None:
         assert CAL.holiday_name(date(2026, 12, 30)) == "年末年始休業"
         assert CAL.holiday_name(date(2027, 1, 1)) == "元日"
-        assert CAL.holiday_text(date(2026, 12, 30)) == LocalText(ja="年末年始休業", en="Year-end and New Year closure")
+        assert CAL.holiday_text(date(2026, 12, 30)) == LocalText(
+            ja="年末年始休業", en="Year-end and New Year closure"
+        )
 
     def test_due_from_the_last_afternoon_lands_in_january(self) -> None:
         due = CAL.due_after(tokyo(2026, 12, 28, 17), 1)
@@ -378,7 +382,9 @@ def test_next_working_moment_is_working_time_and_not_earlier(moment: datetime, t
 
 @settings(max_examples=200)
 @given(moments, st.integers(min_value=0, max_value=7 * 24 * 60), st.floats(0, 15), zones)
-def test_due_after_is_monotone(moment: datetime, later_minutes: int, business_days: float, tz: str | None) -> None:
+def test_due_after_is_monotone(
+    moment: datetime, later_minutes: int, business_days: float, tz: str | None
+) -> None:
     later = moment + timedelta(minutes=later_minutes)
     assert CAL.due_after(moment, business_days, tz) <= CAL.due_after(later, business_days, tz)
 

@@ -38,7 +38,9 @@ class TestCheckDigit:
         assert corporate_check_digit("000000000001") == 8  # rightmost digit weight 1
         assert corporate_check_digit("000000000010") == 7  # next weight 2
 
-    @pytest.mark.parametrize("bad", ["", "12345678901", "1234567890123", "12345678901a", "１２３４５６７８９０１２"])
+    @pytest.mark.parametrize(
+        "bad", ["", "12345678901", "1234567890123", "12345678901a", "１２３４５６７８９０１２"]
+    )
     def test_needs_twelve_ascii_digits(self, bad: str) -> None:
         with pytest.raises(ValueError):
             corporate_check_digit(bad)
@@ -111,7 +113,9 @@ class TestCheckInvoiceNumber:
             ("T٧٠١٠٧٠٥٠٠٠٧٢٥", "使えない文字", "cannot be used"),  # Arabic-Indic digits are not ASCII
         ],
     )
-    def test_malformed_is_an_error_that_says_what_is_expected(self, raw: str, hint_ja: str, hint_en: str) -> None:
+    def test_malformed_is_an_error_that_says_what_is_expected(
+        self, raw: str, hint_ja: str, hint_en: str
+    ) -> None:
         result = check_invoice_number(raw)
         assert result.status == "error"
         assert result.normalized is None
