@@ -1,13 +1,14 @@
 """initial schema
 
 Revision ID: 0001
-Revises: 
+Revises: (none)
 Create Date: 2026-11-24 05:53:05.699152
 """
-from alembic import op
 import sqlalchemy as sa
-import models.base
+from alembic import op
 from sqlalchemy.dialects import postgresql
+
+import models.base
 
 revision = '0001'
 down_revision = None
