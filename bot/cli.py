@@ -1,0 +1,238 @@
+"""The `madoguchi` command line: check the configuration, migrate, import the org, verify the audit trail,
+print the leave ledger. Errors go to stderr with a non-zero exit; nothing half-done is left behind."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.table import Table
+
+from config.policy import Policy, PolicyError, json_schema, load_policy
+from config.settings import Settings, get_settings
+from models import people
+from models.db import Database
+from models.schema import current_revision, head_revision, upgrade
+from workflow import audit, leave
+from workflow.engine import calendar_for
+from workflow.leave_law import add_months
+from workflow.org_import import OrgImportError, import_org
+
+app = typer.Typer(help="madoguchi (窓口): back-office requests from chat.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+db_app = typer.Typer(help="The database schema (Alembic).", no_args_is_help=True)
+org_app = typer.Typer(help="People and departments.", no_args_is_help=True)
+audit_app = typer.Typer(help="The audit trail.", no_args_is_help=True)
+leave_app = typer.Typer(help="Paid leave (年次有給休暇).", no_args_is_help=True)
+config_app = typer.Typer(help="workflows.yaml.", no_args_is_help=True)
+for sub, name in ((db_app, "db"), (org_app, "org"), (audit_app, "audit"), (leave_app, "leave"),
+                  (config_app, "config")):
+    app.add_typer(sub, name=name)
+
+out = Console()
+err = Console(stderr=True)
+
+
+def _policy(settings: Settings) -> Policy:
+    try:
+        return load_policy(settings.workflows)
+    except PolicyError as exc:
+        err.print(f"[bold red]workflows.yaml has {len(exc.problems)} problem(s):[/]")
+        for problem in exc.problems:
+            err.print(f"  [red]✗[/] {problem}", markup=False, highlight=False)
+        raise typer.Exit(1) from None
+
+
+def _database(settings: Settings) -> Database:
+    return Database(settings.database_url, synchronous=settings.sqlite_synchronous)
+
+
+WorkflowsOption = Annotated[Path | None, typer.Option("--workflows", "-w", help="Path to workflows.yaml "
+                                                                                  "(default: MADOGUCHI_WORKFLOWS).")]
+
+
+@app.command()
+def check(workflows: WorkflowsOption = None,
+          database: Annotated[bool, typer.Option(help="Also check the database is reachable and migrated.")]
+          = False) -> None:
+    """Validate the configuration and print what is configured (exit 1 on any problem)."""
+    settings = get_settings()
+    if workflows is not None:
+        settings = settings.model_copy(update={"workflows": workflows})
+    policy = _policy(settings)
+    company = policy.company
+    out.print(f"[bold]{company.name.ja}[/] ({company.name.en}) — {settings.workflows}")
+    out.print(f"timezone {company.timezone}, working hours {company.working_hours.start:%H:%M}-"
+              f"{company.working_hours.end:%H:%M}, fiscal year starts in month {company.fiscal_year_start_month}")
+    table = Table("type", "number", "title", "fields", "route", "SLA (business days)")
+    for key, spec in policy.types.items():
+        route = " → ".join(_step_label(s) for s in spec.route)
+        sla = spec.sla or policy.defaults.sla
+        table.add_row(key, f"{spec.prefix}-YYYY-0001", f"{spec.title.ja} / {spec.title.en}",
+                      str(len(spec.fields)), route, str(sla.business_days))
+    out.print(table)
+    if database:
+        _check_database(settings)
+    out.print("[green]✓ configuration is valid[/]")
+
+
+def _step_label(step) -> str:  # type: ignore[no-untyped-def]
+    who = step.approver or "+".join(step.approvers or [])
+    extra = f" if {' and '.join(c.fact for c in step.when)}" if step.when else ""
+    mode = {"inform": " (FYI)", "queue": " (queue)"}.get(step.kind, "")
+    return f"{step.id} ({who}{mode}{extra})"
+
+
+def _check_database(settings: Settings) -> None:
+    db = _database(settings)
+    try:
+        current, head = current_revision(db.engine), head_revision()
+    except Exception as exc:  # connectivity problems come in many driver-specific shapes
+        err.print(f"[red]✗ database unreachable:[/] {type(exc).__name__}: {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    finally:
+        db.dispose()
+    if current != head:
+        err.print(f"[red]✗ database schema is at {current or 'nothing'}, expected {head}:[/] "
+                  "run `madoguchi db upgrade`")
+        raise typer.Exit(1)
+    out.print(f"[green]✓ database reachable, schema at {head}[/]")
+
+
+@config_app.command("schema")
+def config_schema(out_file: Annotated[Path | None, typer.Option("--out", help="Write to a file.")] = None) -> None:
+    """Print the JSON Schema of workflows.yaml (for editors)."""
+    text = json.dumps(json_schema(), ensure_ascii=False, indent=2) + "\n"
+    if out_file:
+        out_file.write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = "head") -> None:
+    """Create or migrate the schema to the latest revision."""
+    settings = get_settings()
+    db = _database(settings)
+    try:
+        upgrade(db.engine, revision)
+        out.print(f"[green]✓ schema at {current_revision(db.engine)}[/]")
+    finally:
+        db.dispose()
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Show the schema revision of the database and the latest one."""
+    db = _database(get_settings())
+    try:
+        out.print(f"database: {current_revision(db.engine) or '(empty)'}; latest: {head_revision()}")
+    finally:
+        db.dispose()
+
+
+@org_app.command("import")
+def org_import(file: Annotated[Path, typer.Argument(help="CSV: UTF-8 (with or without BOM) or Shift_JIS.")],
+               deactivate_missing: Annotated[bool, typer.Option(
+                   help="Mark people who are not in the file inactive (never deleted).")] = False) -> None:
+    """Import people and departments from CSV: every row is checked; nothing is imported if any row is bad."""
+    try:
+        data = file.read_bytes()
+    except OSError as exc:
+        err.print(f"[red]✗ cannot read {file}:[/] {exc.strerror}")
+        raise typer.Exit(1) from None
+    db = _database(get_settings())
+    try:
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=err,
+                      transient=True) as progress:
+            task = progress.add_task("importing / 取り込み中", total=None)
+            report = import_org(db, data, deactivate_missing=deactivate_missing, now=datetime.now(UTC),
+                                progress=lambda done, total: progress.update(task, completed=done, total=total))
+    except OrgImportError as exc:
+        err.print(f"[red]✗ {exc.message.ja}\n  {exc.message.en}[/]")
+        raise typer.Exit(1) from None
+    finally:
+        db.dispose()
+    if report.errors:
+        err.print(f"[bold red]{file}: {len(report.errors)} problem(s); nothing was imported / "
+                  f"問題が {len(report.errors)} 件あるため取り込みませんでした[/]")
+        for e in report.errors:
+            err.print(f"  ✗ {e.message.ja}\n    {e.message.en}", markup=False, highlight=False)
+        raise typer.Exit(1)
+    out.print(f"[green]✓ imported:[/] {report.created} new, {report.updated} updated, {report.unchanged} "
+              f"unchanged, {report.deactivated} deactivated, {report.departments_created} new departments")
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Check the audit trail's hash chain; name every edited, deleted or reordered event."""
+    db = _database(get_settings())
+    try:
+        with db.unit_of_work(write=False) as conn:
+            count, breaks = audit.verify(conn)
+    finally:
+        db.dispose()
+    if breaks:
+        err.print(f"[bold red]✗ audit trail broken ({len(breaks)} problem(s) in {count} events):[/]")
+        for b in breaks:
+            where = f"event #{b.seq}" + (f" (row id {b.event_id})" if b.event_id is not None else "")
+            err.print(f"  ✗ {where}: {b.problem}", markup=False, highlight=False)
+        raise typer.Exit(1)
+    out.print(f"[green]✓ audit trail intact: {count} events[/]")
+
+
+@leave_app.command("ledger")
+def leave_ledger(year: Annotated[int, typer.Option(help="Fiscal year (e.g. 2026 = April 2026 - March 2027).")],
+                 out_file: Annotated[Path | None, typer.Option("--out", help="Write the CSV to a file "
+                                                                          "(UTF-8 with BOM, for Excel).")] = None,
+                 ) -> None:
+    """年次有給休暇管理簿: grant dates, days granted and each date taken, per worker, as CSV."""
+    settings = get_settings()
+    policy = _policy(settings)
+    start = date(year, policy.company.fiscal_year_start_month, 1)
+    end = date.fromordinal(add_months(start, 12).toordinal() - 1)
+    db = _database(settings)
+    try:
+        with db.unit_of_work() as conn:
+            now = datetime.now(UTC)
+            for person in people.all_employees(conn, active_only=True):
+                leave.sync_grants(conn, person, min(end, now.date()), now)
+            text = leave.ledger_csv(conn, start, end)
+    finally:
+        db.dispose()
+    if out_file:
+        out_file.write_text(text, encoding="utf-8-sig", newline="")
+        out.print(f"[green]✓ wrote {out_file}[/]")
+    else:
+        sys.stdout.write(text)
+
+
+@leave_app.command("grant")
+def leave_grant(as_of: Annotated[str | None, typer.Option(help="Date (YYYY-MM-DD); default today.")] = None) -> None:
+    """Record the statutory grants due by a date for every active employee (idempotent)."""
+    try:
+        day = date.fromisoformat(as_of) if as_of else datetime.now(UTC).date()
+    except ValueError:
+        err.print(f"[red]✗ --as-of must be a date such as 2026-04-01, not {as_of!r}[/]")
+        raise typer.Exit(2) from None
+    settings = get_settings()
+    calendar_for(_policy(settings))  # the calendar must load before touching data
+    db = _database(settings)
+    added = 0
+    try:
+        with db.unit_of_work() as conn:
+            for person in people.all_employees(conn, active_only=True):
+                added += leave.sync_grants(conn, person, day, datetime.now(UTC))
+    finally:
+        db.dispose()
+    out.print(f"[green]✓ {added} grant(s) recorded as of {day}[/]")
+
+
+if __name__ == "__main__":
+    app()
