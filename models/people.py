@@ -248,3 +248,12 @@ def delegations_to(conn: Connection, to_id: int, moment: datetime) -> list[Deleg
 
 def insert_delegation(conn: Connection, **values: object) -> int:
     return int(conn.execute(delegations.insert().values(**values).returning(delegations.c.id)).scalar_one())
+
+
+def update_employee(conn: Connection, employee_id: int, **values: object) -> None:
+    """Set the given columns of one employee (roles: see set_roles)."""
+    conn.execute(employees.update().where(employees.c.id == employee_id).values(**values))
+
+
+def update_department(conn: Connection, department_id: int, **values: object) -> None:
+    conn.execute(departments.update().where(departments.c.id == department_id).values(**values))

@@ -8,8 +8,9 @@ once, each with the file's physical line number and the column, in Japanese and 
 Re-importing the same file changes nothing. People are matched by email (case-insensitively), departments
 by code. A column left out of the header leaves that value alone for people already in the database (a
 file without a roles column keeps everyone's roles); a column that is present but empty in a row sets the
-default (no department, no manager, no roles, ...). Nobody is ever deleted: with `deactivate_missing=True`
-people in the database who are not in the file are marked inactive.
+default (no department, no manager, no roles, ...). The exception is `active`: a person in the file is active
+unless the file says otherwise, so someone re-hired is active again. Nobody is ever deleted: with
+`deactivate_missing=True` people in the database who are not in the file are marked inactive.
 """
 
 from __future__ import annotations
@@ -123,8 +124,16 @@ ACCEPTED_COLUMNS = ", ".join(f"{c.name} / {c.ja}" for c in COLUMNS)
 
 # Japanese spellings of the roles, for HR staff who fill the sheet in Japanese.
 _ROLE_ALIASES = {
-    "人事": "hr", "経理": "finance", "財務": "finance", "法務": "legal", "印章管理者": "seal_keeper",
-    "押印管理者": "seal_keeper", "情報システム": "it", "情シス": "it", "システム管理者": "admin", "総務": "general_affairs",
+    "人事": "hr",
+    "経理": "finance",
+    "財務": "finance",
+    "法務": "legal",
+    "印章管理者": "seal_keeper",
+    "押印管理者": "seal_keeper",
+    "情報システム": "it",
+    "情シス": "it",
+    "システム管理者": "admin",
+    "総務": "general_affairs",
 }
 _YES = frozenset({"yes", "y", "true", "1", "はい", "○", "〇", "◯", "有", "あり", "在籍"})
 _NO = frozenset({"no", "n", "false", "0", "いいえ", "×", "-", "無", "なし", "退職"})
@@ -145,8 +154,10 @@ def _nfkc(value: Any) -> str:
 
 def _max_len(value: str, limit: int) -> str:
     if len(value) > limit:
-        raise _fail(f"{limit}文字以内にしてください（{len(value)}文字あります）",
-                    f"must be at most {limit} characters (it has {len(value)})")
+        raise _fail(
+            f"{limit}文字以内にしてください（{len(value)}文字あります）",
+            f"must be at most {limit} characters (it has {len(value)})",
+        )
     return value
 
 
@@ -182,7 +193,9 @@ _JAPANESE_SCRIPT = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff\uff66-\
 def _name_en(value: Any) -> str:
     name = " ".join(_nfkc(value).split())
     if _JAPANESE_SCRIPT.search(name):
-        raise _fail(f"「{value}」: ローマ字（英字）で入力してください", f"'{value}' must be written in Latin letters")
+        raise _fail(
+            f"「{value}」: ローマ字（英字）で入力してください", f"'{value}' must be written in Latin letters"
+        )
     return _max_len(name, 200)
 
 
@@ -194,8 +207,10 @@ def _roles(value: Any) -> frozenset[str]:
             continue
         role = _ROLE_ALIASES.get(word, word.lower())
         if role not in ROLES:
-            raise _fail(f"「{word}」は役割として使えません。使える役割: {', '.join(ROLES)}",
-                        f"'{word}' is not a role; allowed: {', '.join(ROLES)}")
+            raise _fail(
+                f"「{word}」は役割として使えません。使える役割: {', '.join(ROLES)}",
+                f"'{word}' is not a role; allowed: {', '.join(ROLES)}",
+            )
         found.add(role)
     return frozenset(found)
 
@@ -204,7 +219,9 @@ def _locale(value: Any) -> str:
     text = _nfkc(value).lower()
     locale = _LOCALES.get(text) or _LOCALES.get(text.replace("_", "-").split("-", 1)[0])
     if locale not in ("ja", "en"):
-        raise _fail(f"「{value}」は言語として使えません（ja または en）", f"'{value}' is not a language: use ja or en")
+        raise _fail(
+            f"「{value}」は言語として使えません（ja または en）", f"'{value}' is not a language: use ja or en"
+        )
     return locale
 
 
@@ -216,8 +233,10 @@ def _zones() -> dict[str, str]:
 def _timezone(value: Any) -> str:
     zone = _zones().get(_nfkc(value).lower())
     if zone is None:
-        raise _fail(f"「{value}」はタイムゾーン名（IANA、例: Asia/Tokyo）ではありません",
-                    f"'{value}' is not an IANA time zone name (e.g. Asia/Tokyo)")
+        raise _fail(
+            f"「{value}」はタイムゾーン名（IANA、例: Asia/Tokyo）ではありません",
+            f"'{value}' is not an IANA time zone name (e.g. Asia/Tokyo)",
+        )
     return zone
 
 
@@ -227,8 +246,10 @@ _DATE = re.compile(r"^(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})$|^(\d{4})年(\d{1,2})�
 def _date(value: Any) -> date:
     match = _DATE.match(_nfkc(value))
     if not match:
-        raise _fail(f"「{value}」は日付ではありません（YYYY-MM-DD または YYYY/MM/DD）",
-                    f"'{value}' is not a date (use YYYY-MM-DD or YYYY/MM/DD)")
+        raise _fail(
+            f"「{value}」は日付ではありません（YYYY-MM-DD または YYYY/MM/DD）",
+            f"'{value}' is not a date (use YYYY-MM-DD or YYYY/MM/DD)",
+        )
     y, m, d = (int(g) for g in match.groups() if g is not None)
     try:
         return date(y, m, d)
@@ -239,7 +260,9 @@ def _date(value: Any) -> date:
 def _work_days(value: Any) -> int:
     text = _nfkc(value)
     if not re.fullmatch(r"\d+", text) or not 1 <= int(text) <= 7:
-        raise _fail(f"「{value}」: 1から7の整数を入力してください", f"'{value}' must be a whole number from 1 to 7")
+        raise _fail(
+            f"「{value}」: 1から7の整数を入力してください", f"'{value}' must be a whole number from 1 to 7"
+        )
     return int(text)
 
 
@@ -250,7 +273,10 @@ def _weekly_hours(value: Any) -> float:
     except InvalidOperation:
         hours = Decimal("NaN")
     if not hours.is_finite() or not 0 <= hours <= 80:
-        raise _fail(f"「{value}」: 0から80の数値（時間）を入力してください", f"'{value}' must be a number of hours from 0 to 80")
+        raise _fail(
+            f"「{value}」: 0から80の数値（時間）を入力してください",
+            f"'{value}' must be a number of hours from 0 to 80",
+        )
     return float(round(hours, 2))
 
 
@@ -297,27 +323,43 @@ class OrgRow(BaseModel):
 # Reading the file
 
 
+_NOT_CP932_TEXT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\uf8f0-\uf8f3]")
+
+
 def decode_csv(data: bytes) -> str:
     """The upload as text: UTF-8 (a BOM is dropped), else cp932 (Windows Shift_JIS, what Excel saves)."""
     if data.startswith(b"PK\x03\x04"):
-        raise OrgImportError(LocalText.of(
-            "Excelのブック（.xlsx）はそのまま読み込めません。「CSV UTF-8（コンマ区切り）」で保存してください。",
-            "This is an Excel workbook (.xlsx), not a CSV file: save it as 'CSV UTF-8 (Comma delimited)'.",
-        ))
+        raise OrgImportError(
+            LocalText.of(
+                "Excelのブック（.xlsx）はそのまま読み込めません。「CSV UTF-8（コンマ区切り）」で保存してください。",
+                "This is an Excel workbook (.xlsx), not a CSV file: save it as 'CSV UTF-8 (Comma delimited)'.",
+            )
+        )
     if b"\x00" in data:  # UTF-16 ("Unicode text") or binary: cp932 would "decode" it into garbage
-        raise OrgImportError(LocalText.of(
-            "CSVファイルとして読めません（UTF-16 またはバイナリ）。UTF-8 または Shift_JIS のCSVで保存してください。",
-            "This is not a CSV text file (UTF-16 or binary): save it as CSV in UTF-8 or Shift_JIS.",
-        ))
-    for encoding in ("utf-8-sig", "cp932"):
-        try:
-            return data.decode(encoding)
-        except UnicodeDecodeError:
-            continue
-    raise OrgImportError(LocalText.of(
-        "文字コードを判別できません。UTF-8 または Shift_JIS（cp932）のCSVで保存してください。",
-        "The file's encoding is neither UTF-8 nor Shift_JIS (cp932): save it as CSV in UTF-8 or Shift_JIS.",
-    ))
+        raise OrgImportError(
+            LocalText.of(
+                "CSVファイルとして読めません（UTF-16 またはバイナリ）。UTF-8 または Shift_JIS のCSVで保存してください。",
+                "This is not a CSV text file (UTF-16 or binary): save it as CSV in UTF-8 or Shift_JIS.",
+            )
+        )
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        pass
+    try:
+        text = data.decode("cp932")
+    except UnicodeDecodeError:
+        text = None
+    # cp932 maps the bytes 0x80, 0xA0 and 0xFD-0xFF to control or private-use characters instead of failing;
+    # no Windows export contains them, so they mean the file is in some other encoding.
+    if text is not None and not _NOT_CP932_TEXT.search(text):
+        return text
+    raise OrgImportError(
+        LocalText.of(
+            "文字コードを判別できません。UTF-8 または Shift_JIS（cp932）のCSVで保存してください。",
+            "The file's encoding is neither UTF-8 nor Shift_JIS (cp932): save it as CSV in UTF-8 or Shift_JIS.",
+        )
+    )
 
 
 def _error(line: int, column: str | None, ja: str, en: str) -> RowError:
@@ -351,8 +393,14 @@ def _records(text: str, errors: list[RowError]) -> Iterable[tuple[int, list[str]
         except StopIteration:
             return
         except csv.Error as exc:
-            errors.append(_error(last + 1, None, f"CSVとして読めません（{exc}）。ここから先は読み込めませんでした。",
-                                 f"not valid CSV ({exc}); the file could not be read past this line"))
+            errors.append(
+                _error(
+                    last + 1,
+                    None,
+                    f"CSVとして読めません（{exc}）。ここから先は読み込めませんでした。",
+                    f"not valid CSV ({exc}); the file could not be read past this line",
+                )
+            )
             return
         line, last = last + 1, reader.line_num
         if any(c.strip() for c in cells):
@@ -360,20 +408,26 @@ def _records(text: str, errors: list[RowError]) -> Iterable[tuple[int, list[str]
 
 
 def _read_header(line: int, cells: list[str], parsed: _Parsed) -> list[str | None]:
-    """The column of each position (None: ignored), reporting unknown, repeated and missing columns."""
+    """The column at each position ("" under a blank header cell, None under an unknown or repeated one),
+    reporting unknown, repeated and missing columns."""
     positions: list[str | None] = []
     for raw in cells:
         if not raw.strip():
-            positions.append(None)
+            positions.append("")
             continue
         name = _HEADER_ALIASES.get(_header_key(raw))
         if name is None:
             hint_ja, hint_en = "", ""
             if len(cells) == 1 and ("\t" in raw or ";" in raw):
                 hint_ja, hint_en = "（区切り文字はコンマにしてください）", " (separate columns with commas)"
-            parsed.errors.append(_error(
-                line, raw.strip(), f"「{raw.strip()}」という列はありません{hint_ja}。使える列: {ACCEPTED_COLUMNS}",
-                f"unknown column '{raw.strip()}'{hint_en}; accepted columns: {ACCEPTED_COLUMNS}"))
+            parsed.errors.append(
+                _error(
+                    line,
+                    raw.strip(),
+                    f"「{raw.strip()}」という列はありません{hint_ja}。使える列: {ACCEPTED_COLUMNS}",
+                    f"unknown column '{raw.strip()}'{hint_en}; accepted columns: {ACCEPTED_COLUMNS}",
+                )
+            )
         elif name in parsed.columns:
             parsed.errors.append(_error(line, name, "同じ列が2回あります", "this column appears twice"))
             name = None
@@ -382,18 +436,28 @@ def _read_header(line: int, cells: list[str], parsed: _Parsed) -> list[str | Non
         positions.append(name)
     for column in COLUMNS:
         if column.required and column.name not in parsed.columns:
-            parsed.errors.append(_error(line, column.name, "必須の列がありません", "this required column is missing"))
+            parsed.errors.append(
+                _error(line, column.name, "必須の列がありません", "this required column is missing")
+            )
     return positions
 
 
 def _read_row(line: int, cells: list[str], positions: list[str | None], parsed: _Parsed) -> None:
     values: dict[str, str] = {}
     for i, cell in enumerate(cells):
-        name = positions[i] if i < len(positions) else None
-        if name is None:
-            if cell.strip() and (i >= len(positions) or not cells[i]):
-                parsed.errors.append(_error(line, None, f"{i + 1}列目に見出しのない値「{cell.strip()}」があります",
-                                            f"cell {i + 1} ('{cell.strip()}') has no column header"))
+        name = positions[i] if i < len(positions) else ""
+        if name is None:  # under an unknown column: reported once, on the header
+            continue
+        if name == "":  # Excel leaves empty cells past the last column; a value there has no meaning
+            if cell.strip():
+                parsed.errors.append(
+                    _error(
+                        line,
+                        None,
+                        f"{i + 1}列目に見出しのない値「{cell.strip()}」があります",
+                        f"cell {i + 1} ('{cell.strip()}') has no column header",
+                    )
+                )
             continue
         if cell.strip():
             values[name] = cell.strip()
@@ -411,22 +475,35 @@ def _read_row(line: int, cells: list[str], positions: list[str | None], parsed: 
                 ctx = err.get("ctx") or {}
                 parsed.errors.append(_error(line, column, str(ctx["ja"]), str(ctx["en"])))
             else:
-                parsed.errors.append(_error(line, column, f"値が正しくありません（{err['msg']}）", str(err["msg"])))
+                parsed.errors.append(
+                    _error(line, column, f"値が正しくありません（{err['msg']}）", str(err["msg"]))
+                )
 
 
 def _parse(text: str) -> _Parsed:
     parsed = _Parsed()
     positions: list[str | None] | None = None
+    header_line = 1
     for line, cells in _records(text, parsed.errors):
         if positions is None:
-            positions = _read_header(line, cells, parsed)
+            positions, header_line = _read_header(line, cells, parsed), line
         else:
             _read_row(line, cells, positions, parsed)
     if positions is None:
-        parsed.errors.append(_error(1, None, "ファイルが空です（1行目に見出しが必要です）",
-                                    "the file is empty (line 1 must be the header)"))
+        parsed.errors.append(
+            _error(
+                1,
+                None,
+                "ファイルが空です（1行目に見出しが必要です）",
+                "the file is empty (line 1 must be the header)",
+            )
+        )
     elif not parsed.rows and not parsed.errors:
-        parsed.errors.append(_error(1, None, "見出しの下に社員の行がありません", "there are no people below the header"))
+        parsed.errors.append(
+            _error(
+                header_line, None, "見出しの下に社員の行がありません", "there are no people below the header"
+            )
+        )
     return parsed
 
 
@@ -454,40 +531,49 @@ class _Snapshot:
         )
 
 
+_LINKS = {"manager_email": "manager_id", "substitute_email": "substitute_id"}  # OrgRow field -> column
+_LINK_WORDS = {"manager_email": ("上長", "manager"), "substitute_email": ("代理承認者", "substitute")}
+
+
 class _Checks:
     """Rules that span rows; each appends to `errors`."""
 
     def __init__(self, parsed: _Parsed, db: _Snapshot, deactivate_missing: bool) -> None:
         self.parsed, self.db, self.deactivate_missing = parsed, db, deactivate_missing
-        self.rows = {r.data.email: r for r in self._unique_rows()}
+        self.rows: dict[str, _Row] = {}  # by email, the first row (later ones are duplicates, reported)
+        for row in parsed.rows:
+            self.rows.setdefault(row.data.email, row)
         self.errors: list[RowError] = []
-
-    def _unique_rows(self) -> list[_Row]:
-        return list({r.data.email: r for r in reversed(self.parsed.rows)}.values())[::-1]
 
     def run(self) -> list[RowError]:
         self.duplicates()
         self.employee_codes()
-        for column in ("manager_email", "substitute_email"):
+        for column in _LINKS:
             if column in self.parsed.columns:
                 self.references(column)
         if "manager_email" in self.parsed.columns:
             self.manager_cycles()
         self.departments()
         self.heads()
-        self.deactivations_leave_no_dangling_reference()
+        self.kept_links()
         return self.errors
 
     def duplicates(self) -> None:
-        for column, key in (("email", "email"), ("employee_code", "employee_code")):
+        for column in ("email", "employee_code"):
             first: dict[str, int] = {}
             for row in self.parsed.rows:
-                value = getattr(row.data, key)
+                value = getattr(row.data, column)
                 if value is None:
                     continue
                 if value in first:
-                    self.errors.append(_error(row.line, column, f"「{value}」は{first[value]}行目と重複しています",
-                                              f"'{value}' is already on line {first[value]}"))
+                    self.errors.append(
+                        _error(
+                            row.line,
+                            column,
+                            f"「{value}」は{first[value]}行目と重複しています",
+                            f"'{value}' is already on line {first[value]}",
+                        )
+                    )
                 else:
                     first[value] = row.line
 
@@ -502,16 +588,20 @@ class _Checks:
             holder_row = self.rows.get(holder.email.lower())
             if holder_row is not None and holder_row.data.employee_code != row.data.employee_code:
                 continue
-            self.errors.append(_error(
-                row.line, "employee_code",
-                f"社員番号「{row.data.employee_code}」は登録済みの {holder.email} のものです",
-                f"employee code '{row.data.employee_code}' already belongs to {holder.email} in the database"))
+            self.errors.append(
+                _error(
+                    row.line,
+                    "employee_code",
+                    f"社員番号「{row.data.employee_code}」は登録済みの {holder.email} のものです",
+                    f"employee code '{row.data.employee_code}' already belongs to {holder.email} in the database",
+                )
+            )
 
-    def _is_active(self, email: str) -> bool | None:
-        """Whether the person will be active after the import; None if they exist nowhere."""
+    def _active_after(self, email: str) -> bool | None:
+        """Whether the person will be active after this import; None if they are nowhere."""
         if email in self.rows:
             return self.rows[email].data.active
-        if email in self.parsed.emails:  # on a row that failed validation: already reported
+        if email in self.parsed.emails:  # on a row that failed validation, already reported
             return True
         existing = self.db.by_email.get(email)
         if existing is None:
@@ -519,87 +609,107 @@ class _Checks:
         return existing.active and not self.deactivate_missing
 
     def references(self, column: str) -> None:
-        who_ja = "上長" if column == "manager_email" else "代理承認者"
-        who_en = "manager" if column == "manager_email" else "substitute"
+        ja_who, en_who = _LINK_WORDS[column]
         for row in self.parsed.rows:
             target = getattr(row.data, column)
             if target is None:
                 continue
-            active = self._is_active(target)
+            active = self._active_after(target)
             if target == row.data.email:
-                ja, en = f"自分自身を{who_ja}にはできません", f"a person cannot be their own {who_en}"
+                ja, en = f"自分自身を{ja_who}にはできません", f"a person cannot be their own {en_who}"
             elif active is None:
                 ja = f"{target} はこのファイルにもデータベースにもいません"
                 en = f"{target} is neither in this file nor in the database"
             elif active or not row.data.active:
                 continue
-            elif target not in self.rows and target not in self.parsed.emails and self.deactivate_missing:
-                ja = f"{target} はファイルにないため、この取り込みで在籍でなくなります（{who_ja}にできません）"
-                en = f"{target} is not in the file, so this import deactivates them: they cannot be a {who_en}"
+            elif target not in self.parsed.emails and self.db.by_email[target].active:
+                ja = (
+                    f"{target} はファイルにないため、この取り込みで在籍でなくなります（{ja_who}にできません）"
+                )
+                en = (
+                    f"{target} is not in the file, so this import deactivates them: they cannot be a {en_who}"
+                )
             else:
-                ja, en = f"{target} は在籍していません（{who_ja}にできません）", f"{target} is not active: they cannot be a {who_en}"
+                ja, en = (
+                    f"{target} は在籍していません（{ja_who}にできません）",
+                    f"{target} is not active: they cannot be a {en_who}",
+                )
             self.errors.append(_error(row.line, column, ja, en))
 
     def _manager_of(self, email: str) -> str | None:
         if email in self.rows:
             return self.rows[email].data.manager_email
         existing = self.db.by_email.get(email)
-        if existing is None or existing.manager_id is None or existing.manager_id not in self.db.by_id:
-            return None
-        return self.db.by_id[existing.manager_id].email.lower()
+        manager = self.db.by_id.get(existing.manager_id or 0) if existing else None
+        return manager.email.lower() if manager else None
 
     def manager_cycles(self) -> None:
+        """Follow each person's chain of managers (the file's, else the database's) until it ends or loops."""
         done: set[str] = set()
         for start in self.rows:
             path: list[str] = []
-            on_path: set[str] = set()
             current: str | None = start
-            while current is not None and current not in done and current not in on_path:
+            while current is not None and current not in done and current not in path:
                 path.append(current)
-                on_path.add(current)
                 current = self._manager_of(current)
             done.update(path)
-            if current is None or current not in on_path:
+            if current is None or current not in path:
                 continue
-            cycle = path[path.index(current):]
-            if cycle == [current]:
-                continue  # managing oneself is reported as a reference error
+            cycle = path[path.index(current) :]
             lines = sorted(self.rows[e].line for e in cycle if e in self.rows)
-            if not lines:
-                continue
+            if len(cycle) == 1 or not lines:
+                continue  # managing oneself is reported by references(); a loop only in the database is not ours
             chain = " → ".join([*cycle, cycle[0]])
-            self.errors.append(_error(
-                lines[0], "manager_email",
-                f"上長の関係が循環しています: {chain}（{', '.join(map(str, lines))}行目）",
-                f"managers form a cycle: {chain} (lines {', '.join(map(str, lines))})"))
+            self.errors.append(
+                _error(
+                    lines[0],
+                    "manager_email",
+                    f"上長の関係が循環しています: {chain}（{', '.join(map(str, lines))}行目）",
+                    f"managers form a cycle: {chain} (lines {', '.join(map(str, lines))})",
+                )
+            )
 
     def departments(self) -> None:
-        names: dict[str, dict[str, tuple[str, int]]] = {}
+        first: dict[tuple[str, str], tuple[str, int]] = {}  # (code, column) -> (name, line)
+        used_at: dict[str, int] = {}
         for row in self.parsed.rows:
             code = row.data.department_code
             if code is None:
                 if row.data.department_name_ja or row.data.department_name_en:
-                    self.errors.append(_error(row.line, "department_code", "部署名があるのに部署コードがありません",
-                                              "a department name is given without a department code"))
+                    self.errors.append(
+                        _error(
+                            row.line,
+                            "department_code",
+                            "部署名があるのに部署コードがありません",
+                            "a department name is given without a department code",
+                        )
+                    )
                 continue
-            seen = names.setdefault(code, {})
-            for key in ("department_name_ja", "department_name_en"):
-                value = getattr(row.data, key)
-                if value is None:
+            used_at.setdefault(code, row.line)
+            for column in ("department_name_ja", "department_name_en"):
+                name = getattr(row.data, column)
+                if name is None:
                     continue
-                if key in seen and seen[key][0] != value:
-                    earlier, at = seen[key]
-                    self.errors.append(_error(row.line, key,
-                                              f"部署「{code}」の名前が{at}行目（{earlier}）と違います: {value}",
-                                              f"department '{code}' is named '{earlier}' on line {at}, here '{value}'"))
-                seen.setdefault(key, (value, row.line))
-            if code not in self.db.departments and "department_name_ja" not in seen:
-                seen["department_name_ja"] = ("", row.line)  # report once per code
-                later = [r for r in self.parsed.rows if r.data.department_code == code and r.data.department_name_ja]
-                if not later:
-                    self.errors.append(_error(row.line, "department_name_ja",
-                                              f"新しい部署コード「{code}」には部署名が必要です",
-                                              f"department code '{code}' is new: give its name (department_name_ja)"))
+                earlier, at = first.setdefault((code, column), (name, row.line))
+                if earlier != name:
+                    self.errors.append(
+                        _error(
+                            row.line,
+                            column,
+                            f"部署「{code}」の名前が{at}行目（{earlier}）と違います: {name}",
+                            f"department '{code}' is named '{earlier}' on line {at}, here '{name}'",
+                        )
+                    )
+        for code, line in used_at.items():
+            if code not in self.db.departments and (code, "department_name_ja") not in first:
+                self.errors.append(
+                    _error(
+                        line,
+                        "department_name_ja",
+                        f"新しい部署コード「{code}」には部署名が必要です",
+                        f"department code '{code}' is new: give its name (department_name_ja)",
+                    )
+                )
 
     def heads(self) -> None:
         first: dict[str, int] = {}
@@ -608,32 +718,60 @@ class _Checks:
                 continue
             code = row.data.department_code
             if code is None:
-                self.errors.append(_error(row.line, "department_head", "部門長には部署コードが必要です",
-                                          "a department head needs a department code"))
+                self.errors.append(
+                    _error(
+                        row.line,
+                        "department_head",
+                        "部門長には部署コードが必要です",
+                        "a department head needs a department code",
+                    )
+                )
             elif not row.data.active:
-                self.errors.append(_error(row.line, "department_head", "在籍していない人は部門長になれません",
-                                          "a person who is not active cannot be a department head"))
+                self.errors.append(
+                    _error(
+                        row.line,
+                        "department_head",
+                        "在籍していない人は部門長になれません",
+                        "a person who is not active cannot be a department head",
+                    )
+                )
             elif code in first:
-                self.errors.append(_error(row.line, "department_head",
-                                          f"部署「{code}」の部門長は{first[code]}行目ですでに指定されています",
-                                          f"department '{code}' already has its head on line {first[code]}"))
+                self.errors.append(
+                    _error(
+                        row.line,
+                        "department_head",
+                        f"部署「{code}」の部門長は{first[code]}行目ですでに指定されています",
+                        f"department '{code}' already has its head on line {first[code]}",
+                    )
+                )
             else:
                 first[code] = row.line
 
-    def deactivations_leave_no_dangling_reference(self) -> None:
-        """Someone the file marks inactive must not stay manager or substitute of an active person elsewhere."""
-        if self.deactivate_missing:
-            return  # everyone not in the file is deactivated too; references inside the file are checked above
-        leaving = {self.db.by_email[e].id: r for e, r in self.rows.items() if not r.data.active and e in self.db.by_email}
-        for other in self.db.by_id.values():
-            if not other.active or other.email.lower() in self.rows or other.email.lower() in self.parsed.emails:
+    def kept_links(self) -> None:
+        """Links the file does not set (a person not in it, or no such column) must not end up pointing at
+        someone this import deactivates."""
+        for person in self.db.by_id.values():
+            email = person.email.lower()
+            row = self.rows.get(email)
+            if (row is None and email in self.parsed.emails) or not self._active_after(email):
                 continue
-            for attr, ja, en in (("manager_id", "上長", "manager"), ("substitute_id", "代理承認者", "substitute")):
-                row = leaving.get(getattr(other, attr) or 0)
-                if row is not None:
-                    self.errors.append(_error(row.line, "active",
-                                              f"{other.email}（ファイルにない在籍者）の{ja}のため、在籍なしにできません",
-                                              f"still the {en} of {other.email} (active, not in this file)"))
+            for column, attr in _LINKS.items():
+                if row is not None and column in self.parsed.columns:
+                    continue  # set by the file: checked by references()
+                target = self.db.by_id.get(getattr(person, attr) or 0)
+                if target is None or not target.active or self._active_after(target.email.lower()):
+                    continue
+                target_row = self.rows.get(target.email.lower())
+                line = target_row.line if target_row else row.line if row else 1
+                ja_who, en_who = _LINK_WORDS[column]
+                self.errors.append(
+                    _error(
+                        line,
+                        "active" if target_row else None,
+                        f"{target.email} は {person.email} の{ja_who}のままですが、この取り込みで在籍でなくなります",
+                        f"{target.email} stays the {en_who} of {person.email} but this import deactivates them",
+                    )
+                )
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -641,11 +779,16 @@ class _Checks:
 
 # OrgRow field -> employees column, for the plain values
 _PLAIN = {
-    "employee_code": "code", "name_ja": "name_ja", "name_en": "name_en", "locale": "locale",
-    "timezone": "timezone", "hire_date": "hire_date", "work_days_per_week": "work_days_per_week",
-    "weekly_hours": "weekly_hours", "active": "active",
+    "employee_code": "code",
+    "name_ja": "name_ja",
+    "name_en": "name_en",
+    "locale": "locale",
+    "timezone": "timezone",
+    "hire_date": "hire_date",
+    "work_days_per_week": "work_days_per_week",
+    "weekly_hours": "weekly_hours",
+    "active": "active",
 }
-_LINKS = {"manager_email": "manager_id", "substitute_email": "substitute_id"}
 
 
 class _Apply:
@@ -657,6 +800,8 @@ class _Apply:
         self.created = self.updated = self.unchanged = self.deactivated = 0
         self.departments_created = self.departments_updated = self.heads_changed = 0
         self.events: list[Entry] = []
+        self.head_of: dict[int, int | None] = {d.id: d.head_id for d in db.departments.values()}
+        self.inactive: set[int] = set()  # people this import deactivates
 
     def departments(self) -> None:
         wanted: dict[str, dict[str, str]] = {}
@@ -671,8 +816,14 @@ class _Apply:
         for code, names in wanted.items():
             existing = self.db.departments.get(code)
             if existing is None:
-                self.department_ids[code] = people.insert_department(
-                    self.conn, code=code, name_ja=names["name_ja"], name_en=names.get("name_en", names["name_ja"]))
+                dept_id = people.insert_department(
+                    self.conn,
+                    code=code,
+                    name_ja=names["name_ja"],
+                    name_en=names.get("name_en", names["name_ja"]),
+                )
+                self.department_ids[code] = dept_id
+                self.head_of[dept_id] = None
                 self.departments_created += 1
                 continue
             changes = {k: v for k, v in names.items() if getattr(existing, k) != v}
@@ -687,15 +838,19 @@ class _Apply:
         for row in self.parsed.rows:
             existing = self.db.by_email.get(row.data.email)
             if existing is not None and existing.code and existing.code != row.data.employee_code:
-                people.update_employee(self.conn, existing.id, code=None)
+                people.update_employee(self.conn, existing.id, code=None, updated_at=self.now)
 
     def _values(self, row: OrgRow, new: bool) -> dict[str, Any]:
         values: dict[str, Any] = {"email": row.email}
         for attr, col in _PLAIN.items():
-            if new or attr in self.columns:
+            if (
+                new or attr in self.columns or attr == "active"
+            ):  # being in the file means active unless it says not
                 values[col] = getattr(row, attr)
         if new or "department_code" in self.columns:
-            values["department_id"] = self.department_ids[row.department_code] if row.department_code else None
+            values["department_id"] = (
+                self.department_ids[row.department_code] if row.department_code else None
+            )
         return values
 
     def _links(self, row: OrgRow, new: bool) -> tuple[dict[str, int | None], bool]:
@@ -726,19 +881,23 @@ class _Apply:
                 waiting.append(row.data)
             if existing is None:
                 self.ids[row.data.email] = people.insert_employee(
-                    self.conn, roles=set(row.data.roles), created_at=self.now, updated_at=self.now, **values)
+                    self.conn, roles=set(row.data.roles), created_at=self.now, updated_at=self.now, **values
+                )
                 self.created += 1
             else:
                 self._update(existing, row.data, values, changed=waits)
             if progress is not None:
                 progress(done, len(rows))
         for data in waiting:
-            links = {col: self.ids[getattr(data, attr)] for attr, col in _LINKS.items()
-                     if getattr(data, attr) is not None and getattr(data, attr) in self.ids}
-            people.update_employee(self.conn, self.ids[data.email], **links)
+            links = {
+                col: self.ids[getattr(data, attr)]
+                for attr, col in _LINKS.items()
+                if getattr(data, attr) is not None and getattr(data, attr) in self.ids
+            }
+            people.update_employee(self.conn, self.ids[data.email], updated_at=self.now, **links)
 
     def _update(self, existing: people.Employee, row: OrgRow, values: dict[str, Any], changed: bool) -> None:
-        changes = {k: v for k, v in values.items() if getattr(existing, "email" if k == "email" else k) != v}
+        changes = {k: v for k, v in values.items() if getattr(existing, k) != v}
         roles_change = "roles" in self.columns and set(existing.roles) != set(row.roles)
         if changes:
             people.update_employee(self.conn, existing.id, updated_at=self.now, **changes)
@@ -749,26 +908,35 @@ class _Apply:
         else:
             self.unchanged += 1
         if existing.active and changes.get("active") is False:
-            self.events.append(Entry(kind="employee.deactivated", actor_id=None,
-                                     data={"employee_id": existing.id, "email": row.email, "reason": "marked_inactive"}))
+            self.inactive.add(existing.id)
+            self.events.append(
+                Entry(
+                    kind="employee.deactivated",
+                    actor_id=None,
+                    data={"employee_id": existing.id, "email": row.email, "reason": "marked_inactive"},
+                )
+            )
 
     def heads(self) -> None:
-        """Heads the file marks; a person the file says is no longer head (or who moved) stops heading."""
+        """Heads the file marks; someone the file no longer marks (or who moved) stops heading."""
         if "department_head" not in self.columns:
             return
-        wanted = {self.department_ids[r.data.department_code]: self.ids[r.data.email]
-                  for r in self.parsed.rows if r.data.department_head and r.data.department_code}
+        wanted: dict[int, int | None] = {
+            self.department_ids[r.data.department_code]: self.ids[r.data.email]
+            for r in self.parsed.rows
+            if r.data.department_head and r.data.department_code
+        }
         in_file = {self.ids[r.data.email] for r in self.parsed.rows}
-        for dept in self.db.departments.values():
-            if dept.id not in wanted and dept.head_id in in_file:
-                wanted[dept.id] = None  # type: ignore[assignment]
+        for dept_id, head_id in self.head_of.items():
+            if dept_id not in wanted and head_id in in_file:
+                wanted[dept_id] = None
         self._set_heads(wanted)
 
     def _set_heads(self, wanted: dict[int, int | None]) -> None:
-        current = {d.id: d.head_id for d in self.db.departments.values()}
         for dept_id, head_id in wanted.items():
-            if current.get(dept_id) != head_id:
+            if self.head_of.get(dept_id) != head_id:
                 people.update_department(self.conn, dept_id, head_id=head_id)
+                self.head_of[dept_id] = head_id
                 self.heads_changed += 1
 
     def deactivate_missing(self) -> None:
@@ -776,24 +944,29 @@ class _Apply:
         gone = [e for email, e in self.db.by_email.items() if e.active and email not in in_file]
         for person in gone:
             people.update_employee(self.conn, person.id, active=False, updated_at=self.now)
-            self.events.append(Entry(kind="employee.deactivated", actor_id=None,
-                                     data={"employee_id": person.id, "email": person.email, "reason": "not_in_file"}))
+            self.events.append(
+                Entry(
+                    kind="employee.deactivated",
+                    actor_id=None,
+                    data={"employee_id": person.id, "email": person.email, "reason": "not_in_file"},
+                )
+            )
+            self.inactive.add(person.id)
         self.deactivated = len(gone)
-        gone_ids = {p.id for p in gone}
-        heads = {d.id: None for d in self.db.departments.values() if d.head_id in gone_ids}
-        self._set_heads(heads)  # type: ignore[arg-type]
 
     def clear_heads_of_the_inactive(self) -> None:
-        inactive = {self.ids[r.data.email] for r in self.parsed.rows if not r.data.active}
-        heads = people.all_departments(self.conn)
-        for dept in heads:
-            if dept.head_id in inactive:
-                people.update_department(self.conn, dept.id, head_id=None)
-                self.heads_changed += 1
+        """A department headed by someone this import deactivates has no head until HR names one."""
+        self._set_heads({d: None for d, head in self.head_of.items() if head in self.inactive})
 
 
-def import_org(db: Database, data: bytes, *, deactivate_missing: bool = False, now: datetime,
-               progress: Callable[[int, int], None] | None = None) -> ImportReport:
+def import_org(
+    db: Database,
+    data: bytes,
+    *,
+    deactivate_missing: bool = False,
+    now: datetime,
+    progress: Callable[[int, int], None] | None = None,
+) -> ImportReport:
     """Validate the whole file, then apply it in one transaction; with any error, change nothing.
 
     Raises OrgImportError when the bytes are not a CSV text file; problems inside the file come back in
@@ -817,11 +990,18 @@ def import_org(db: Database, data: bytes, *, deactivate_missing: bool = False, n
             apply.deactivate_missing()
         apply.clear_heads_of_the_inactive()
         summary = {
-            "rows": len(parsed.rows), "created": apply.created, "updated": apply.updated,
-            "unchanged": apply.unchanged, "deactivated": apply.deactivated,
-            "departments_created": apply.departments_created, "departments_updated": apply.departments_updated,
-            "heads_changed": apply.heads_changed, "deactivate_missing": deactivate_missing,
+            "rows": len(parsed.rows),
+            "created": apply.created,
+            "updated": apply.updated,
+            "unchanged": apply.unchanged,
+            "deactivated": apply.deactivated,
+            "departments_created": apply.departments_created,
+            "departments_updated": apply.departments_updated,
+            "heads_changed": apply.heads_changed,
+            "deactivate_missing": deactivate_missing,
             "file_sha256": hashlib.sha256(data).hexdigest(),
         }
         record(conn, now, [Entry(kind="org.import", actor_id=None, data=summary), *apply.events])
-    return ImportReport(apply.created, apply.updated, apply.unchanged, apply.deactivated, apply.departments_created)
+    return ImportReport(
+        apply.created, apply.updated, apply.unchanged, apply.deactivated, apply.departments_created
+    )
