@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -45,17 +46,23 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def pg_database() -> Iterator[Database]:
+    """A database of this test session's own on the PostgreSQL server, migrated by Alembic, dropped at the end
+    (so several test runs can share one server)."""
     if not PG_URL:
         if REQUIRE_PG:
             pytest.fail("MADOGUCHI_REQUIRE_POSTGRES=1 but MADOGUCHI_TEST_POSTGRES_URL is not set")
         pytest.skip(PG_SKIP_REASON)
-    db = Database(PG_URL, pool_size=60)
-    with db.engine.begin() as conn:  # start from nothing: the schema is Alembic's to create
-        conn.execute(sa.text("DROP SCHEMA public CASCADE"))
-        conn.execute(sa.text("CREATE SCHEMA public"))
+    name = f"madoguchi_t{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    db = Database(sa.make_url(PG_URL).set(database=name).render_as_string(hide_password=False), pool_size=60)
     upgrade(db.engine)
     yield db
     db.dispose()
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
 
 
 def _truncate(db: Database) -> None:
