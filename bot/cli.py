@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
@@ -45,7 +46,7 @@ def _policy(settings: Settings) -> Policy:
     except PolicyError as exc:
         err.print(f"[bold red]workflows.yaml has {len(exc.problems)} problem(s):[/]")
         for problem in exc.problems:
-            err.print(f"  [red]✗[/] {problem}", markup=False, highlight=False)
+            err.print(f"  [red]✗[/] {escape(problem)}", highlight=False, soft_wrap=True)  # one line each: grep-able
         raise typer.Exit(1) from None
 
 
