@@ -8,7 +8,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from models.base import UTCDateTime, metadata
+from models.base import UTCDateTime, metadata, prepared
 
 audit_events = sa.Table(
     "audit_events", metadata,
@@ -50,10 +50,13 @@ class AuditEvent:
 
 def lock_head(conn: Connection) -> tuple[int, str]:
     """The chain's head (seq, hash), locked until the transaction ends; created on first use."""
-    query = sa.select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)
-    if conn.dialect.name == "postgresql":
-        query = query.with_for_update()
-    row = conn.execute(query).first()
+    lock = conn.dialect.name == "postgresql"
+
+    def build() -> sa.Select:
+        query = sa.select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)
+        return query.with_for_update() if lock else query
+
+    row = conn.execute(prepared(("lock_head", lock), build)).first()
     if row is None:
         conn.execute(audit_head.insert().values(id=1, seq=0, hash=GENESIS))
         return 0, GENESIS
@@ -61,8 +64,10 @@ def lock_head(conn: Connection) -> tuple[int, str]:
 
 
 def append(conn: Connection, events: list[dict[str, object]], head_seq: int, head_hash: str) -> None:
-    conn.execute(audit_events.insert(), events)
-    conn.execute(audit_head.update().where(audit_head.c.id == 1).values(seq=head_seq, hash=head_hash))
+    conn.execute(prepared(("append_events",), audit_events.insert), events)
+    stmt = prepared(("move_head",), lambda: audit_head.update().where(audit_head.c.id == 1)
+                    .values(seq=sa.bindparam("s"), hash=sa.bindparam("h")))
+    conn.execute(stmt, {"s": head_seq, "h": head_hash})
 
 
 def read_head(conn: Connection) -> tuple[int, str]:

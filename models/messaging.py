@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from models.base import JSONType, UTCDateTime, metadata
+from models.base import JSONType, UTCDateTime, metadata, prepared
 
 outbox = sa.Table(
     "outbox", metadata,
@@ -82,7 +82,7 @@ class Nudge:
 def enqueue(conn: Connection, rows: list[dict[str, Any]]) -> None:
     """Add messages to the outbox in the caller's transaction."""
     if rows:
-        conn.execute(outbox.insert(), rows)
+        conn.execute(prepared(("enqueue",), outbox.insert), rows)
 
 
 def outbox_for(conn: Connection, request_id: int) -> list[OutboxMessage]:
@@ -92,15 +92,17 @@ def outbox_for(conn: Connection, request_id: int) -> list[OutboxMessage]:
 
 def schedule_nudges(conn: Connection, rows: list[dict[str, Any]]) -> None:
     if rows:
-        conn.execute(nudges.insert(), rows)
+        conn.execute(prepared(("schedule_nudges",), nudges.insert), rows)
 
 
 def cancel_nudges(conn: Connection, assignment_ids: list[int]) -> int:
     """Cancel the pending reminders of decided assignments (same transaction as the decision)."""
     if not assignment_ids:
         return 0
-    result = conn.execute(nudges.update().where(nudges.c.assignment_id.in_(assignment_ids),
-                                                nudges.c.state == "pending").values(state="cancelled"))
+    stmt = prepared(("cancel_nudges",), lambda: nudges.update().where(
+        nudges.c.assignment_id.in_(sa.bindparam("ids", expanding=True)), nudges.c.state == "pending",
+    ).values(state="cancelled"))
+    result = conn.execute(stmt, {"ids": assignment_ids})
     return result.rowcount
 
 

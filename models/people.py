@@ -8,7 +8,7 @@ from datetime import date, datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from models.base import JSONType, UTCDateTime, metadata, utcnow
+from models.base import JSONType, UTCDateTime, metadata, prepared, utcnow
 
 departments = sa.Table(
     "departments", metadata,
@@ -139,53 +139,58 @@ def _employee(row: sa.Row, roles: tuple[str, ...]) -> Employee:
     )
 
 
-def _with_roles(conn: Connection, rows: list[sa.Row]) -> list[Employee]:
-    ids = [r._mapping["id"] for r in rows]
-    roles: dict[int, list[str]] = {i: [] for i in ids}
-    if ids:
-        query = sa.select(employee_roles.c.employee_id, employee_roles.c.role)
-        if len(ids) < 500:  # a whole-table read beats a huge IN list
-            query = query.where(employee_roles.c.employee_id.in_(ids))
-        for emp_id, role in conn.execute(query.order_by(employee_roles.c.role)):
-            if emp_id in roles:
-                roles[emp_id].append(role)
-    return [_employee(r, tuple(roles[r._mapping["id"]])) for r in rows]
+# Roles travel with the employee row as one comma-joined string: one query, not one per person.
+_HELD = employee_roles.alias("held")
+_ROLES = (
+    sa.select(sa.func.aggregate_strings(_HELD.c.role, ","))
+    .where(_HELD.c.employee_id == employees.c.id)
+    .correlate(employees)
+    .scalar_subquery()
+    .label("roles")
+)
+_SELECT_EMPLOYEES = sa.select(*_EMPLOYEE_COLUMNS, _ROLES)
+
+
+def _employee_row(row: sa.Row) -> Employee:
+    roles = row._mapping["roles"]
+    return _employee(row, tuple(sorted(roles.split(","))) if roles else ())
 
 
 def get_employee(conn: Connection, employee_id: int) -> Employee | None:
-    return get_employees(conn, {employee_id}).get(employee_id)
+    stmt = prepared(("get_employee",), lambda: _SELECT_EMPLOYEES.where(employees.c.id == sa.bindparam("id")))
+    row = conn.execute(stmt, {"id": employee_id}).first()
+    return _employee_row(row) if row else None
 
 
 def get_employees(conn: Connection, ids: set[int]) -> dict[int, Employee]:
     if not ids:
         return {}
-    rows = list(conn.execute(sa.select(*_EMPLOYEE_COLUMNS).where(employees.c.id.in_(sorted(ids)))))
-    return {e.id: e for e in _with_roles(conn, rows)}
+    stmt = prepared(("get_employees",), lambda: _SELECT_EMPLOYEES.where(
+        employees.c.id.in_(sa.bindparam("ids", expanding=True))))
+    return {e.id: e for e in map(_employee_row, conn.execute(stmt, {"ids": sorted(ids)}))}
 
 
 def find_employee_by_email(conn: Connection, email: str) -> Employee | None:
-    rows = list(conn.execute(
-        sa.select(*_EMPLOYEE_COLUMNS).where(sa.func.lower(employees.c.email) == email.strip().lower())
-    ))
-    return _with_roles(conn, rows)[0] if rows else None
+    stmt = prepared(("employee_by_email",), lambda: _SELECT_EMPLOYEES.where(
+        sa.func.lower(employees.c.email) == sa.bindparam("email")))
+    row = conn.execute(stmt, {"email": email.strip().lower()}).first()
+    return _employee_row(row) if row else None
 
 
 def all_employees(conn: Connection, *, active_only: bool = False) -> list[Employee]:
-    query = sa.select(*_EMPLOYEE_COLUMNS).order_by(employees.c.id)
+    query = _SELECT_EMPLOYEES.order_by(employees.c.id)
     if active_only:
         query = query.where(employees.c.active.is_(True))
-    return _with_roles(conn, list(conn.execute(query)))
+    return [_employee_row(r) for r in conn.execute(query)]
 
 
 def employees_with_role(conn: Connection, role: str) -> list[Employee]:
     """Active holders of a role, by employee id."""
-    rows = list(conn.execute(
-        sa.select(*_EMPLOYEE_COLUMNS)
-        .join(employee_roles, employee_roles.c.employee_id == employees.c.id)
-        .where(employee_roles.c.role == role, employees.c.active.is_(True))
-        .order_by(employees.c.id)
-    ))
-    return _with_roles(conn, rows)
+    stmt = prepared(("employees_with_role",), lambda: _SELECT_EMPLOYEES
+                    .join(employee_roles, employee_roles.c.employee_id == employees.c.id)
+                    .where(employee_roles.c.role == sa.bindparam("role"), employees.c.active.is_(True))
+                    .order_by(employees.c.id))
+    return [_employee_row(r) for r in conn.execute(stmt, {"role": role})]
 
 
 def set_roles(conn: Connection, employee_id: int, roles: set[str]) -> None:
@@ -195,7 +200,9 @@ def set_roles(conn: Connection, employee_id: int, roles: set[str]) -> None:
 
 
 def get_department(conn: Connection, department_id: int) -> Department | None:
-    row = conn.execute(sa.select(departments).where(departments.c.id == department_id)).first()
+    stmt = prepared(("get_department",), lambda: sa.select(departments)
+                    .where(departments.c.id == sa.bindparam("id")))
+    row = conn.execute(stmt, {"id": department_id}).first()
     return Department(**row._mapping) if row else None
 
 
@@ -227,12 +234,13 @@ def delegations_from(conn: Connection, from_ids: set[int], moment: datetime) -> 
     """Delegations in force at `moment` given by any of `from_ids`."""
     if not from_ids:
         return []
-    rows = conn.execute(sa.select(delegations).where(
-        delegations.c.from_id.in_(sorted(from_ids)),
-        delegations.c.starts_at <= moment,
-        delegations.c.ends_at > moment,
+    stmt = prepared(("delegations_from",), lambda: sa.select(delegations).where(
+        delegations.c.from_id.in_(sa.bindparam("ids", expanding=True)),
+        delegations.c.starts_at <= sa.bindparam("at"),
+        delegations.c.ends_at > sa.bindparam("at"),
         delegations.c.revoked_at.is_(None),
     ))
+    rows = conn.execute(stmt, {"ids": sorted(from_ids), "at": moment})
     return [_delegation(r) for r in rows]
 
 

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from models.base import JSONType, UTCDateTime, metadata
+from models.base import JSONType, UTCDateTime, metadata, prepared
 
 request_counters = sa.Table(
     "request_counters", metadata,
@@ -124,23 +124,32 @@ class Assignment:
 
 def next_number(conn: Connection, type_key: str, fiscal_year: int) -> int:
     """The next sequence number for a type and fiscal year; an upsert, so concurrent submits never share one."""
-    insert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(request_counters)
-    stmt = insert.values(type=type_key, fiscal_year=fiscal_year, last=1).on_conflict_do_update(
-        index_elements=["type", "fiscal_year"], set_={"last": request_counters.c.last + 1},
-    ).returning(request_counters.c.last)
-    return int(conn.execute(stmt).scalar_one())
+    dialect = conn.dialect.name
+
+    def build() -> Any:
+        insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(request_counters)
+        return insert.values(type=sa.bindparam("t"), fiscal_year=sa.bindparam("fy"), last=1).on_conflict_do_update(
+            index_elements=["type", "fiscal_year"], set_={"last": request_counters.c.last + 1},
+        ).returning(request_counters.c.last)
+
+    stmt = prepared(("next_number", dialect), build)
+    return int(conn.execute(stmt, {"t": type_key, "fy": fiscal_year}).scalar_one())
 
 
-def insert_request(conn: Connection, **values: Any) -> int:
-    return int(conn.execute(requests.insert().values(**values).returning(requests.c.id)).scalar_one())
+def insert_request(conn: Connection, **values: Any) -> Request:
+    stmt = prepared(("insert_request",), lambda: requests.insert().returning(*requests.c))
+    return Request(**conn.execute(stmt, values).one()._mapping)
 
 
 def get_request(conn: Connection, request_id: int, *, lock: bool = False) -> Request | None:
     """Read a request; with lock=True the row stays locked to this transaction (PostgreSQL FOR UPDATE)."""
-    query = sa.select(requests).where(requests.c.id == request_id)
-    if lock and conn.dialect.name == "postgresql":
-        query = query.with_for_update()
-    row = conn.execute(query).first()
+    lock = lock and conn.dialect.name == "postgresql"
+
+    def build() -> Any:
+        query = sa.select(requests).where(requests.c.id == sa.bindparam("id"))
+        return query.with_for_update() if lock else query
+
+    row = conn.execute(prepared(("get_request", lock), build), {"id": request_id}).first()
     return Request(**row._mapping) if row else None
 
 
@@ -155,62 +164,88 @@ def requests_of(conn: Connection, requester_id: int, limit: int = 50) -> list[Re
     return [Request(**r._mapping) for r in rows]
 
 
-def update_request(conn: Connection, request_id: int, expected_version: int, **values: Any) -> bool:
-    """Conditional update: applies only if nobody changed the request since `expected_version` was read."""
-    result = conn.execute(
-        requests.update()
-        .where(requests.c.id == request_id, requests.c.version == expected_version)
-        .values(version=expected_version + 1, **values)
-    )
-    return result.rowcount == 1
+def update_request(conn: Connection, request_id: int, expected_version: int, **values: Any) -> Request | None:
+    """Conditional update: applies only if nobody changed the request since `expected_version` was read.
+    Returns the request as it now is, or None if it had changed."""
+    keys = tuple(sorted(values))
+
+    def build() -> Any:
+        return (requests.update()
+                .where(requests.c.id == sa.bindparam("_id"), requests.c.version == sa.bindparam("_v"))
+                .values(version=sa.bindparam("_v") + 1, **{k: sa.bindparam(k) for k in keys})
+                .returning(*requests.c))
+
+    row = conn.execute(prepared(("update_request", keys), build),
+                       {"_id": request_id, "_v": expected_version, **values}).first()
+    return Request(**row._mapping) if row else None
 
 
-def insert_step(conn: Connection, **values: Any) -> int:
-    return int(conn.execute(steps.insert().values(**values).returning(steps.c.id)).scalar_one())
+def insert_steps(conn: Connection, rows: list[dict[str, Any]]) -> list[Step]:
+    """Insert steps (one statement for all of them) and return them, in the order given."""
+    if not rows:
+        return []
+    stmt = prepared(("insert_steps",), lambda: steps.insert().returning(*steps.c, sort_by_parameter_order=True))
+    return [Step(**r._mapping) for r in conn.execute(stmt, rows)]
 
 
 def steps_of(conn: Connection, request_id: int, round_: int | None = None) -> list[Step]:
-    query = sa.select(steps).where(steps.c.request_id == request_id)
-    if round_ is not None:
-        query = query.where(steps.c.round == round_)
-    rows = conn.execute(query.order_by(steps.c.round, steps.c.position))
+    def build() -> Any:
+        query = sa.select(steps).where(steps.c.request_id == sa.bindparam("rid"))
+        if round_ is not None:
+            query = query.where(steps.c.round == sa.bindparam("round"))
+        return query.order_by(steps.c.round, steps.c.position)
+
+    rows = conn.execute(prepared(("steps_of", round_ is not None), build), {"rid": request_id, "round": round_})
     return [Step(**r._mapping) for r in rows]
 
 
 def update_step(conn: Connection, step_id: int, **values: Any) -> None:
-    conn.execute(steps.update().where(steps.c.id == step_id).values(**values))
+    keys = tuple(sorted(values))
+    stmt = prepared(("update_step", keys), lambda: steps.update().where(steps.c.id == sa.bindparam("_id"))
+                    .values(**{k: sa.bindparam(k) for k in keys}))
+    conn.execute(stmt, {"_id": step_id, **values})
 
 
-def insert_assignments(conn: Connection, rows: list[dict[str, Any]]) -> None:
-    if rows:
-        conn.execute(assignments.insert(), rows)
+def insert_assignments(conn: Connection, rows: list[dict[str, Any]]) -> list[Assignment]:
+    """Insert assignments (one statement) and return them in the order given."""
+    if not rows:
+        return []
+    stmt = prepared(("insert_assignments",),
+                    lambda: assignments.insert().returning(*assignments.c, sort_by_parameter_order=True))
+    return [Assignment(**r._mapping) for r in conn.execute(stmt, rows)]
 
 
 def assignments_of(conn: Connection, request_id: int) -> list[Assignment]:
-    rows = conn.execute(sa.select(assignments).where(assignments.c.request_id == request_id)
-                        .order_by(assignments.c.id))
-    return [Assignment(**r._mapping) for r in rows]
+    stmt = prepared(("assignments_of",), lambda: sa.select(assignments)
+                    .where(assignments.c.request_id == sa.bindparam("rid")).order_by(assignments.c.id))
+    return [Assignment(**r._mapping) for r in conn.execute(stmt, {"rid": request_id})]
 
 
 def get_assignment(conn: Connection, assignment_id: int) -> Assignment | None:
-    row = conn.execute(sa.select(assignments).where(assignments.c.id == assignment_id)).first()
+    stmt = prepared(("get_assignment",), lambda: sa.select(assignments)
+                    .where(assignments.c.id == sa.bindparam("id")))
+    row = conn.execute(stmt, {"id": assignment_id}).first()
     return Assignment(**row._mapping) if row else None
 
 
 def decide_assignment(conn: Connection, assignment_id: int, from_statuses: tuple[str, ...], **values: Any) -> bool:
     """Conditional update: only an assignment still in one of `from_statuses` changes; False if it had moved on."""
-    result = conn.execute(
-        assignments.update()
-        .where(assignments.c.id == assignment_id, assignments.c.status.in_(from_statuses))
-        .values(**values)
-    )
+    keys = tuple(sorted(values))
+    stmt = prepared(("decide_assignment", keys), lambda: assignments.update().where(
+        assignments.c.id == sa.bindparam("_id"), assignments.c.status.in_(sa.bindparam("_from", expanding=True)),
+    ).values(**{k: sa.bindparam(k) for k in keys}))
+    result = conn.execute(stmt, {"_id": assignment_id, "_from": list(from_statuses), **values})
     return result.rowcount == 1
 
 
 def set_assignments_status(conn: Connection, ids: list[int], from_statuses: tuple[str, ...], status: str) -> None:
-    if ids:
-        conn.execute(assignments.update().where(assignments.c.id.in_(ids), assignments.c.status.in_(from_statuses))
-                     .values(status=status))
+    if not ids:
+        return
+    stmt = prepared(("set_assignments_status",), lambda: assignments.update().where(
+        assignments.c.id.in_(sa.bindparam("_ids", expanding=True)),
+        assignments.c.status.in_(sa.bindparam("_from", expanding=True)),
+    ).values(status=sa.bindparam("_status")))
+    conn.execute(stmt, {"_ids": ids, "_from": list(from_statuses), "_status": status})
 
 
 def pending_for(conn: Connection, approver_ids: list[int]) -> list[tuple[Assignment, Request]]:
@@ -218,7 +253,7 @@ def pending_for(conn: Connection, approver_ids: list[int]) -> list[tuple[Assignm
     if not approver_ids:
         return []
     rows = conn.execute(
-        sa.select(assignments, requests.c.number)
+        sa.select(assignments, *[c.label(f"r_{c.name}") for c in requests.c])
         .join(requests, requests.c.id == assignments.c.request_id)
         .where(assignments.c.approver_id.in_(approver_ids), assignments.c.status.in_(("pending", "claimed")),
                requests.c.status == "pending")
@@ -226,10 +261,14 @@ def pending_for(conn: Connection, approver_ids: list[int]) -> list[tuple[Assignm
     )
     out = []
     for r in rows:
-        m = dict(r._mapping)
-        m.pop("number")
-        a = Assignment(**m)
-        req = get_request(conn, a.request_id)
-        assert req is not None
+        m = r._mapping
+        a = Assignment(**{c.name: m[c.name] for c in assignments.c})
+        req = Request(**{c.name: m[f"r_{c.name}"] for c in requests.c})
         out.append((a, req))
     return out
+
+
+def request_of_assignment(conn: Connection, assignment_id: int) -> int | None:
+    stmt = prepared(("request_of_assignment",), lambda: sa.select(assignments.c.request_id)
+                    .where(assignments.c.id == sa.bindparam("id")))
+    return conn.execute(stmt, {"id": assignment_id}).scalar()

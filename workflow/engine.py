@@ -10,7 +10,7 @@ action changes nothing and answers why ("already approved by 佐藤 at 10:32").
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
@@ -78,6 +78,39 @@ class _Changes:
         audit.record(conn, self.now, self.audit)
 
 
+@dataclass
+class _Route:
+    """The request's steps (current round) and assignments (all rounds), read once per use case and kept in
+    step with every update this unit of work makes, so no use case reads them twice."""
+
+    conn: Connection
+    request: Request
+    steps: list[Step]
+    assigns: list[Assignment]
+
+    @classmethod
+    def load(cls, conn: Connection, request: Request) -> _Route:
+        return cls(conn, request, rq.steps_of(conn, request.id, request.round), rq.assignments_of(conn, request.id))
+
+    def set_step(self, step_id: int, **values: Any) -> None:
+        rq.update_step(self.conn, step_id, **values)
+        self.steps = [replace(s, **values) if s.id == step_id else s for s in self.steps]
+
+    def set_status(self, ids: list[int], from_statuses: tuple[str, ...], status: str) -> None:
+        chosen = [a.id for a in self.assigns if a.id in ids and a.status in from_statuses]
+        rq.set_assignments_status(self.conn, chosen, from_statuses, status)
+        self.assigns = [replace(a, status=status) if a.id in chosen else a for a in self.assigns]
+
+    def decided(self, assignment_id: int, **values: Any) -> None:
+        self.assigns = [replace(a, **values) if a.id == assignment_id else a for a in self.assigns]
+
+    def of_step(self, step_id: int) -> list[Assignment]:
+        return [a for a in self.assigns if a.step_id == step_id]
+
+    def step(self, step_id: int) -> Step:
+        return next(s for s in self.steps if s.id == step_id)
+
+
 class Engine:
     """The use cases of the back office, over one database and one policy."""
 
@@ -89,6 +122,15 @@ class Engine:
         self.calendar = calendar or calendar_for(policy)
         self.tz = ZoneInfo(policy.company.timezone)
 
+    def _transaction(self, work: Callable[[Connection], Outcome]) -> Outcome:
+        """Run one use case in one unit of work; a refusal rolls back, so it leaves the database as it was
+        (even what was written on the way, such as leave grants brought up to date)."""
+        with self.db.unit_of_work() as conn:
+            outcome = work(conn)
+            if not outcome.ok:
+                conn.rollback()
+            return outcome
+
     # ---------------------------------------------------------------- submit
     def submit(self, requester_id: int, type_key: str, payload: Any) -> Outcome:
         """File a request: validate, number it, resolve its route, start the first step."""
@@ -99,7 +141,7 @@ class Engine:
         if clean is None:
             return refused("invalid", _first(errors), errors=errors)
         now = self.clock()
-        with self.db.unit_of_work() as conn:
+        def work(conn: Connection) -> Outcome:
             requester = people.get_employee(conn, requester_id)
             if requester is None or not requester.active:
                 return refused("unknown_person", msg.UNKNOWN_PERSON)
@@ -112,21 +154,20 @@ class Engine:
                 return refused("no_approver", exc.message)
             fy = fiscal_year(now.astimezone(self.tz).date(), self.policy.company.fiscal_year_start_month)
             number = format_number(spec.prefix, fy, rq.next_number(conn, type_key, fy))
-            request_id = rq.insert_request(
+            request = rq.insert_request(
                 conn, number=number, type=type_key, fiscal_year=fy, requester_id=requester.id, payload=clean,
                 warnings=[w.model_dump() for w in warnings] or None, status="pending", version=1, round=1,
-                created_at=now, updated_at=now,
+                created_at=now, updated_at=now, decided_at=None,
             )
-            request = rq.get_request(conn, request_id)
-            assert request is not None
             changes = _Changes(now)
-            changes.audit.append(audit.Entry("request.submitted", requester.id, request_id,
+            changes.audit.append(audit.Entry("request.submitted", requester.id, request.id,
                                              {"number": number, "type": type_key, "payload": clean}))
             changes.notify("submitted", requester.id, request, 1)
-            self._create_round(conn, request, route, 1, changes)
-            request = self._advance(conn, request, changes)
+            state = self._create_round(conn, request, route, 1, [])
+            request = self._advance(state, changes)
             changes.flush(conn)
             return Outcome(True, "submitted", msg.fill(msg.SUBMITTED, number=number), request, warnings=warnings)
+        return self._transaction(work)
 
     def _behaviour(self, conn: Connection, spec: RequestTypeSpec, requester: Employee, payload: dict[str, Any],
                    now: datetime, request_id: int | None) -> tuple[dict[str, Any], dict[str, LocalText],
@@ -154,51 +195,52 @@ class Engine:
         return dept.code if dept else None
 
     def _create_round(self, conn: Connection, request: Request, route: list[ResolvedStep], round_: int,
-                      changes: _Changes) -> None:
-        for step in route:
-            step_id = rq.insert_step(conn, request_id=request.id, round=round_, position=step.position,
-                                     key=step.spec.id, kind=step.spec.kind, required=step.required, status="waiting")
-            rq.insert_assignments(conn, [
-                {"request_id": request.id, "step_id": step_id, "approver_id": a, "status": "waiting"}
-                for a in step.approver_ids
-            ])
+                      earlier: list[Assignment]) -> _Route:
+        """The steps and assignments of one round, inserted in two statements."""
+        steps = rq.insert_steps(conn, [
+            {"request_id": request.id, "round": round_, "position": step.position, "key": step.spec.id,
+             "kind": step.spec.kind, "required": step.required, "status": "waiting", "activated_at": None,
+             "due_at": None, "completed_at": None} for step in route])
+        assigns = rq.insert_assignments(conn, [
+            {"request_id": request.id, "step_id": row.id, "approver_id": a, "status": "waiting",
+             "acted_by_id": None, "comment": None, "decided_at": None}
+            for row, step in zip(steps, route, strict=True) for a in step.approver_ids])
+        return _Route(conn, request, steps, earlier + assigns)
 
     # ---------------------------------------------------------------- advancing the route
-    def _advance(self, conn: Connection, request: Request, changes: _Changes) -> Request:
+    def _advance(self, state: _Route, changes: _Changes) -> Request:
         """Start the next waiting step(s); inform steps pass straight through; complete the request at the end."""
-        steps = rq.steps_of(conn, request.id, request.round)
-        assigns = rq.assignments_of(conn, request.id)
-        for step in steps:
+        for step in list(state.steps):
             if step.status in ("approved", "informed", "resolved", "cancelled"):
                 continue
             if step.status in ("active", "claimed"):
-                return _reload(conn, request)
+                return state.request
             if step.kind == "inform":
-                self._inform(conn, request, step, assigns, changes)
+                self._inform(state, step, changes)
                 continue
-            self._activate(conn, request, step, assigns, changes)
-            return _reload(conn, request)
-        return self._complete(conn, request, steps, changes)
+            self._activate(state, step, changes)
+            return state.request
+        return self._complete(state, changes)
 
-    def _inform(self, conn: Connection, request: Request, step: Step, assigns: list[Assignment],
-                changes: _Changes) -> None:
-        mine = [a for a in assigns if a.step_id == step.id and a.status == "waiting"]
-        rq.update_step(conn, step.id, status="informed", activated_at=changes.now, completed_at=changes.now)
-        rq.set_assignments_status(conn, [a.id for a in mine], ("waiting",), "informed")
+    def _inform(self, state: _Route, step: Step, changes: _Changes) -> None:
+        mine = [a for a in state.of_step(step.id) if a.status == "waiting"]
+        state.set_step(step.id, status="informed", activated_at=changes.now, completed_at=changes.now)
+        state.set_status([a.id for a in mine], ("waiting",), "informed")
         for a in mine:
-            changes.notify("fyi", a.approver_id, request, request.version, assignment_id=a.id, step=step.key)
-        changes.audit.append(audit.Entry("step.informed", None, request.id,
+            changes.notify("fyi", a.approver_id, state.request, state.request.version, assignment_id=a.id,
+                           step=step.key)
+        changes.audit.append(audit.Entry("step.informed", None, state.request.id,
                                          {"step": step.key, "people": [a.approver_id for a in mine]}))
 
-    def _activate(self, conn: Connection, request: Request, step: Step, assigns: list[Assignment],
-                  changes: _Changes) -> None:
+    def _activate(self, state: _Route, step: Step, changes: _Changes) -> None:
+        request = state.request
         spec = self.policy.types[request.type]
         step_spec = next(s for s in spec.route if s.id == step.key)
         sla = self.policy.sla_for(request.type, step_spec)
         due = self.calendar.due_after(changes.now, float(sla.business_days))
-        rq.update_step(conn, step.id, status="active", activated_at=changes.now, due_at=due)
-        mine = [a for a in assigns if a.step_id == step.id and a.status == "waiting"]
-        rq.set_assignments_status(conn, [a.id for a in mine], ("waiting",), "pending")
+        state.set_step(step.id, status="active", activated_at=changes.now, due_at=due)
+        mine = [a for a in state.of_step(step.id) if a.status == "waiting"]
+        state.set_status([a.id for a in mine], ("waiting",), "pending")
         kind = "queue_posted" if step.kind == "queue" else "approval_requested"
         for a in mine:
             changes.notify(kind, a.approver_id, request, request.version, assignment_id=a.id, step=step.key,
@@ -235,15 +277,17 @@ class Engine:
             shifted = self.calendar.add_business_hours(shifted, float(rest * self.policy.company.hours_per_day))
         return shifted.astimezone(UTC)
 
-    def _complete(self, conn: Connection, request: Request, steps: list[Step], changes: _Changes) -> Request:
-        status = "resolved" if any(s.kind == "queue" for s in steps) else "approved"
-        if not rq.update_request(conn, request.id, request.version, status=status, updated_at=changes.now,
-                                 decided_at=changes.now):
+    def _complete(self, state: _Route, changes: _Changes) -> Request:
+        request = state.request
+        status = "resolved" if any(s.kind == "queue" for s in state.steps) else "approved"
+        updated = rq.update_request(state.conn, request.id, request.version, status=status, updated_at=changes.now,
+                                    decided_at=changes.now)
+        if updated is None:
             raise _Conflict()
-        request = _reload(conn, request)
+        state.request = request = updated
         spec = self.policy.types[request.type]
         if spec.behaviour == "leave" and status == "approved":
-            self._on_leave_approved(conn, request, changes)
+            self._on_leave_approved(state.conn, request, changes)
         changes.notify("request_completed", request.requester_id, request, request.version, status=status)
         changes.audit.append(audit.Entry("request.completed", None, request.id, {"status": status}))
         return request
@@ -284,108 +328,106 @@ class Engine:
                                                                                     to_step))
 
     def _decide(self, ctx: _Context, decision: Decision, comment: str | None, to_step: str | None) -> Outcome:
-        conn, request, a, changes = ctx.conn, ctx.request, ctx.assignment, ctx.changes
-        step = ctx.step
+        conn, a, changes, step, route = ctx.conn, ctx.assignment, ctx.changes, ctx.step, ctx.route
         if step.kind == "queue":
-            return refused("not_allowed", msg.fill(msg.NOT_ALLOWED, number=request.number), request)
+            return refused("not_allowed", msg.fill(msg.NOT_ALLOWED, number=ctx.request.number), ctx.request)
         if a.status != "pending":
             return self._stale(ctx)
         status = _DECIDED[decision]
         if not rq.decide_assignment(conn, a.id, ("pending",), status=status, acted_by_id=ctx.actor.id,
                                     comment=comment, decided_at=changes.now):
             return self._stale(ctx)
+        route.decided(a.id, status=status, acted_by_id=ctx.actor.id, comment=comment, decided_at=changes.now)
         messaging.cancel_nudges(conn, [a.id])
-        changes.audit.append(audit.Entry(f"assignment.{status}", ctx.actor.id, request.id, {
-            "step": step.key, "approver": a.approver_id, "acting_for": a.approver_id
-            if a.approver_id != ctx.actor.id else None, "comment": comment}))
-        who = {"decision": status, "by": ctx.actor.id, "acting_for": a.approver_id
-               if a.approver_id != ctx.actor.id else None, "step": step.key, "comment": comment}
-        changes.notify("step_decided", request.requester_id, request, request.version + 1, **who)
+        acting_for = a.approver_id if a.approver_id != ctx.actor.id else None
+        changes.audit.append(audit.Entry(f"assignment.{status}", ctx.actor.id, ctx.request.id, {
+            "step": step.key, "approver": a.approver_id, "acting_for": acting_for, "comment": comment}))
+        changes.notify("step_decided", ctx.request.requester_id, ctx.request, ctx.request.version + 1,
+                       decision=status, by=ctx.actor.id, acting_for=acting_for, step=step.key, comment=comment)
         if decision == "send_back":
             return self._send_back(ctx, to_step, comment)
-        mine = [x for x in rq.assignments_of(conn, request.id) if x.step_id == step.id
-                and x.status not in ("superseded", "cancelled")]
+        mine = [x for x in route.of_step(step.id) if x.status not in ("superseded", "cancelled")]
         approvals = sum(1 for x in mine if x.status == "approved")
         rejections = sum(1 for x in mine if x.status == "rejected")
         required = step.required or len(mine)
         if decision == "reject" and len(mine) - rejections < required:
-            return self._finish_rejected(ctx, mine)
+            return self._finish_rejected(ctx)
         if approvals >= required:
-            rq.update_step(conn, step.id, status="approved", completed_at=changes.now)
+            route.set_step(step.id, status="approved", completed_at=changes.now)
             self._cancel_open(ctx, [x for x in mine if x.status in ("pending", "waiting")])
-        request = self._bump(ctx)
-        request = self._advance(conn, request, changes)
+        self._bump(ctx)
+        request = self._advance(route, changes)
         text = msg.APPROVED if decision == "approve" else msg.REJECTED
         return Outcome(True, status, msg.fill(text, number=request.number), request)
 
-    def _finish_rejected(self, ctx: _Context, mine: list[Assignment]) -> Outcome:
-        conn, changes = ctx.conn, ctx.changes
-        rq.update_step(conn, ctx.step.id, status="rejected", completed_at=changes.now)
-        self._cancel_open(ctx, [x for x in rq.assignments_of(conn, ctx.request.id) if x.undecided])
+    def _finish_rejected(self, ctx: _Context) -> Outcome:
+        changes = ctx.changes
+        ctx.route.set_step(ctx.step.id, status="rejected", completed_at=changes.now)
+        self._cancel_open(ctx, [x for x in ctx.route.assigns if x.undecided])
         request = self._bump(ctx, status="rejected", decided_at=changes.now)
-        self._cancel_waiting_steps(conn, request)
+        self._cancel_waiting_steps(ctx.route)
         changes.notify("request_completed", request.requester_id, request, request.version, status="rejected")
         changes.audit.append(audit.Entry("request.completed", ctx.actor.id, request.id, {"status": "rejected"}))
         return Outcome(True, "rejected", msg.fill(msg.REJECTED, number=request.number), request)
 
     def _send_back(self, ctx: _Context, to_step: str | None, comment: str | None) -> Outcome:
-        conn, changes, request = ctx.conn, ctx.changes, ctx.request
-        steps = rq.steps_of(conn, request.id, request.round)
+        changes, route = ctx.changes, ctx.route
         target = None
         if to_step is not None:
-            target = next((s for s in steps if s.key == to_step and s.position < ctx.step.position), None)
+            target = next((s for s in route.steps if s.key == to_step and s.position < ctx.step.position), None)
             if target is None:
-                raise _Refusal(refused("unknown_step", msg.fill(msg.UNKNOWN_STEP, step=to_step), request))
-        rq.update_step(conn, ctx.step.id, status="sent_back", completed_at=changes.now)
-        self._cancel_open(ctx, [x for x in rq.assignments_of(conn, request.id)
-                                if x.step_id == ctx.step.id and x.undecided])
+                raise _Refusal(refused("unknown_step", msg.fill(msg.UNKNOWN_STEP, step=to_step), ctx.request))
+        route.set_step(ctx.step.id, status="sent_back", completed_at=changes.now)
+        self._cancel_open(ctx, [x for x in route.of_step(ctx.step.id) if x.undecided])
         if target is None:  # back to the applicant, who may fix and resubmit
             request = self._bump(ctx, status="sent_back")
-            self._cancel_waiting_steps(conn, request)
+            self._cancel_waiting_steps(route)
             changes.notify("request_sent_back", request.requester_id, request, request.version, comment=comment)
             changes.audit.append(audit.Entry("request.sent_back", ctx.actor.id, request.id, {"comment": comment}))
             return Outcome(True, "sent_back", msg.fill(msg.SENT_BACK, number=request.number), request)
-        self._rework_from(conn, request, steps, target.position)
-        changes.audit.append(audit.Entry("request.sent_back", ctx.actor.id, request.id,
+        self._rework_from(route, target.position)
+        changes.audit.append(audit.Entry("request.sent_back", ctx.actor.id, ctx.request.id,
                                          {"comment": comment, "to_step": target.key}))
-        request = self._advance(conn, self._bump(ctx), changes)
+        self._bump(ctx)
+        request = self._advance(route, changes)
         return Outcome(True, "sent_back", msg.fill(msg.SENT_BACK, number=request.number), request)
 
-    def _rework_from(self, conn: Connection, request: Request, steps: list[Step], position: int) -> None:
+    def _rework_from(self, route: _Route, position: int) -> None:
         """Steps from `position` on start again: their assignments are superseded by fresh ones."""
-        assigns = rq.assignments_of(conn, request.id)
-        for step in steps:
+        fresh: list[dict[str, Any]] = []
+        for step in route.steps:
             if step.position < position:
                 continue
-            old = [a for a in assigns if a.step_id == step.id and a.status not in ("superseded", "cancelled")]
-            rq.set_assignments_status(conn, [a.id for a in old], tuple({a.status for a in old}), "superseded")
-            rq.insert_assignments(conn, [{"request_id": request.id, "step_id": step.id,
-                                          "approver_id": a.approver_id, "status": "waiting"} for a in old])
-            rq.update_step(conn, step.id, status="waiting", activated_at=None, due_at=None, completed_at=None)
+            old = [a for a in route.of_step(step.id) if a.status not in ("superseded", "cancelled")]
+            route.set_status([a.id for a in old], tuple({a.status for a in old}), "superseded")
+            fresh += [{"request_id": route.request.id, "step_id": step.id, "approver_id": a.approver_id,
+                       "status": "waiting", "acted_by_id": None, "comment": None, "decided_at": None} for a in old]
+            route.set_step(step.id, status="waiting", activated_at=None, due_at=None, completed_at=None)
+        route.assigns += rq.insert_assignments(route.conn, fresh)
 
     def _cancel_open(self, ctx: _Context, open_: list[Assignment]) -> None:
         """Close other people's undecided assignments; their cards must show the outcome."""
         ids = [a.id for a in open_]
-        rq.set_assignments_status(ctx.conn, ids, rq.UNDECIDED, "cancelled")
-        messaging.cancel_nudges(ctx.conn, ids)
+        ctx.route.set_status(ids, rq.UNDECIDED, "cancelled")
+        messaging.cancel_nudges(ctx.conn, [a.id for a in open_ if a.status in ("pending", "claimed")])
         for a in open_:
             if a.status in ("pending", "claimed"):
                 ctx.changes.notify("card_update", a.approver_id, ctx.request, ctx.request.version + 1,
                                    assignment_id=a.id)
 
-    def _cancel_waiting_steps(self, conn: Connection, request: Request) -> None:
-        for step in rq.steps_of(conn, request.id, request.round):
+    def _cancel_waiting_steps(self, route: _Route) -> None:
+        for step in route.steps:
             if step.status == "waiting":
-                rq.update_step(conn, step.id, status="cancelled")
-        rq.set_assignments_status(conn, [a.id for a in rq.assignments_of(conn, request.id)
-                                         if a.status == "waiting"], ("waiting",), "cancelled")
+                route.set_step(step.id, status="cancelled")
+        route.set_status([a.id for a in route.assigns if a.status == "waiting"], ("waiting",), "cancelled")
 
     def _bump(self, ctx: _Context, **values: Any) -> Request:
-        if not rq.update_request(ctx.conn, ctx.request.id, ctx.request.version, updated_at=ctx.changes.now,
-                                 **values):
+        updated = rq.update_request(ctx.conn, ctx.request.id, ctx.request.version, updated_at=ctx.changes.now,
+                                    **values)
+        if updated is None:
             raise _Conflict()
-        ctx.request = _reload(ctx.conn, ctx.request)
-        return ctx.request
+        ctx.route.request = updated
+        return updated
 
     def _stale(self, ctx: _Context) -> Outcome:
         """Why a click no longer applies: who decided, and when, in the clicker's language."""
@@ -394,16 +436,13 @@ class Engine:
             return refused("already_decided", self._already(ctx.conn, a.acted_by_id, a.status, a.decided_at,
                                                             request.number), request)
         if a.status == "cancelled":
-            decided = [x for x in rq.assignments_of(ctx.conn, request.id) if x.step_id == a.step_id
-                       and x.acted_by_id and x.decided_at]
+            decided = [x for x in ctx.route.of_step(a.step_id) if x.acted_by_id and x.decided_at]
             if decided:
                 last = max(decided, key=lambda x: x.decided_at)  # type: ignore[arg-type,return-value]
                 return refused("already_decided", self._already(ctx.conn, last.acted_by_id, last.status,
                                                                 last.decided_at, request.number), request)
         if request.status != "pending":
             return refused("request_closed", _closed(request), request)
-        if a.status == "cancelled":
-            return refused("step_closed", msg.fill(msg.STEP_MOVED_ON, number=request.number), request)
         if a.status == "waiting":
             return refused("not_started", msg.fill(msg.NOT_YOUR_TURN, number=request.number), request)
         return refused("step_closed", msg.fill(msg.STEP_MOVED_ON, number=request.number), request)
@@ -418,28 +457,30 @@ class Engine:
 
     # ---------------------------------------------------------------- the shared frame of assignment actions
     def _on_assignment(self, assignment_id: int, actor_id: int, action: Callable[[_Context], Outcome], *,
-                       allow_admin: bool = False, check_actor: bool = True) -> Outcome:
+                       allow_admin: bool = False) -> Outcome:
         now = self.clock()
         with self.db.unit_of_work() as conn:
-            a = rq.get_assignment(conn, assignment_id)
-            if a is None:
+            request_id = rq.request_of_assignment(conn, assignment_id)
+            request = rq.get_request(conn, request_id, lock=True) if request_id is not None else None
+            if request is None:
                 return refused("not_found", msg.NOT_FOUND)
-            request = rq.get_request(conn, a.request_id, lock=True)
+            route = _Route(conn, request, [], rq.assignments_of(conn, request.id))  # read under the lock
+            a = next(x for x in route.assigns if x.id == assignment_id)
+            route.steps = rq.steps_of(conn, request.id, request.round)
+            step = next((s for s in route.steps if s.id == a.step_id), None)
+            if step is None:  # a click on a card from an earlier round (before a send-back)
+                step = next(s for s in rq.steps_of(conn, request.id) if s.id == a.step_id)
             actor = people.get_employee(conn, actor_id)
-            assert request is not None
             if actor is None or not actor.active:
                 return refused("unknown_person", msg.UNKNOWN_PERSON, request)
-            a = rq.get_assignment(conn, assignment_id)  # re-read under the request's lock
-            assert a is not None
-            step = next(s for s in rq.steps_of(conn, request.id) if s.id == a.step_id)
-            ctx = _Context(conn, request, a, step, actor, _Changes(now))
+            ctx = _Context(route, a, step, actor, _Changes(now))
             if request.status != "pending":
                 if a.status in ("approved", "rejected", "sent_back", "resolved", "cancelled"):
                     return self._stale(ctx)
                 return refused("request_closed", _closed(request), request)
             if actor.id == request.requester_id:
                 return refused("self_approval", msg.SELF_APPROVAL, request)
-            if check_actor and not self._may_act(conn, actor, a, request, now, allow_admin):
+            if not self._may_act(conn, actor, a, request, now, allow_admin):
                 if not a.undecided:
                     return self._stale(ctx)
                 return refused("not_allowed", msg.fill(msg.NOT_ALLOWED, number=request.number), request)
@@ -473,25 +514,24 @@ class Engine:
         return self._on_assignment(assignment_id, actor_id, self._claim)
 
     def _claim(self, ctx: _Context) -> Outcome:
-        conn, changes, request = ctx.conn, ctx.changes, ctx.request
+        conn, changes, route = ctx.conn, ctx.changes, ctx.route
         if ctx.step.kind != "queue":
-            return refused("not_queue", msg.NOT_QUEUE, request)
+            return refused("not_queue", msg.NOT_QUEUE, ctx.request)
         if ctx.step.status == "claimed" or ctx.assignment.status != "pending":
-            taker = next((x for x in rq.assignments_of(conn, request.id) if x.step_id == ctx.step.id
-                          and x.status in ("claimed", "resolved")), None)
+            taker = next((x for x in route.of_step(ctx.step.id) if x.status in ("claimed", "resolved")), None)
             if taker is not None:
                 actor = people.get_employee(conn, taker.acted_by_id or taker.approver_id)
                 name = LocalText(ja=actor.name_ja, en=actor.name_en) if actor else LocalText(ja="?", en="?")
                 when = (taker.decided_at or changes.now).astimezone(self.tz).strftime("%Y-%m-%d %H:%M")
-                return refused("already_claimed", msg.fill(msg.ALREADY_CLAIMED, number=request.number,
-                                                           name=name, when=when), request)
+                return refused("already_claimed", msg.fill(msg.ALREADY_CLAIMED, number=ctx.request.number,
+                                                           name=name, when=when), ctx.request)
             return self._stale(ctx)
         if not rq.decide_assignment(conn, ctx.assignment.id, ("pending",), status="claimed",
                                     acted_by_id=ctx.actor.id, decided_at=changes.now):
             return self._stale(ctx)
-        rq.update_step(conn, ctx.step.id, status="claimed")
-        others = [x for x in rq.assignments_of(conn, request.id) if x.step_id == ctx.step.id
-                  and x.id != ctx.assignment.id and x.status == "pending"]
+        route.decided(ctx.assignment.id, status="claimed", acted_by_id=ctx.actor.id, decided_at=changes.now)
+        route.set_step(ctx.step.id, status="claimed")
+        others = [x for x in route.of_step(ctx.step.id) if x.id != ctx.assignment.id and x.status == "pending"]
         self._cancel_open(ctx, others)
         request = self._bump(ctx)
         changes.notify("step_decided", request.requester_id, request, request.version, decision="claimed",
@@ -512,51 +552,57 @@ class Engine:
         if not rq.decide_assignment(conn, ctx.assignment.id, ("claimed",), status="resolved",
                                     acted_by_id=ctx.actor.id, comment=comment, decided_at=changes.now):
             return self._stale(ctx)
+        ctx.route.decided(ctx.assignment.id, status="resolved", acted_by_id=ctx.actor.id, comment=comment,
+                          decided_at=changes.now)
         messaging.cancel_nudges(conn, [ctx.assignment.id])
-        rq.update_step(conn, ctx.step.id, status="resolved", completed_at=changes.now)
+        ctx.route.set_step(ctx.step.id, status="resolved", completed_at=changes.now)
         changes.audit.append(audit.Entry("step.resolved", ctx.actor.id, ctx.request.id,
                                          {"step": ctx.step.key, "comment": comment}))
-        request = self._advance(conn, self._bump(ctx), changes)
+        self._bump(ctx)
+        request = self._advance(ctx.route, changes)
         return Outcome(True, "resolved", msg.fill(msg.RESOLVED, number=request.number), request)
 
     # ---------------------------------------------------------------- reassign (admin)
     def reassign(self, assignment_id: int, admin_id: int, new_approver_id: int, comment: str | None = None) -> Outcome:
         """An admin moves an undecided assignment to someone else (never to the requester)."""
-        def action(ctx: _Context) -> Outcome:
-            if not ctx.actor.has_role("admin"):
-                return refused("only_admin", msg.ONLY_ADMIN, ctx.request)
-            if not ctx.assignment.undecided:
-                return self._stale(ctx)
-            target = people.get_employee(ctx.conn, new_approver_id)
-            if target is None or not target.active:
-                return refused("inactive", msg.INACTIVE_PERSON, ctx.request)
-            if target.id == ctx.request.requester_id:
-                return refused("self_approval", msg.SELF_APPROVAL, ctx.request)
-            a = ctx.assignment
-            rq.set_assignments_status(ctx.conn, [a.id], rq.UNDECIDED, "superseded")
-            messaging.cancel_nudges(ctx.conn, [a.id])
-            rq.insert_assignments(ctx.conn, [{"request_id": a.request_id, "step_id": a.step_id,
-                                              "approver_id": target.id, "status": a.status}])
-            new = max(rq.assignments_of(ctx.conn, a.request_id), key=lambda x: x.id)
-            request = self._bump(ctx)
-            ctx.changes.notify("card_update", a.approver_id, request, request.version, assignment_id=a.id)
-            if a.status == "pending":
-                kind = "queue_posted" if ctx.step.kind == "queue" else "approval_requested"
-                ctx.changes.notify(kind, target.id, request, request.version, assignment_id=new.id,
-                                   step=ctx.step.key, due_at=ctx.step.due_at.isoformat() if ctx.step.due_at else None)
-                if ctx.step.due_at:
-                    self._schedule_nudges(request, new.id, target.id, ctx.changes.now, ctx.step.due_at, ctx.changes)
-            ctx.changes.audit.append(audit.Entry("assignment.reassigned", ctx.actor.id, request.id, {
-                "from": a.approver_id, "to": target.id, "step": ctx.step.key, "comment": comment}))
-            name = LocalText(ja=target.name_ja, en=target.name_en)
-            return Outcome(True, "reassigned", msg.fill(msg.REASSIGNED, number=request.number, name=name), request)
-        return self._on_assignment(assignment_id, admin_id, action, allow_admin=True)
+        return self._on_assignment(assignment_id, admin_id, lambda ctx: self._reassign(ctx, new_approver_id, comment),
+                                   allow_admin=True)
+
+    def _reassign(self, ctx: _Context, new_approver_id: int, comment: str | None) -> Outcome:
+        if not ctx.actor.has_role("admin"):
+            return refused("only_admin", msg.ONLY_ADMIN, ctx.request)
+        if not ctx.assignment.undecided:
+            return self._stale(ctx)
+        target = people.get_employee(ctx.conn, new_approver_id)
+        if target is None or not target.active:
+            return refused("inactive", msg.INACTIVE_PERSON, ctx.request)
+        if target.id == ctx.request.requester_id:
+            return refused("self_approval", msg.SELF_APPROVAL, ctx.request)
+        a, step, changes = ctx.assignment, ctx.step, ctx.changes
+        ctx.route.set_status([a.id], rq.UNDECIDED, "superseded")
+        messaging.cancel_nudges(ctx.conn, [a.id])
+        new = rq.insert_assignments(ctx.conn, [{"request_id": a.request_id, "step_id": a.step_id,
+                                                "approver_id": target.id, "status": a.status, "acted_by_id": None,
+                                                "comment": None, "decided_at": None}])[0]
+        ctx.route.assigns.append(new)
+        request = self._bump(ctx)
+        changes.notify("card_update", a.approver_id, request, request.version, assignment_id=a.id)
+        if a.status == "pending":
+            kind = "queue_posted" if step.kind == "queue" else "approval_requested"
+            changes.notify(kind, target.id, request, request.version, assignment_id=new.id, step=step.key,
+                           due_at=step.due_at.isoformat() if step.due_at else None)
+            if step.due_at:
+                self._schedule_nudges(request, new.id, target.id, changes.now, step.due_at, changes)
+        changes.audit.append(audit.Entry("assignment.reassigned", ctx.actor.id, request.id, {
+            "from": a.approver_id, "to": target.id, "step": step.key, "comment": comment}))
+        name = LocalText(ja=target.name_ja, en=target.name_en)
+        return Outcome(True, "reassigned", msg.fill(msg.REASSIGNED, number=request.number, name=name), request)
 
     # ---------------------------------------------------------------- the requester: withdraw, resubmit
     def withdraw(self, request_id: int, actor_id: int, comment: str | None = None) -> Outcome:
         """The requester takes a request back before the final decision."""
         now = self.clock()
-        with self.db.unit_of_work() as conn:
+        def work(conn: Connection) -> Outcome:
             request = rq.get_request(conn, request_id, lock=True)
             if request is None:
                 return refused("not_found", msg.NOT_FOUND)
@@ -564,29 +610,31 @@ class Engine:
                 return refused("only_requester", msg.ONLY_REQUESTER, request)
             if request.status not in ("pending", "sent_back"):
                 return refused("request_closed", _closed(request), request)
+            route = _Route.load(conn, request)
             changes = _Changes(now)
-            open_ = [a for a in rq.assignments_of(conn, request.id) if a.undecided]
-            if not rq.update_request(conn, request.id, request.version, status="withdrawn", updated_at=now,
-                                     decided_at=now):
+            updated = rq.update_request(conn, request.id, request.version, status="withdrawn", updated_at=now,
+                                        decided_at=now)
+            if updated is None:
                 return refused("request_closed", _closed(request), request)
-            request = _reload(conn, request)
-            ids = [a.id for a in open_]
-            rq.set_assignments_status(conn, ids, rq.UNDECIDED, "cancelled")
-            messaging.cancel_nudges(conn, ids)
-            for step in rq.steps_of(conn, request.id, request.round):
+            route.request = request = updated
+            open_ = [a for a in route.assigns if a.undecided]
+            route.set_status([a.id for a in open_], rq.UNDECIDED, "cancelled")
+            messaging.cancel_nudges(conn, [a.id for a in open_])
+            for step in route.steps:
                 if step.status in ("waiting", "active", "claimed"):
-                    rq.update_step(conn, step.id, status="cancelled")
+                    route.set_step(step.id, status="cancelled")
             for a in open_:
                 if a.status in ("pending", "claimed"):
                     changes.notify("card_update", a.approver_id, request, request.version, assignment_id=a.id)
             changes.audit.append(audit.Entry("request.withdrawn", actor_id, request.id, {"comment": comment}))
             changes.flush(conn)
             return Outcome(True, "withdrawn", msg.fill(msg.WITHDRAWN, number=request.number), request)
+        return self._transaction(work)
 
     def resubmit(self, request_id: int, actor_id: int, payload: Any) -> Outcome:
         """Fix a sent-back request: same number, its history kept, the route resolved again from the start."""
         now = self.clock()
-        with self.db.unit_of_work() as conn:
+        def work(conn: Connection) -> Outcome:
             request = rq.get_request(conn, request_id, lock=True)
             if request is None:
                 return refused("not_found", msg.NOT_FOUND)
@@ -607,19 +655,20 @@ class Engine:
                 route = resolve_route(conn, spec, requester, facts)
             except RouteError as exc:
                 return refused("no_approver", exc.message, request)
-            if not rq.update_request(conn, request.id, request.version, status="pending", payload=clean,
-                                     warnings=[w.model_dump() for w in warnings] or None,
-                                     round=request.round + 1, updated_at=now):
+            updated = rq.update_request(conn, request.id, request.version, status="pending", payload=clean,
+                                        warnings=[w.model_dump() for w in warnings] or None,
+                                        round=request.round + 1, updated_at=now)
+            if updated is None:
                 return refused("request_closed", _closed(request), request)
-            request = _reload(conn, request)
             changes = _Changes(now)
-            self._create_round(conn, request, route, request.round, changes)
+            state = self._create_round(conn, updated, route, updated.round, rq.assignments_of(conn, request.id))
             changes.audit.append(audit.Entry("request.resubmitted", actor_id, request.id,
-                                             {"round": request.round, "payload": clean}))
-            request = self._advance(conn, request, changes)
+                                             {"round": updated.round, "payload": clean}))
+            request = self._advance(state, changes)
             changes.flush(conn)
             return Outcome(True, "resubmitted", msg.fill(msg.RESUBMITTED, number=request.number), request,
                            warnings=warnings)
+        return self._transaction(work)
 
     # ---------------------------------------------------------------- delegation
     def delegate(self, from_id: int, to_id: int, starts_at: datetime, ends_at: datetime,
@@ -633,7 +682,7 @@ class Engine:
         if unknown:
             return refused("unknown_type", msg.fill(msg.UNKNOWN_TYPE, type=", ".join(unknown)))
         now = self.clock()
-        with self.db.unit_of_work() as conn:
+        def work(conn: Connection) -> Outcome:
             giver, taker = people.get_employee(conn, from_id), people.get_employee(conn, to_id)
             if giver is None or not giver.active:
                 return refused("unknown_person", msg.UNKNOWN_PERSON)
@@ -646,18 +695,26 @@ class Engine:
                 "request_types": request_types, "source": "manual"})])
             name = LocalText(ja=taker.name_ja, en=taker.name_en)
             return Outcome(True, "delegated", msg.fill(msg.DELEGATED, name=name))
+        return self._transaction(work)
 
 
 @dataclass
 class _Context:
     """The rows an assignment action works on, read under the request's lock."""
 
-    conn: Connection
-    request: Request
+    route: _Route
     assignment: Assignment
     step: Step
     actor: Employee
     changes: _Changes
+
+    @property
+    def conn(self) -> Connection:
+        return self.route.conn
+
+    @property
+    def request(self) -> Request:
+        return self.route.request
 
 
 class _Conflict(Exception):
@@ -668,12 +725,6 @@ class _Refusal(Exception):
     def __init__(self, outcome: Outcome) -> None:
         super().__init__(outcome.code)
         self.outcome = outcome
-
-
-def _reload(conn: Connection, request: Request) -> Request:
-    fresh = rq.get_request(conn, request.id)
-    assert fresh is not None
-    return fresh
 
 
 def _closed(request: Request) -> LocalText:
