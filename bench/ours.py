@@ -17,7 +17,6 @@ import sqlalchemy as sa
 from config.policy import load_policy
 from config.settings import DEFAULT_WORKFLOWS
 from models import people
-from models import requests as rq
 from models.db import Database
 from models.schema import upgrade
 from workflow.engine import Engine
@@ -56,10 +55,10 @@ def _lifecycle(engine: Engine, ids: dict[str, int]) -> None:
     submitted = engine.submit(ids["requester"], "expense", PAYLOAD)
     if not submitted.ok or submitted.request is None:
         raise RuntimeError(f"submit failed: {submitted.code} {submitted.message.en}")
-    # the approvers' cards carry their assignment ids; read them the way a card render would
-    with engine.db.unit_of_work(write=False) as conn:
-        assignment_ids = [a.id for a in rq.assignments_of(conn, submitted.request.id)]
-    for assignment_id, who in zip(assignment_ids, ("manager", "head", "finance"), strict=True):
+    # each approver's card carries the assignment id the engine opened for them
+    outcome = submitted
+    for who in ("manager", "head", "finance"):
+        (assignment_id,) = outcome.open_assignments
         outcome = engine.decide(assignment_id, ids[who], "approve")
         if not outcome.ok:
             raise RuntimeError(f"approve failed: {outcome.code} {outcome.message.en}")

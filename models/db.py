@@ -57,7 +57,9 @@ def _sqlite_engine(url: str, synchronous: str, echo: bool) -> Engine:
 
     @sa.event.listens_for(engine, "begin")
     def _begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.get("write", True) else "BEGIN")
+        # straight to the driver: this runs for every unit of work, and needs no statement machinery
+        conn.connection.driver_connection.execute(  # type: ignore[union-attr]
+            "BEGIN IMMEDIATE" if conn.info.get("write", True) else "BEGIN")
 
     return engine
 

@@ -104,6 +104,9 @@ class _Route:
     def decided(self, assignment_id: int, **values: Any) -> None:
         self.assigns = [replace(a, **values) if a.id == assignment_id else a for a in self.assigns]
 
+    def open_ids(self) -> tuple[int, ...]:
+        return tuple(a.id for a in self.assigns if a.status in ("pending", "claimed"))
+
     def of_step(self, step_id: int) -> list[Assignment]:
         return [a for a in self.assigns if a.step_id == step_id]
 
@@ -166,7 +169,8 @@ class Engine:
             state = self._create_round(conn, request, route, 1, [])
             request = self._advance(state, changes)
             changes.flush(conn)
-            return Outcome(True, "submitted", msg.fill(msg.SUBMITTED, number=number), request, warnings=warnings)
+            return Outcome(True, "submitted", msg.fill(msg.SUBMITTED, number=number), request, warnings=warnings,
+                           open_assignments=state.open_ids())
         return self._transaction(work)
 
     def _behaviour(self, conn: Connection, spec: RequestTypeSpec, requester: Employee, payload: dict[str, Any],
@@ -460,8 +464,7 @@ class Engine:
                        allow_admin: bool = False) -> Outcome:
         now = self.clock()
         with self.db.unit_of_work() as conn:
-            request_id = rq.request_of_assignment(conn, assignment_id)
-            request = rq.get_request(conn, request_id, lock=True) if request_id is not None else None
+            request = rq.request_of_assignment(conn, assignment_id, lock=True)
             if request is None:
                 return refused("not_found", msg.NOT_FOUND)
             route = _Route(conn, request, [], rq.assignments_of(conn, request.id))  # read under the lock
@@ -498,7 +501,7 @@ class Engine:
                 conn.rollback()
                 return outcome
             ctx.changes.flush(conn)
-            return outcome
+            return replace(outcome, open_assignments=route.open_ids())
 
     def _may_act(self, conn: Connection, actor: Employee, a: Assignment, request: Request, now: datetime,
                  allow_admin: bool) -> bool:

@@ -18,6 +18,8 @@ class Outcome:
     request: Request | None = None
     errors: dict[str, LocalText] = field(default_factory=dict)  # per form field, for inline display
     warnings: list[LocalText] = field(default_factory=list)
+    # assignments waiting for someone after this action (what the new cards' buttons will carry)
+    open_assignments: tuple[int, ...] = ()
 
 
 def refused(code: str, message: LocalText, request: Request | None = None,
