@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from models.base import UTCDateTime, metadata, prepared
+from models.statements import run
 
 audit_events = sa.Table(
     "audit_events", metadata,
@@ -56,7 +57,7 @@ def lock_head(conn: Connection) -> tuple[int, str]:
         query = sa.select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)
         return query.with_for_update() if lock else query
 
-    row = conn.execute(prepared(("lock_head", lock), build)).first()
+    row = run(conn, prepared(("lock_head", lock), build)).first()
     if row is None:
         conn.execute(audit_head.insert().values(id=1, seq=0, hash=GENESIS))
         return 0, GENESIS
@@ -64,10 +65,10 @@ def lock_head(conn: Connection) -> tuple[int, str]:
 
 
 def append(conn: Connection, events: list[dict[str, object]], head_seq: int, head_hash: str) -> None:
-    conn.execute(prepared(("append_events",), audit_events.insert), events)
+    run(conn, prepared(("append_events",), audit_events.insert), events)
     stmt = prepared(("move_head",), lambda: audit_head.update().where(audit_head.c.id == 1)
                     .values(seq=sa.bindparam("s"), hash=sa.bindparam("h")))
-    conn.execute(stmt, {"s": head_seq, "h": head_hash})
+    run(conn, stmt, {"s": head_seq, "h": head_hash})
 
 
 def read_head(conn: Connection) -> tuple[int, str]:

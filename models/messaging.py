@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from models.base import JSONType, UTCDateTime, metadata, prepared
+from models.statements import run
 
 outbox = sa.Table(
     "outbox", metadata,
@@ -82,7 +83,7 @@ class Nudge:
 def enqueue(conn: Connection, rows: list[dict[str, Any]]) -> None:
     """Add messages to the outbox in the caller's transaction."""
     if rows:
-        conn.execute(prepared(("enqueue",), outbox.insert), rows)
+        run(conn, prepared(("enqueue",), outbox.insert), rows)
 
 
 def outbox_for(conn: Connection, request_id: int) -> list[OutboxMessage]:
@@ -92,7 +93,7 @@ def outbox_for(conn: Connection, request_id: int) -> list[OutboxMessage]:
 
 def schedule_nudges(conn: Connection, rows: list[dict[str, Any]]) -> None:
     if rows:
-        conn.execute(prepared(("schedule_nudges",), nudges.insert), rows)
+        run(conn, prepared(("schedule_nudges",), nudges.insert), rows)
 
 
 def cancel_nudges(conn: Connection, assignment_ids: list[int]) -> int:
@@ -102,7 +103,7 @@ def cancel_nudges(conn: Connection, assignment_ids: list[int]) -> int:
     stmt = prepared(("cancel_nudges",), lambda: nudges.update().where(
         nudges.c.assignment_id.in_(sa.bindparam("ids", expanding=True)), nudges.c.state == "pending",
     ).values(state="cancelled"))
-    result = conn.execute(stmt, {"ids": assignment_ids})
+    result = run(conn, stmt, {"ids": assignment_ids})
     return result.rowcount
 
 

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from models.base import JSONType, UTCDateTime, metadata, prepared, utcnow
+from models.statements import run
 
 departments = sa.Table(
     "departments", metadata,
@@ -158,7 +159,7 @@ def _employee_row(row: sa.Row) -> Employee:
 
 def get_employee(conn: Connection, employee_id: int) -> Employee | None:
     stmt = prepared(("get_employee",), lambda: _SELECT_EMPLOYEES.where(employees.c.id == sa.bindparam("id")))
-    row = conn.execute(stmt, {"id": employee_id}).first()
+    row = run(conn, stmt, {"id": employee_id}).first()
     return _employee_row(row) if row else None
 
 
@@ -167,13 +168,13 @@ def get_employees(conn: Connection, ids: set[int]) -> dict[int, Employee]:
         return {}
     stmt = prepared(("get_employees",), lambda: _SELECT_EMPLOYEES.where(
         employees.c.id.in_(sa.bindparam("ids", expanding=True))))
-    return {e.id: e for e in map(_employee_row, conn.execute(stmt, {"ids": sorted(ids)}))}
+    return {e.id: e for e in map(_employee_row, run(conn, stmt, {"ids": sorted(ids)}))}
 
 
 def find_employee_by_email(conn: Connection, email: str) -> Employee | None:
     stmt = prepared(("employee_by_email",), lambda: _SELECT_EMPLOYEES.where(
         sa.func.lower(employees.c.email) == sa.bindparam("email")))
-    row = conn.execute(stmt, {"email": email.strip().lower()}).first()
+    row = run(conn, stmt, {"email": email.strip().lower()}).first()
     return _employee_row(row) if row else None
 
 
@@ -190,7 +191,7 @@ def employees_with_role(conn: Connection, role: str) -> list[Employee]:
                     .join(employee_roles, employee_roles.c.employee_id == employees.c.id)
                     .where(employee_roles.c.role == sa.bindparam("role"), employees.c.active.is_(True))
                     .order_by(employees.c.id))
-    return [_employee_row(r) for r in conn.execute(stmt, {"role": role})]
+    return [_employee_row(r) for r in run(conn, stmt, {"role": role})]
 
 
 def set_roles(conn: Connection, employee_id: int, roles: set[str]) -> None:
@@ -202,7 +203,7 @@ def set_roles(conn: Connection, employee_id: int, roles: set[str]) -> None:
 def get_department(conn: Connection, department_id: int) -> Department | None:
     stmt = prepared(("get_department",), lambda: sa.select(departments)
                     .where(departments.c.id == sa.bindparam("id")))
-    row = conn.execute(stmt, {"id": department_id}).first()
+    row = run(conn, stmt, {"id": department_id}).first()
     return Department(**row._mapping) if row else None
 
 
@@ -240,7 +241,7 @@ def delegations_from(conn: Connection, from_ids: set[int], moment: datetime) -> 
         delegations.c.ends_at > sa.bindparam("at"),
         delegations.c.revoked_at.is_(None),
     ))
-    rows = conn.execute(stmt, {"ids": sorted(from_ids), "at": moment})
+    rows = run(conn, stmt, {"ids": sorted(from_ids), "at": moment})
     return [_delegation(r) for r in rows]
 
 

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from models.base import JSONType, UTCDateTime, metadata, prepared
+from models.statements import run
 
 request_counters = sa.Table(
     "request_counters", metadata,
@@ -136,7 +137,7 @@ def next_number(conn: Connection, type_key: str, fiscal_year: int) -> int:
 
 def insert_request(conn: Connection, **values: Any) -> Request:
     stmt = prepared(("insert_request",), lambda: requests.insert().returning(*requests.c))
-    return Request(**conn.execute(stmt, values).one()._mapping)
+    return Request(**run(conn, stmt, values).one()._mapping)
 
 
 def get_request(conn: Connection, request_id: int, *, lock: bool = False) -> Request | None:
@@ -147,7 +148,7 @@ def get_request(conn: Connection, request_id: int, *, lock: bool = False) -> Req
         query = sa.select(requests).where(requests.c.id == sa.bindparam("id"))
         return query.with_for_update() if lock else query
 
-    row = conn.execute(prepared(("get_request", lock), build), {"id": request_id}).first()
+    row = run(conn, prepared(("get_request", lock), build), {"id": request_id}).first()
     return Request(**row._mapping) if row else None
 
 
@@ -173,7 +174,7 @@ def update_request(conn: Connection, request_id: int, expected_version: int, **v
                 .values(version=sa.bindparam("_v") + 1, **{k: sa.bindparam(k) for k in keys})
                 .returning(*requests.c))
 
-    row = conn.execute(prepared(("update_request", keys), build),
+    row = run(conn, prepared(("update_request", keys), build),
                        {"_id": request_id, "_v": expected_version, **values}).first()
     return Request(**row._mapping) if row else None
 
@@ -183,7 +184,7 @@ def insert_steps(conn: Connection, rows: list[dict[str, Any]]) -> list[Step]:
     if not rows:
         return []
     stmt = prepared(("insert_steps",), lambda: steps.insert().returning(*steps.c, sort_by_parameter_order=True))
-    return [Step(**r._mapping) for r in conn.execute(stmt, rows)]
+    return [Step(**r._mapping) for r in run(conn, stmt, rows)]
 
 
 def steps_of(conn: Connection, request_id: int, round_: int | None = None) -> list[Step]:
@@ -193,7 +194,7 @@ def steps_of(conn: Connection, request_id: int, round_: int | None = None) -> li
             query = query.where(steps.c.round == sa.bindparam("round"))
         return query.order_by(steps.c.round, steps.c.position)
 
-    rows = conn.execute(prepared(("steps_of", round_ is not None), build), {"rid": request_id, "round": round_})
+    rows = run(conn, prepared(("steps_of", round_ is not None), build), {"rid": request_id, "round": round_})
     return [Step(**r._mapping) for r in rows]
 
 
@@ -201,7 +202,7 @@ def update_step(conn: Connection, step_id: int, **values: Any) -> None:
     keys = tuple(sorted(values))
     stmt = prepared(("update_step", keys), lambda: steps.update().where(steps.c.id == sa.bindparam("_id"))
                     .values(**{k: sa.bindparam(k) for k in keys}))
-    conn.execute(stmt, {"_id": step_id, **values})
+    run(conn, stmt, {"_id": step_id, **values})
 
 
 def insert_assignments(conn: Connection, rows: list[dict[str, Any]]) -> list[Assignment]:
@@ -210,19 +211,19 @@ def insert_assignments(conn: Connection, rows: list[dict[str, Any]]) -> list[Ass
         return []
     stmt = prepared(("insert_assignments",),
                     lambda: assignments.insert().returning(*assignments.c, sort_by_parameter_order=True))
-    return [Assignment(**r._mapping) for r in conn.execute(stmt, rows)]
+    return [Assignment(**r._mapping) for r in run(conn, stmt, rows)]
 
 
 def assignments_of(conn: Connection, request_id: int) -> list[Assignment]:
     stmt = prepared(("assignments_of",), lambda: sa.select(assignments)
                     .where(assignments.c.request_id == sa.bindparam("rid")).order_by(assignments.c.id))
-    return [Assignment(**r._mapping) for r in conn.execute(stmt, {"rid": request_id})]
+    return [Assignment(**r._mapping) for r in run(conn, stmt, {"rid": request_id})]
 
 
 def get_assignment(conn: Connection, assignment_id: int) -> Assignment | None:
     stmt = prepared(("get_assignment",), lambda: sa.select(assignments)
                     .where(assignments.c.id == sa.bindparam("id")))
-    row = conn.execute(stmt, {"id": assignment_id}).first()
+    row = run(conn, stmt, {"id": assignment_id}).first()
     return Assignment(**row._mapping) if row else None
 
 
@@ -232,7 +233,7 @@ def decide_assignment(conn: Connection, assignment_id: int, from_statuses: tuple
     stmt = prepared(("decide_assignment", keys), lambda: assignments.update().where(
         assignments.c.id == sa.bindparam("_id"), assignments.c.status.in_(sa.bindparam("_from", expanding=True)),
     ).values(**{k: sa.bindparam(k) for k in keys}))
-    result = conn.execute(stmt, {"_id": assignment_id, "_from": list(from_statuses), **values})
+    result = run(conn, stmt, {"_id": assignment_id, "_from": list(from_statuses), **values})
     return result.rowcount == 1
 
 
@@ -243,7 +244,7 @@ def set_assignments_status(conn: Connection, ids: list[int], from_statuses: tupl
         assignments.c.id.in_(sa.bindparam("_ids", expanding=True)),
         assignments.c.status.in_(sa.bindparam("_from", expanding=True)),
     ).values(status=sa.bindparam("_status")))
-    conn.execute(stmt, {"_ids": ids, "_from": list(from_statuses), "_status": status})
+    run(conn, stmt, {"_ids": ids, "_from": list(from_statuses), "_status": status})
 
 
 def pending_for(conn: Connection, approver_ids: list[int]) -> list[tuple[Assignment, Request]]:
@@ -276,5 +277,5 @@ def request_of_assignment(conn: Connection, assignment_id: int, *, lock: bool = 
                  .where(assignments.c.id == sa.bindparam("id")))
         return query.with_for_update(of=requests) if lock else query
 
-    row = conn.execute(prepared(("request_of_assignment", lock), build), {"id": assignment_id}).first()
+    row = run(conn, prepared(("request_of_assignment", lock), build), {"id": assignment_id}).first()
     return Request(**row._mapping) if row else None
