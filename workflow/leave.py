@@ -39,6 +39,7 @@ class Balance:
     available: Decimal  # in valid grants, minus what was taken
     reserved: Decimal  # asked for by requests still waiting for approval
     hourly_used: Decimal  # hours taken in the current grant year
+    hourly_reserved: Decimal  # hours asked for by hourly requests still waiting
     five_day: law.FiveDayStatus | None
 
 
@@ -119,7 +120,10 @@ def balance(conn: Connection, employee: Employee, as_of: date, calendar: Busines
     hourly = sum((t.hours or Decimal(0) for t in taken
                   if t.unit == "hourly" and window and window[0] <= t.taken_on < window[1]), Decimal(0))
     five = law.five_day_status([u.grant for u in uses], _distinct_taken(taken), as_of)
-    return Balance(as_of, law.available_on(uses, as_of), sum((d.days for d in pending), Decimal(0)), hourly, five)
+    hourly_pending = sum((d.hours or Decimal(0) for d in pending
+                          if d.unit == "hourly" and window and window[0] <= d.on < window[1]), Decimal(0))
+    return Balance(as_of, law.available_on(uses, as_of), sum((d.days for d in pending), Decimal(0)), hourly,
+                   hourly_pending, five)
 
 
 def _distinct_taken(taken: list[rows.TakenRow]) -> list[law.Taken]:
@@ -144,8 +148,9 @@ def check_request(conn: Connection, employee: Employee, days: list[LeaveDay], ca
                                    reserved=_fmt(bal.reserved), asked=_fmt(asked))}
     hourly = sum((d.hours or Decimal(0) for d in days), Decimal(0))
     cap = law.hourly_cap_hours(hours_per_day)
-    if hourly and bal.hourly_used + hourly > cap:
-        return {"hours": msg.fill(msg.HOURLY_CAP, cap=_fmt(cap), used=_fmt(bal.hourly_used), asked=_fmt(hourly))}
+    if hourly and bal.hourly_used + bal.hourly_reserved + hourly > cap:
+        used = bal.hourly_used + bal.hourly_reserved
+        return {"hours": msg.fill(msg.HOURLY_CAP, cap=_fmt(cap), used=_fmt(used), asked=_fmt(hourly))}
     return {}
 
 

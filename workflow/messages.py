@@ -32,8 +32,8 @@ HALF_DAY_ONE_DATE = t("半休・時間単位の休暇は1日だけを指定し�
 HOURS_REQUIRED = t("時間単位の休暇は時間数を入力してください", "Enter the number of hours for hourly leave")
 NO_WORKING_DAYS = t("期間に営業日が含まれていません（休日・休業日のみ）",
                     "The dates contain no working days (only holidays or closures)")
-HOURLY_CAP = t("時間単位の休暇は年{cap}時間までです（取得済み {used} 時間、申請 {asked} 時間）",
-               "Hourly leave is capped at {cap} hours a year ({used} taken, {asked} requested)")
+HOURLY_CAP = t("時間単位の休暇は年{cap}時間までです（取得済み・申請中 {used} 時間、今回 {asked} 時間）",
+               "Hourly leave is capped at {cap} hours a year ({used} taken or pending, {asked} requested)")
 NOT_ENOUGH_LEAVE = t("有給休暇の残日数が足りません（残り {available} 日、申請中 {reserved} 日、今回 {asked} 日）",
                      "Not enough paid leave: {available} days left, {reserved} pending, {asked} requested")
 

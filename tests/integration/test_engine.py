@@ -490,3 +490,19 @@ def test_parallel_step_needing_two_of_three(db: Database, org: Org, clock: Clock
     assert r.request is not None and r.request.status == "pending"  # 1 approval, 1 rejection: still possible
     r = engine.decide(mine[org.it1].id, org.it1, "approve")
     assert r.request is not None and r.request.status == "approved"
+
+
+def test_hourly_leave_is_capped_at_five_days_worth_a_year(engine: Engine, db: Database, org: Org) -> None:
+    days = ["2026-06-08", "2026-06-09", "2026-06-10", "2026-06-11", "2026-06-12"]
+    for i, day in enumerate(days):  # 5 x 7 h = 35 h: two approved, three still pending
+        out = engine.submit(org.alice, "leave", {"unit": "hourly", "hours": 7, "period": {"start": day, "end": day}})
+        assert out.ok, out.message
+        if i < 2:
+            assert out.request is not None
+            assert engine.decide(pending(db, out.request.id)[0].id, org.manager, "approve").ok
+    ok = engine.submit(org.alice, "leave", {"unit": "hourly", "hours": 5,
+                                            "period": {"start": "2026-06-15", "end": "2026-06-15"}})
+    assert ok.ok  # 40 h: exactly the cap for an 8-hour day
+    over = engine.submit(org.alice, "leave", {"unit": "hourly", "hours": 1,
+                                              "period": {"start": "2026-06-16", "end": "2026-06-16"}})
+    assert not over.ok and "40" in over.errors["hours"].ja and "40" in over.errors["hours"].en
