@@ -36,8 +36,8 @@ for sub, name in ((db_app, "db"), (org_app, "org"), (audit_app, "audit"), (leave
                   (config_app, "config")):
     app.add_typer(sub, name=name)
 
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)  # one problem a line, whatever the width: grep-able
 
 
 def _policy(settings: Settings) -> Policy:
