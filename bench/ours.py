@@ -8,7 +8,10 @@ audit events (hash chained), outbox messages and nudge rows.
 
 from __future__ import annotations
 
+import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
@@ -17,7 +20,7 @@ import sqlalchemy as sa
 from config.policy import load_policy
 from config.settings import DEFAULT_WORKFLOWS
 from models import people
-from models.db import Database
+from models.db import Database, normalize_url
 from models.schema import upgrade
 from workflow.engine import Engine
 
@@ -45,10 +48,20 @@ def _company(db: Database) -> dict[str, int]:
     return {"requester": requester, "manager": manager, "head": head, "finance": finance}
 
 
-def _reset_postgres(db: Database) -> None:
-    with db.engine.begin() as conn:
-        conn.execute(sa.text("DROP SCHEMA public CASCADE"))
-        conn.execute(sa.text("CREATE SCHEMA public"))
+@contextmanager
+def _own_postgres_database(url: str) -> Iterator[str]:
+    """A database of the bench's own on the server (created, then dropped), so nothing else is touched."""
+    name = f"madoguchi_bench_{os.getpid()}"
+    admin = sa.create_engine(normalize_url(url), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield sa.make_url(normalize_url(url)).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
 
 
 def _lifecycle(engine: Engine, ids: dict[str, int]) -> None:
@@ -68,9 +81,13 @@ def _lifecycle(engine: Engine, ids: dict[str, int]) -> None:
 
 def run_lifecycles(n: int, workdir: Path, database_url: str | None = None) -> float:
     """Mean seconds per lifecycle over n lifecycles (after an untimed warm-up)."""
-    db = Database(database_url or f"sqlite:///{workdir / 'ours.db'}")
     if database_url:
-        _reset_postgres(db)
+        with _own_postgres_database(database_url) as url:
+            return _measure(n, Database(url))
+    return _measure(n, Database(f"sqlite:///{workdir / 'ours.db'}"))
+
+
+def _measure(n: int, db: Database) -> float:
     upgrade(db.engine)
     engine = Engine(db, load_policy(DEFAULT_WORKFLOWS))
     ids = _company(db)
