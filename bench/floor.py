@@ -66,10 +66,10 @@ class _Floor:
         assignment_ids = []
         for pos, (key, who) in enumerate((("manager", "manager"), ("department_head", "head"),
                                           ("finance", "finance"))):
-            sid = c.execute("INSERT INTO steps (request_id, round, position, key, kind, required, status) "
-                            "VALUES (?, 1, ?, ?, 'approval', 0, 'waiting')", (rid, pos, key)).lastrowid
+            sid = c.execute("INSERT INTO steps (request_id, round, position, key, kind, required, cycle, status) "
+                            "VALUES (?, 1, ?, ?, 'approval', 0, 1, 'waiting')", (rid, pos, key)).lastrowid
             assignment_ids.append(c.execute(
-                "INSERT INTO assignments (request_id, step_id, approver_id, status) VALUES (?, ?, ?, 'waiting')",
+                "INSERT INTO assignments (request_id, step_id, approver_id, cycle, status) VALUES (?, ?, ?, 1, 'waiting')",
                 (rid, sid, ids[who])).lastrowid)
         self._activate(rid, 0, assignment_ids[0], ids["manager"], 1, now_dt)
         self._outbox(rid, "submitted", ids["requester"], 1, now)

@@ -34,6 +34,7 @@ audit_head = sa.Table(
 )
 
 GENESIS = "0" * 64
+_SEED_HEAD = sa.text("INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, :h) ON CONFLICT (id) DO NOTHING")
 
 
 @dataclass(frozen=True)
@@ -59,8 +60,10 @@ def lock_head(conn: Connection) -> tuple[int, str]:
 
     row = run(conn, prepared(("lock_head", lock), build)).first()
     if row is None:
-        conn.execute(audit_head.insert().values(id=1, seq=0, hash=GENESIS))
-        return 0, GENESIS
+        # the migration seeds the head; a database made without it (metadata.create_all) gets it here, and
+        # ON CONFLICT keeps two first writers from colliding
+        conn.execute(_SEED_HEAD, {"h": GENESIS})
+        row = run(conn, prepared(("lock_head", lock), build)).one()
     return int(row.seq), str(row.hash)
 
 

@@ -47,6 +47,9 @@ steps = sa.Table(
     sa.Column("key", sa.String(40), nullable=False),
     sa.Column("kind", sa.String(10), nullable=False),  # approval | inform | queue
     sa.Column("required", sa.Integer, nullable=False),  # approvals needed; 0 = all of them
+    # bumped when a send-back to an earlier step starts this step again; the decisions of earlier cycles stay
+    # as they were (history), and only the assignments of the current cycle count
+    sa.Column("cycle", sa.Integer, nullable=False),
     # waiting | active | approved | rejected | sent_back | informed | claimed | resolved | cancelled
     sa.Column("status", sa.String(20), nullable=False),
     sa.Column("activated_at", UTCDateTime, nullable=True),
@@ -61,6 +64,7 @@ assignments = sa.Table(
     sa.Column("request_id", sa.Integer, sa.ForeignKey("requests.id"), nullable=False, index=True),
     sa.Column("step_id", sa.Integer, sa.ForeignKey("steps.id"), nullable=False, index=True),
     sa.Column("approver_id", sa.Integer, sa.ForeignKey("employees.id"), nullable=False, index=True),
+    sa.Column("cycle", sa.Integer, nullable=False),  # the step's cycle this assignment belongs to
     # waiting | pending | approved | rejected | sent_back | informed | claimed | resolved | superseded | cancelled
     sa.Column("status", sa.String(20), nullable=False),
     sa.Column("acted_by_id", sa.Integer, sa.ForeignKey("employees.id"), nullable=True),  # a delegate, or the approver
@@ -100,6 +104,7 @@ class Step:
     key: str
     kind: str
     required: int
+    cycle: int
     status: str
     activated_at: datetime | None
     due_at: datetime | None
@@ -112,6 +117,7 @@ class Assignment:
     request_id: int
     step_id: int
     approver_id: int
+    cycle: int
     status: str
     acted_by_id: int | None
     comment: str | None

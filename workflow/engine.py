@@ -107,8 +107,13 @@ class _Route:
     def open_ids(self) -> tuple[int, ...]:
         return tuple(a.id for a in self.assigns if a.status in ("pending", "claimed"))
 
-    def of_step(self, step_id: int) -> list[Assignment]:
-        return [a for a in self.assigns if a.step_id == step_id]
+    def of_step(self, step_id: int, cycle: int | None = None) -> list[Assignment]:
+        """The assignments of a step's current cycle (or of the given one)."""
+        if cycle is None:
+            step = next((s for s in self.steps if s.id == step_id), None)
+            cycle = step.cycle if step is not None else max(
+                (a.cycle for a in self.assigns if a.step_id == step_id), default=1)
+        return [a for a in self.assigns if a.step_id == step_id and a.cycle == cycle]
 
     def step(self, step_id: int) -> Step:
         return next(s for s in self.steps if s.id == step_id)
@@ -203,10 +208,10 @@ class Engine:
         """The steps and assignments of one round, inserted in two statements."""
         steps = rq.insert_steps(conn, [
             {"request_id": request.id, "round": round_, "position": step.position, "key": step.spec.id,
-             "kind": step.spec.kind, "required": step.required, "status": "waiting", "activated_at": None,
+             "kind": step.spec.kind, "required": step.required, "cycle": 1, "status": "waiting", "activated_at": None,
              "due_at": None, "completed_at": None} for step in route])
         assigns = rq.insert_assignments(conn, [
-            {"request_id": request.id, "step_id": row.id, "approver_id": a, "status": "waiting",
+            {"request_id": request.id, "step_id": row.id, "approver_id": a, "cycle": 1, "status": "waiting",
              "acted_by_id": None, "comment": None, "decided_at": None}
             for row, step in zip(steps, route, strict=True) for a in step.approver_ids])
         return _Route(conn, request, steps, earlier + assigns)
@@ -397,16 +402,20 @@ class Engine:
         return Outcome(True, "sent_back", msg.fill(msg.SENT_BACK, number=request.number), request)
 
     def _rework_from(self, route: _Route, position: int) -> None:
-        """Steps from `position` on start again: their assignments are superseded by fresh ones."""
+        """Steps from `position` on start a new cycle with everyone they had: decisions already made stay as
+        they were (history), undecided assignments are superseded, and fresh ones wait for each person."""
         fresh: list[dict[str, Any]] = []
         for step in route.steps:
             if step.position < position:
                 continue
-            old = [a for a in route.of_step(step.id) if a.status not in ("superseded", "cancelled")]
-            route.set_status([a.id for a in old], tuple({a.status for a in old}), "superseded")
-            fresh += [{"request_id": route.request.id, "step_id": step.id, "approver_id": a.approver_id,
-                       "status": "waiting", "acted_by_id": None, "comment": None, "decided_at": None} for a in old]
-            route.set_step(step.id, status="waiting", activated_at=None, due_at=None, completed_at=None)
+            current = [a for a in route.of_step(step.id) if a.status != "superseded"]
+            route.set_status([a.id for a in current if a.undecided], rq.UNDECIDED, "superseded")
+            people_ = list(dict.fromkeys(a.approver_id for a in current))
+            fresh += [{"request_id": route.request.id, "step_id": step.id, "approver_id": p,
+                       "cycle": step.cycle + 1, "status": "waiting", "acted_by_id": None, "comment": None,
+                       "decided_at": None} for p in people_]
+            route.set_step(step.id, status="waiting", cycle=step.cycle + 1, activated_at=None, due_at=None,
+                           completed_at=None)
         route.assigns += rq.insert_assignments(route.conn, fresh)
 
     def _cancel_open(self, ctx: _Context, open_: list[Assignment]) -> None:
@@ -439,8 +448,8 @@ class Engine:
         if a.status in ("approved", "rejected", "sent_back", "resolved") and a.acted_by_id:
             return refused("already_decided", self._already(ctx.conn, a.acted_by_id, a.status, a.decided_at,
                                                             request.number), request)
-        if a.status == "cancelled":
-            decided = [x for x in ctx.route.of_step(a.step_id) if x.acted_by_id and x.decided_at]
+        if a.status in ("cancelled", "superseded"):
+            decided = [x for x in ctx.route.of_step(a.step_id, a.cycle) if x.acted_by_id and x.decided_at]
             if decided:
                 last = max(decided, key=lambda x: x.decided_at)  # type: ignore[arg-type,return-value]
                 return refused("already_decided", self._already(ctx.conn, last.acted_by_id, last.status,
@@ -585,7 +594,8 @@ class Engine:
         ctx.route.set_status([a.id], rq.UNDECIDED, "superseded")
         messaging.cancel_nudges(ctx.conn, [a.id])
         new = rq.insert_assignments(ctx.conn, [{"request_id": a.request_id, "step_id": a.step_id,
-                                                "approver_id": target.id, "status": a.status, "acted_by_id": None,
+                                                "approver_id": target.id, "cycle": a.cycle, "status": a.status,
+                                                "acted_by_id": None,
                                                 "comment": None, "decided_at": None}])[0]
         ctx.route.assigns.append(new)
         request = self._bump(ctx)

@@ -23,6 +23,9 @@ def upgrade() -> None:
     sa.Column('hash', sa.String(length=64), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_audit_head'))
     )
+    # the chain's head exists from the start: replicas appending their first events only ever lock it
+    op.bulk_insert(sa.table('audit_head', sa.column('id', sa.Integer), sa.column('seq', sa.BigInteger),
+                            sa.column('hash', sa.String)), [{'id': 1, 'seq': 0, 'hash': '0' * 64}])
     op.create_table('departments',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('code', sa.String(length=40), nullable=False),
@@ -212,6 +215,7 @@ def upgrade() -> None:
     sa.Column('key', sa.String(length=40), nullable=False),
     sa.Column('kind', sa.String(length=10), nullable=False),
     sa.Column('required', sa.Integer(), nullable=False),
+    sa.Column('cycle', sa.Integer(), nullable=False),
     sa.Column('status', sa.String(length=20), nullable=False),
     sa.Column('activated_at', models.base.UTCDateTime(), nullable=True),
     sa.Column('due_at', models.base.UTCDateTime(), nullable=True),
@@ -225,6 +229,7 @@ def upgrade() -> None:
     sa.Column('request_id', sa.Integer(), nullable=False),
     sa.Column('step_id', sa.Integer(), nullable=False),
     sa.Column('approver_id', sa.Integer(), nullable=False),
+    sa.Column('cycle', sa.Integer(), nullable=False),
     sa.Column('status', sa.String(length=20), nullable=False),
     sa.Column('acted_by_id', sa.Integer(), nullable=True),
     sa.Column('comment', sa.Text(), nullable=True),
