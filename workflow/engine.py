@@ -356,8 +356,9 @@ class Engine:
         if decision == "send_back":
             return self._send_back(ctx, to_step, comment)
         mine = [x for x in route.of_step(step.id) if x.status not in ("superseded", "cancelled")]
-        approvals = sum(1 for x in mine if x.status == "approved")
-        rejections = sum(1 for x in mine if x.status == "rejected")
+        # distinct people: nobody counts twice towards a quorum, whatever cards they hold
+        approvals = len({x.approver_id for x in mine if x.status == "approved"})
+        rejections = len({x.approver_id for x in mine if x.status == "rejected"})
         required = step.required or len(mine)
         if decision == "reject" and len(mine) - rejections < required:
             return self._finish_rejected(ctx)
@@ -591,6 +592,11 @@ class Engine:
         if target.id == ctx.request.requester_id:
             return refused("self_approval", msg.SELF_APPROVAL, ctx.request)
         a, step, changes = ctx.assignment, ctx.step, ctx.changes
+        if any(x.approver_id == target.id and x.status not in ("superseded", "cancelled")
+               for x in ctx.route.of_step(step.id)):
+            # one person holding two cards of a step could make up an N-of-M quorum alone
+            name = LocalText(ja=target.name_ja, en=target.name_en)
+            return refused("already_on_step", msg.fill(msg.ALREADY_ON_STEP, name=name), ctx.request)
         ctx.route.set_status([a.id], rq.UNDECIDED, "superseded")
         messaging.cancel_nudges(ctx.conn, [a.id])
         new = rq.insert_assignments(ctx.conn, [{"request_id": a.request_id, "step_id": a.step_id,

@@ -72,6 +72,7 @@ UNKNOWN_STEP = t("差し戻し先「{step}」はこの申請の前の段階に�
 NOT_QUEUE = t("この段階は担当を引き受ける種類ではありません", "This step is not a queue to claim from")
 ALREADY_CLAIMED = t("{number} は {when} に {name} さんが担当済みです",
                     "{number} was already taken by {name} at {when}")
+ALREADY_ON_STEP = t("{name} さんはすでにこの段階の承認者です", "{name} is already an approver of this step")
 ONLY_ADMIN = t("管理者だけが行えます", "Only an admin can do this")
 BAD_WINDOW = t("終了日時は開始日時より後にしてください", "The end must be after the start")
 SELF_DELEGATION = t("自分自身を代理人にはできません", "You cannot delegate to yourself")

@@ -459,7 +459,9 @@ class EngineMachine(RuleBasedStateMachine):
         outcome = self._act(f"reassign #{a.id} of {request.number} by {actor} to {target}",
                             lambda: self.engine.reassign(a.id, actor, target, "不在のため"))
         entitled = actor in self.admins and request.status == "pending" and actor != request.requester_id
-        if target in colleagues:  # the engine may refuse to give one person two seats
+        on_step = {x.approver_id for x in self.world.assigns.values()
+                   if x.step_id == a.step_id and x.status not in ("superseded", "cancelled")}
+        if target in on_step:  # the engine may refuse to give one person two seats (or the same seat again)
             assert entitled or not outcome.ok, (outcome.code, outcome.message)
         else:
             assert outcome.ok == (entitled and target != request.requester_id), (outcome.code, outcome.message)
