@@ -149,6 +149,7 @@ class Engine:
         if clean is None:
             return refused("invalid", _first(errors), errors=errors)
         now = self.clock()
+
         def work(conn: Connection) -> Outcome:
             requester = people.get_employee(conn, requester_id)
             if requester is None or not requester.active:
@@ -621,12 +622,12 @@ class Engine:
     def withdraw(self, request_id: int, actor_id: int, comment: str | None = None) -> Outcome:
         """The requester takes a request back before the final decision."""
         now = self.clock()
+
         def work(conn: Connection) -> Outcome:
-            request = rq.get_request(conn, request_id, lock=True)
-            if request is None:
-                return refused("not_found", msg.NOT_FOUND)
-            if request.requester_id != actor_id:
-                return refused("only_requester", msg.ONLY_REQUESTER, request)
+            request, refusal = _requesters_own(conn, request_id, actor_id)
+            if refusal is not None:
+                return refusal
+            assert request is not None
             if request.status not in ("pending", "sent_back"):
                 return refused("request_closed", _closed(request), request)
             route = _Route.load(conn, request)
@@ -653,12 +654,12 @@ class Engine:
     def resubmit(self, request_id: int, actor_id: int, payload: Any) -> Outcome:
         """Fix a sent-back request: same number, its history kept, the route resolved again from the start."""
         now = self.clock()
+
         def work(conn: Connection) -> Outcome:
-            request = rq.get_request(conn, request_id, lock=True)
-            if request is None:
-                return refused("not_found", msg.NOT_FOUND)
-            if request.requester_id != actor_id:
-                return refused("only_requester", msg.ONLY_REQUESTER, request)
+            request, refusal = _requesters_own(conn, request_id, actor_id)
+            if refusal is not None:
+                return refusal
+            assert request is not None
             if request.status != "sent_back":
                 return refused("not_sent_back", msg.fill(msg.NOT_SENT_BACK, number=request.number), request)
             spec = self.policy.types[request.type]
@@ -701,6 +702,7 @@ class Engine:
         if unknown:
             return refused("unknown_type", msg.fill(msg.UNKNOWN_TYPE, type=", ".join(unknown)))
         now = self.clock()
+
         def work(conn: Connection) -> Outcome:
             giver, taker = people.get_employee(conn, from_id), people.get_employee(conn, to_id)
             if giver is None or not giver.active:
@@ -744,6 +746,16 @@ class _Refusal(Exception):
     def __init__(self, outcome: Outcome) -> None:
         super().__init__(outcome.code)
         self.outcome = outcome
+
+
+def _requesters_own(conn: Connection, request_id: int, actor_id: int) -> tuple[Request | None, Outcome | None]:
+    """The request, locked, if it exists and the actor filed it; else the refusal to give."""
+    request = rq.get_request(conn, request_id, lock=True)
+    if request is None:
+        return None, refused("not_found", msg.NOT_FOUND)
+    if request.requester_id != actor_id:
+        return request, refused("only_requester", msg.ONLY_REQUESTER, request)
+    return request, None
 
 
 def _closed(request: Request) -> LocalText:
