@@ -34,8 +34,8 @@ class FastRow:
         except KeyError:
             raise AttributeError(name) from None
 
-    def __getitem__(self, index: int) -> Any:
-        return list(self._mapping.values())[index]
+    def __getitem__(self, index: int) -> Any:  # type: ignore[misc]
+        return list(self._mapping.values())[index]  # positional access, as on SQLAlchemy's Row
 
 
 class FastResult:
@@ -109,11 +109,12 @@ def _plan(stmt: Any, dialect: Dialect, keys: tuple[str, ...]) -> _Plan | None:
     else:
         columns = []
     readers = tuple(c.type.dialect_impl(dialect).result_processor(dialect, None) for c in columns)
-    return _Plan(compiled.string, names, binders, defaults, expanding, tuple(c.key for c in columns), readers)
+    keys = tuple(str(c.key) for c in columns)
+    return _Plan(compiled.string, names, binders, defaults, expanding, keys, readers)
 
 
 def _bound(plan: _Plan, params: dict[str, Any]) -> tuple[str, list[Any]]:
-    sql, values = plan.sql, []
+    sql, values = plan.sql, list[Any]()
     for name, binder, default in zip(plan.names, plan.binders, plan.defaults, strict=True):
         value = params.get(name, default)
         if name in plan.expanding:
@@ -136,7 +137,7 @@ def run(conn: Connection, stmt: Any, params: dict[str, Any] | list[dict[str, Any
     if conn.dialect.name != "sqlite":
         return conn.execute(stmt, params) if params is not None else conn.execute(stmt)
     many = isinstance(params, list)
-    rows_in = params if many else [params or {}]
+    rows_in: list[dict[str, Any]] = params if isinstance(params, list) else [params or {}]
     if not rows_in:
         return FastResult([], 0)
     keys = tuple(sorted(rows_in[0])) if isinstance(stmt, sa.Insert) else ()

@@ -100,7 +100,8 @@ def _annotation(spec: FieldSpec) -> Any:
     if spec.type == "number":
         return Annotated[Decimal, BeforeValidator(_nfkc), Field(allow_inf_nan=False, **bounds)]
     if spec.type == "money":
-        return Annotated[int, BeforeValidator(_yen), Field(**{k: int(v) for k, v in bounds.items()})]
+        whole = {k: int(v) for k, v in bounds.items()}
+        return Annotated[int, BeforeValidator(_yen), Field(ge=whole.get("ge"), le=whole.get("le"))]
     if spec.type == "date":
         return Annotated[date, BeforeValidator(_date)]
     if spec.type == "date_range":
@@ -219,7 +220,7 @@ def validate_payload(spec: RequestTypeSpec, payload: Any) -> tuple[dict[str, Any
     except ValidationError as exc:
         errors: FieldErrors = {}
         for err in exc.errors(include_url=False):
-            errors.setdefault(error_path(err["loc"]), _message(err))
+            errors.setdefault(error_path(err["loc"]), _message(dict(err)))
         return None, errors
     return model.model_dump(mode="json", exclude_none=True), {}
 

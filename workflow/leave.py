@@ -179,7 +179,8 @@ def ledger_csv(conn: Connection, fiscal_year_start: date, fiscal_year_end: date)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(LEDGER_HEADER)
-    numbers = dict(conn.execute(sa.select(req_rows.requests.c.id, req_rows.requests.c.number)).all())
+    numbers: dict[int, str] = {r.id: r.number for r in conn.execute(
+        sa.select(req_rows.requests.c.id, req_rows.requests.c.number))}
     for emp in people.all_employees(conn):
         grants, uses, taken = _uses(conn, emp.id)
         five = law.five_day_status([u.grant for u in uses], _distinct_taken(taken), fiscal_year_end)
@@ -191,9 +192,9 @@ def ledger_csv(conn: Connection, fiscal_year_start: date, fiscal_year_end: date)
                 continue
             base = [emp.code or "", emp.name_ja, emp.email, emp.hire_date or "", g.granted_on, _fmt(g.days),
                     g.expires_on]
-            entries = by_grant[g.id] or [None]
+            entries: list[rows.TakenRow | None] = list(by_grant[g.id]) or [None]
             for t in entries:
                 tail = ([t.taken_on, UNIT_JA.get(t.unit, t.unit), _fmt(t.days), _fmt(t.hours) if t.hours else "",
-                         numbers.get(t.request_id, "")] if t else ["", "", "", "", ""])
+                         numbers.get(t.request_id or 0, "")] if t else ["", "", "", "", ""])
                 writer.writerow([*base, *tail, status])
     return out.getvalue()
