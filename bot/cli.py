@@ -15,7 +15,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from config.policy import Policy, PolicyError, json_schema, load_policy
+from config.policy import Policy, PolicyError, json_schema, load_policy, with_timezone
 from config.settings import Settings, get_settings
 from models import people
 from models.db import Database
@@ -42,7 +42,7 @@ err = Console(stderr=True, soft_wrap=True)  # one problem a line, whatever the w
 
 def _policy(settings: Settings) -> Policy:
     try:
-        return load_policy(settings.workflows)
+        return with_timezone(load_policy(settings.workflows), settings.timezone)
     except PolicyError as exc:
         err.print(f"[bold red]workflows.yaml has {len(exc.problems)} problem(s):[/]")
         for problem in exc.problems:

@@ -393,3 +393,15 @@ def json_schema() -> dict[str, Any]:
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "madoguchi workflows.yaml"
     return schema
+
+
+def with_timezone(policy: Policy, timezone: str | None) -> Policy:
+    """The policy with the company's zone replaced by an operator's MADOGUCHI_TIMEZONE (validated the same way)."""
+    if not timezone:
+        return policy
+    try:
+        company = Company.model_validate({**policy.company.model_dump(by_alias=True), "timezone": timezone})
+    except ValidationError:
+        raise PolicyError([f"MADOGUCHI_TIMEZONE: unknown time zone {timezone!r}; expected an IANA name such as "
+                           "Asia/Tokyo"]) from None
+    return policy.model_copy(update={"company": company})

@@ -247,3 +247,16 @@ def test_the_schema_accepts_the_shipped_file_and_rejects_a_misspelled_key(shippe
     errors = list(validator.iter_errors(data))
     assert len(errors) == 1 and "'titel' was unexpected" in errors[0].message
     assert list(errors[0].absolute_path) == ["types", "leave"]
+
+
+def test_operator_timezone_overrides_the_company_zone() -> None:
+    from config.policy import with_timezone
+
+    shipped = load_policy(DEFAULT_WORKFLOWS)
+    assert with_timezone(shipped, None) is shipped
+    moved = with_timezone(shipped, "Europe/London")
+    assert moved.company.timezone == "Europe/London" and shipped.company.timezone == "Asia/Tokyo"
+    assert moved.company.closures == shipped.company.closures
+    with pytest.raises(PolicyError) as exc:
+        with_timezone(shipped, "Mars/Olympus")
+    assert "MADOGUCHI_TIMEZONE" in exc.value.problems[0]
