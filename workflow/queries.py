@@ -1,0 +1,152 @@
+"""The read model of one request: everything a card shows, read in one go.
+
+A card (the approver's DM, the requester's status message, App Home) needs the request, the titles of its type
+and steps from workflows.yaml, and who stands where on the route, with names in both languages. `load_details`
+reads that with a fixed handful of statements (request, steps, assignments, then every name at once), whatever
+the size of the route, so updating every copy of a card after a decision stays cheap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy.engine import Connection
+
+from config.i18n import LocalText
+from config.policy import Policy, RequestTypeSpec
+from models import people
+from models import requests as rq
+from models.people import Employee
+from models.requests import Assignment, Request, Step
+
+UNKNOWN_PERSON = LocalText.of("（不明）", "(unknown)")
+
+# Assignments that only record history: a person replaced by a reassignment is not on the route any more.
+_HIDDEN = ("superseded",)
+
+
+@dataclass(frozen=True)
+class PersonDecision:
+    """One person on a step: where they stand, and who acted when a delegate did it for them."""
+
+    approver_id: int
+    approver_name: LocalText
+    status: str  # an assignment status: waiting | pending | approved | rejected | sent_back | claimed | ...
+    acted_by_name: LocalText | None  # set only when someone other than the approver acted (a delegate)
+    decided_at: datetime | None
+    comment: str | None
+    assignment_id: int = 0  # what a button on this person's card carries
+    acted_by_id: int | None = None
+
+
+@dataclass(frozen=True)
+class StepView:
+    """One step of the current round, with the people of its current cycle."""
+
+    key: str
+    title: LocalText
+    kind: str  # approval | inform | queue
+    status: str  # a step status: waiting | active | approved | rejected | sent_back | informed | claimed | ...
+    people: tuple[PersonDecision, ...]
+    due_at: datetime | None
+
+
+@dataclass(frozen=True)
+class RequestDetails:
+    """A request as a card shows it. `history_rounds` counts the rounds before the current one (each
+    resubmission after a send-back starts a new round); `names` holds every person the card may mention,
+    the people picked in user fields of the payload included."""
+
+    request: Request
+    type_title: LocalText
+    requester_name: LocalText
+    steps: tuple[StepView, ...]
+    history_rounds: int
+    names: Mapping[int, LocalText] = field(default_factory=dict)
+
+    def person(self, assignment_id: int) -> tuple[StepView, PersonDecision] | None:
+        """The step and person an assignment belongs to, if it is on the current route."""
+        for step in self.steps:
+            for one in step.people:
+                if one.assignment_id == assignment_id:
+                    return step, one
+        return None
+
+
+def load_details(conn: Connection, policy: Policy, request_id: int) -> RequestDetails | None:
+    """The request with its current route and every name it mentions; None when there is no such request."""
+    request = rq.get_request(conn, request_id)
+    if request is None:
+        return None
+    spec = policy.types.get(request.type)
+    steps = rq.steps_of(conn, request.id, request.round)
+    current = _current_assignments(steps, rq.assignments_of(conn, request.id))
+    ids = {request.requester_id} | _people_ids(current) | _payload_people(spec, request)
+    names = {i: _name(e) for i, e in people.get_employees(conn, ids).items()}
+    views = tuple(_step_view(step, spec, current.get(step.id, []), names) for step in steps)
+    return RequestDetails(
+        request=request,
+        type_title=spec.title if spec else LocalText.of(request.type, request.type),
+        requester_name=names.get(request.requester_id, UNKNOWN_PERSON),
+        steps=views,
+        history_rounds=request.round - 1,
+        names=names,
+    )
+
+
+def _current_assignments(steps: list[Step], assigns: list[Assignment]) -> dict[int, list[Assignment]]:
+    """The assignments of each step's current cycle: earlier cycles are decisions a send-back set aside."""
+    cycles = {s.id: s.cycle for s in steps}
+    found: dict[int, list[Assignment]] = {}
+    for a in assigns:
+        if cycles.get(a.step_id) == a.cycle and a.status not in _HIDDEN:
+            found.setdefault(a.step_id, []).append(a)
+    return found
+
+
+def _people_ids(current: Mapping[int, list[Assignment]]) -> set[int]:
+    ids: set[int] = set()
+    for assigns in current.values():
+        for a in assigns:
+            ids.add(a.approver_id)
+            if a.acted_by_id is not None:
+                ids.add(a.acted_by_id)
+    return ids
+
+
+def _payload_people(spec: RequestTypeSpec | None, request: Request) -> set[int]:
+    """Employees chosen in user fields (e.g. a stand-in during leave), so a card can name them."""
+    ids: set[int] = set()
+    for f in spec.fields if spec else []:
+        value = request.payload.get(f.id)
+        if f.type == "user" and str(value).isdigit():
+            ids.add(int(str(value)))
+    return ids
+
+
+def _step_view(step: Step, spec: RequestTypeSpec | None, assigns: list[Assignment],
+               names: Mapping[int, LocalText]) -> StepView:
+    step_spec = next((s for s in spec.route if s.id == step.key), None) if spec else None
+    title = step_spec.title if step_spec and step_spec.title else LocalText.of(step.key, step.key)
+    return StepView(key=step.key, title=title, kind=step.kind, status=step.status,
+                    people=tuple(_decision(a, names) for a in assigns), due_at=step.due_at)
+
+
+def _decision(a: Assignment, names: Mapping[int, LocalText]) -> PersonDecision:
+    delegate = a.acted_by_id is not None and a.acted_by_id != a.approver_id
+    return PersonDecision(
+        approver_id=a.approver_id,
+        approver_name=names.get(a.approver_id, UNKNOWN_PERSON),
+        status=a.status,
+        acted_by_name=names.get(a.acted_by_id or 0, UNKNOWN_PERSON) if delegate else None,
+        decided_at=a.decided_at,
+        comment=a.comment,
+        assignment_id=a.id,
+        acted_by_id=a.acted_by_id,
+    )
+
+
+def _name(person: Employee) -> LocalText:
+    return LocalText(ja=person.name_ja, en=person.name_en)
