@@ -266,3 +266,39 @@ def update_employee(conn: Connection, employee_id: int, **values: object) -> Non
 
 def update_department(conn: Connection, department_id: int, **values: object) -> None:
     conn.execute(departments.update().where(departments.c.id == department_id).values(**values))
+
+
+# ------------------------------------------------------------------------------------------------ chat identities
+
+# Written as text: both SQLite and PostgreSQL speak this ON CONFLICT, and two replicas (or two clicks) meeting a
+# new person at once must not fail on the unique key; the loser simply finds the winner's row.
+_REMEMBER_IDENTITY = sa.text(
+    "INSERT INTO chat_identities (employee_id, platform, workspace, user_id, last_used_at) "
+    "VALUES (:employee_id, :platform, :workspace, :user_id, :now) "
+    "ON CONFLICT (platform, workspace, user_id) DO NOTHING"
+)
+
+
+def employee_of_identity(conn: Connection, platform: str, workspace: str, user_id: str) -> Employee | None:
+    """The employee a chat identity was matched to (active or not), or None when it is new."""
+    stmt = prepared(("employee_of_identity",), lambda: _SELECT_EMPLOYEES
+                    .join(chat_identities, chat_identities.c.employee_id == employees.c.id)
+                    .where(chat_identities.c.platform == sa.bindparam("platform"),
+                           chat_identities.c.workspace == sa.bindparam("workspace"),
+                           chat_identities.c.user_id == sa.bindparam("user_id")))
+    row = run(conn, stmt, {"platform": platform, "workspace": workspace, "user_id": user_id}).first()
+    return _employee_row(row) if row else None
+
+
+def remember_identity(conn: Connection, employee_id: int, platform: str, workspace: str, user_id: str,
+                      now: datetime) -> None:
+    """Record that a chat identity is this employee; does nothing if the identity is already known."""
+    conn.execute(_REMEMBER_IDENTITY, {"employee_id": employee_id, "platform": platform, "workspace": workspace,
+                                      "user_id": user_id, "now": now})
+
+
+def touch_identity(conn: Connection, platform: str, workspace: str, user_id: str, now: datetime) -> None:
+    """Note when a chat identity was last seen."""
+    conn.execute(chat_identities.update().where(
+        chat_identities.c.platform == platform, chat_identities.c.workspace == workspace,
+        chat_identities.c.user_id == user_id).values(last_used_at=now))

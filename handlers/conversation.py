@@ -1,0 +1,350 @@
+"""The conversation, platform-neutral: a command, a click or a form submission in; what to show back out.
+
+Every edge (Slack, Teams, the playground) calls `Conversation.on_command`, `on_click` or `on_submit` with a
+neutral event and carries out the neutral response. Each call first recognises the person (`identify`); someone
+HR has not registered gets a polite answer and nothing else happens, so an unknown person never reaches the
+engine. After that each call is at most one more unit of work: a read for a list or a form, or one engine use
+case for a decision. Everything a person did is decided by the engine; this module only chooses what to show.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+from sqlalchemy.engine import Connection
+
+from config.i18n import LocalText, normalize_locale
+from config.policy import RequestTypeSpec
+from handlers.cards import (
+    REQUEST_STATUS,
+    TO_APPLICANT,
+    approval_card,
+    decided_card,
+    reason_form,
+    reason_state,
+)
+from handlers.commands import Command, help_message, parse_command, picker_message, unknown_message
+from handlers.events import (
+    ClickEvent,
+    CloseForm,
+    CommandEvent,
+    FormErrors,
+    OpenForm,
+    Reply,
+    Response,
+    SubmitEvent,
+    Who,
+)
+from handlers.request_forms import CALLBACK, form_for, input_errors, payload_from, read_state
+from handlers.views import Block, Context, Divider, Form, Input, Message, Text
+from models import people
+from models import requests as rq
+from models.people import Employee
+from models.requests import Assignment, Request
+from workflow import leave
+from workflow.engine import Engine
+from workflow.identity import identify
+from workflow.outcomes import Outcome
+from workflow.queries import load_details
+
+INBOX_CARDS = 10  # the oldest ten; more would bury the buttons
+# Slack shows at most 50 blocks in a message: whole cards only (a card cut in half loses its buttons), and one
+# block kept for the "…and N more" line.
+INBOX_BLOCKS = 49
+STATUS_LINES = 10
+
+# Every sentence this module shows, in both languages.
+NOT_REGISTERED = LocalText.of(
+    "申し訳ありません。まだ人事部で madoguchi の利用者として登録されていません。登録後にもう一度お試しください。",
+    "Sorry, HR has not registered you in madoguchi yet. Please try again once they have added you.")
+NO_LONGER_VALID = LocalText.of("このボタンはもう使えません。最新のメッセージからもう一度お試しください。",
+                               "This button is no longer valid. Please try again from the latest message.")
+FORM_NO_LONGER_VALID = LocalText.of("このフォームはもう使えません。もう一度コマンドから開いてください。",
+                                    "This form is no longer valid. Please open it again from the command.")
+CANNOT_RESUBMIT = LocalText.of("{number} は差し戻されていないため、修正して再申請することはできません。",
+                               "{number} has not been sent back to you, so it cannot be fixed and resubmitted.")
+LEAVE_BALANCE = LocalText.of("有給残日数 {available} 日（申請中 {reserved} 日）",
+                             "Paid leave left: {available} days ({reserved} pending)")
+FIVE_DAY = LocalText.of("年5日取得 {taken}/{required}", "5 days a year: {taken}/{required} taken")
+NOTE_JOIN = LocalText.of("・", " · ")
+MY_REQUESTS = LocalText.of("あなたの申請（新しい順）", "Your requests (newest first)")
+NO_REQUESTS = LocalText.of("まだ申請はありません。`{command}` で新しく申請できます。",
+                           "You have no requests yet. Type `{command}` to file one.")
+INBOX_TITLE = LocalText.of("あなたの対応待ち: {n} 件", "Waiting for you: {n}")
+INBOX_EMPTY = LocalText.of("対応待ちの申請はありません。", "Nothing is waiting for you.")
+INBOX_MORE = LocalText.of("…ほか {n} 件", "…and {n} more")
+
+ReasonAction = Literal["reject", "send_back"]
+
+
+class Conversation:
+    """The conversation over one engine (its database, policy, clock and calendar)."""
+
+    def __init__(self, engine: Engine, command_name: str = "/madoguchi") -> None:
+        self.engine = engine
+        self.policy = engine.policy
+        self.command_name = command_name
+
+    # ------------------------------------------------------------------------------------------ commands
+
+    def on_command(self, ev: CommandEvent) -> Response:
+        """Typed words: open the picker or a form, list my requests or my inbox, or explain."""
+        person = self._identify(ev.who)
+        if person is None:
+            return _not_registered(ev.who)
+        locale = person.locale
+        command = parse_command(ev.text, self.policy)
+        match command.kind:
+            case "picker":
+                return Reply(picker_message(self.policy, locale))
+            case "form":
+                return self._open_form(person, command)
+            case "status":
+                return Reply(self._status(person))
+            case "inbox":
+                return Reply(self._inbox(person))
+            case "help":
+                return Reply(help_message(self.policy, locale, self.command_name))
+        return Reply(unknown_message(command.text, self.policy, locale, self.command_name))
+
+    def _open_form(self, person: Employee, command: Command) -> Response:
+        assert command.type_key is not None  # parse_command names a type for every "form"
+        return OpenForm(self._request_form(person, command.type_key))
+
+    def _request_form(self, person: Employee, type_key: str, request: Request | None = None) -> Form:
+        """A request type's form; leave shows the balance; a sent-back request comes prefilled."""
+        spec = self.policy.types[type_key]
+        note = self._leave_note(person, request) if spec.behaviour == "leave" else None
+        return form_for(type_key, spec, person.locale, note=note,
+                        initial=request.payload if request else None, request_id=request.id if request else None)
+
+    def _leave_note(self, person: Employee, request: Request | None) -> str:
+        """"有給残日数 12.5 日（申請中 1 日）・年5日取得 3/5", as of today in the company's zone."""
+        now = self.engine.clock()
+        today = now.astimezone(self.engine.tz).date()
+        with self.engine.db.unit_of_work() as conn:
+            # grants due by law are stored lazily; without this a person hired years ago would see 0 days
+            leave.sync_grants(conn, person, today, now)
+            bal = leave.balance(conn, person, today, self.engine.calendar, self.policy.company.hours_per_day,
+                                exclude_request_id=request.id if request else None)
+        locale = person.locale
+        parts = [LEAVE_BALANCE(locale).format(available=leave._fmt(bal.available),
+                                              reserved=leave._fmt(bal.reserved))]
+        if bal.five_day is not None:
+            parts.append(FIVE_DAY(locale).format(taken=leave._fmt(bal.five_day.taken),
+                                                 required=leave._fmt(bal.five_day.required)))
+        return NOTE_JOIN(locale).join(parts)
+
+    def _status(self, person: Employee) -> Message:
+        """My latest requests, one line each: number, type, status."""
+        locale = person.locale
+        with self.engine.db.unit_of_work(write=False) as conn:
+            mine = rq.requests_of(conn, person.id, limit=STATUS_LINES)
+        if not mine:
+            return _text(NO_REQUESTS(locale).format(command=self.command_name))
+        lines = [self._status_line(r, locale) for r in mine]
+        title = MY_REQUESTS(locale)
+        return Message(title, (Text(f"*{title}*"), Text("\n".join(lines), markdown=False)))
+
+    def _status_line(self, r: Request, locale: str) -> str:
+        spec = self.policy.types.get(r.type)
+        title = spec.title(locale) if spec else r.type
+        status = REQUEST_STATUS[r.status](locale) if r.status in REQUEST_STATUS else r.status
+        return f"• {r.number}  {title}  — {status}"
+
+    def _inbox(self, person: Employee) -> Message:
+        """What waits for me (and for those who delegated to me now), oldest first, as approval cards."""
+        locale = person.locale
+        with self.engine.db.unit_of_work(write=False) as conn:
+            waiting = self._waiting_for(conn, person)
+            cards = [card for a, r in waiting[:INBOX_CARDS] if (card := self._card(conn, a, r, person))]
+        if not waiting:
+            return _text(INBOX_EMPTY(locale))
+        title = INBOX_TITLE(locale).format(n=len(waiting))
+        blocks: list[Block] = [Text(f"*{title}*")]
+        shown = 0
+        for card in cards:
+            if len(blocks) + 1 + len(card.blocks) > INBOX_BLOCKS:
+                break
+            blocks += [Divider(), *card.blocks]
+            shown += 1
+        if len(waiting) > shown:
+            blocks.append(Context(INBOX_MORE(locale).format(n=len(waiting) - shown)))
+        return Message(title, tuple(blocks))
+
+    def _waiting_for(self, conn: Connection, person: Employee) -> list[tuple[Assignment, Request]]:
+        now = self.engine.clock()
+        delegations = people.delegations_to(conn, person.id, now)
+        givers = {d.from_id for d in delegations}
+        found = rq.pending_for(conn, sorted({person.id} | givers))
+        # a delegation may cover only some request types
+        return [(a, r) for a, r in found if a.approver_id == person.id
+                or any(d.from_id == a.approver_id and d.covers(now, r.type) for d in delegations)]
+
+    def _card(self, conn: Connection, a: Assignment, r: Request, person: Employee) -> Message | None:
+        spec = self.policy.types.get(r.type)
+        details = load_details(conn, self.policy, r.id)
+        if spec is None or details is None:
+            return None
+        return approval_card(details, spec, a.id, person.locale, person.timezone)
+
+    # ------------------------------------------------------------------------------------------ clicks
+
+    def on_click(self, ev: ClickEvent) -> Response:
+        """A button: open a form, or have the engine apply the decision and say what happened."""
+        person = self._identify(ev.who)
+        if person is None:
+            return _not_registered(ev.who)
+        if ev.action == "open_form":
+            if ev.value not in self.policy.types:
+                return _reply(NO_LONGER_VALID(person.locale))
+            return OpenForm(self._request_form(person, ev.value))
+        target = _integer(ev.value)
+        if target is None:
+            return _reply(NO_LONGER_VALID(person.locale))
+        return self._act(person, ev.action, target)
+
+    def _act(self, person: Employee, action: str, target: int) -> Response:
+        engine = self.engine
+        match action:
+            case "approve":
+                return _said(engine.decide(target, person.id, "approve"), person.locale)
+            case "reject":
+                return self._reason_form(person, "reject", target)
+            case "send_back":
+                return self._reason_form(person, "send_back", target)
+            case "claim":
+                return _said(engine.claim(target, person.id), person.locale)
+            case "resolve":
+                return _said(engine.resolve(target, person.id), person.locale)
+            case "withdraw":
+                return _said(engine.withdraw(target, person.id), person.locale)
+            case "resubmit":
+                return self._resubmit_form(person, target)
+        return _reply(NO_LONGER_VALID(person.locale))
+
+    def _reason_form(self, person: Employee, action: ReasonAction, assignment_id: int) -> Response:
+        """Ask why (and, for a send-back, to whom) only while the card can still be acted on; a stale click
+        shows the card as it now stands instead (who decided, when)."""
+        locale = person.locale
+        with self.engine.db.unit_of_work(write=False) as conn:
+            request = rq.request_of_assignment(conn, assignment_id)
+            details = load_details(conn, self.policy, request.id) if request else None
+        spec = self.policy.types.get(details.request.type) if details else None
+        if details is None or spec is None:
+            return _reply(NO_LONGER_VALID(locale))
+        found = details.person(assignment_id)
+        if found is None or found[1].status != "pending" or details.request.status != "pending":
+            return Reply(decided_card(details, spec, locale, person.timezone))
+        step = found[0]
+        earlier: Sequence[tuple[str, LocalText]] = ()
+        if action == "send_back":
+            # only earlier approval steps can redo their part; an FYI step has nothing to redo
+            upto = details.steps.index(step)
+            earlier = [(s.key, s.title) for s in details.steps[:upto] if s.kind == "approval"]
+        return OpenForm(reason_form(action, assignment_id, locale, earlier))
+
+    def _resubmit_form(self, person: Employee, request_id: int) -> Response:
+        """The form prefilled with what was sent back; only for its requester, only while it is sent back."""
+        with self.engine.db.unit_of_work(write=False) as conn:
+            request = rq.get_request(conn, request_id)
+        if request is None or request.requester_id != person.id or request.type not in self.policy.types:
+            return _reply(NO_LONGER_VALID(person.locale))
+        if request.status != "sent_back":
+            return _reply(CANNOT_RESUBMIT(person.locale).format(number=request.number))
+        return OpenForm(self._request_form(person, request.type, request))
+
+    # ------------------------------------------------------------------------------------------ submissions
+
+    def on_submit(self, ev: SubmitEvent) -> Response:
+        """A form submitted: a request (new or fixed) or a reason for a decision."""
+        person = self._identify(ev.who)
+        if person is None:
+            return CloseForm(_not_registered(ev.who))
+        if ev.callback == CALLBACK:
+            return self._submit_request(person, ev)
+        if ev.callback == "decide_with_reason":
+            return self._submit_reason(person, ev)
+        return CloseForm(_reply(FORM_NO_LONGER_VALID(person.locale)))
+
+    def _submit_request(self, person: Employee, ev: SubmitEvent) -> Response:
+        locale = person.locale
+        state = read_state(ev.state)
+        spec = self.policy.types.get(state.type_key) if state else None
+        if state is None or spec is None:
+            return CloseForm(_reply(FORM_NO_LONGER_VALID(locale)))
+        payload = payload_from(spec, ev.values)
+        if state.request_id is not None:
+            outcome = self.engine.resubmit(state.request_id, person.id, payload)
+        else:
+            outcome = self.engine.submit(person.id, state.type_key, payload)
+        if outcome.ok:
+            return CloseForm(Reply(_outcome_message(outcome, locale)))
+        if outcome.errors:
+            return FormErrors(input_errors(outcome.errors, locale, ev.values))
+        # no field is wrong (e.g. no approver could be found): the form can show it only under an input
+        return FormErrors({_first_input(state.type_key, spec, locale, ev.values): outcome.message(locale)})
+
+    def _submit_reason(self, person: Employee, ev: SubmitEvent) -> Response:
+        locale = person.locale
+        try:
+            action, assignment_id = reason_state(ev.state)
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return CloseForm(_reply(FORM_NO_LONGER_VALID(locale)))
+        comment = ev.values.get("comment")
+        to_step = ev.values.get("to_step")
+        outcome = self.engine.decide(assignment_id, person.id, action, comment if isinstance(comment, str) else None,
+                                     to_step=to_step if isinstance(to_step, str) and to_step != TO_APPLICANT
+                                     else None)
+        if not outcome.ok and outcome.errors:
+            return FormErrors(input_errors(outcome.errors, locale))
+        return CloseForm(Reply(_outcome_message(outcome, locale)))
+
+    # ------------------------------------------------------------------------------------------ identity
+
+    def _identify(self, who: Who) -> Employee | None:
+        with self.engine.db.unit_of_work() as conn:
+            return identify(conn, who.platform, who.workspace, who.user_id, who.email, self.engine.clock())
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+
+
+def _not_registered(who: Who) -> Reply:
+    return _reply(NOT_REGISTERED(normalize_locale(who.locale)))
+
+
+def _text(text: str) -> Message:
+    # plain text: engine messages quote names and numbers that must not become markup
+    return Message(text, (Text(text, markdown=False),))
+
+
+def _reply(text: str) -> Reply:
+    return Reply(_text(text))
+
+
+def _outcome_message(outcome: Outcome, locale: str) -> Message:
+    """The engine's answer, with its warnings (e.g. a doubtful invoice number) under it."""
+    text = outcome.message(locale)
+    blocks: list[Block] = [Text(text, markdown=False)]
+    blocks += [Text(f"⚠️ {w(locale)}", markdown=False) for w in outcome.warnings]
+    return Message(text, tuple(blocks))
+
+
+def _said(outcome: Outcome, locale: str) -> Reply:
+    """What the engine said about a click, only to the clicker (a refusal changed nothing)."""
+    return Reply(_outcome_message(outcome, locale))
+
+
+def _integer(value: str) -> int | None:
+    """A button's id, or None when a client sent something else."""
+    text = value.strip()
+    return int(text) if text.isascii() and text.isdigit() and len(text) < 19 else None
+
+
+def _first_input(type_key: str, spec: RequestTypeSpec, locale: str, values: Mapping[str, Any]) -> str:
+    """Where a message about the whole form goes: the first input of the form."""
+    names = [b.name for b in form_for(type_key, spec, locale).blocks if isinstance(b, Input)]
+    return names[0] if names else next(iter(values), "")
+
