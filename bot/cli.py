@@ -106,6 +106,21 @@ def _check_database(settings: Settings) -> None:
     out.print(f"[green]✓ database reachable, schema at {head}[/]")
 
 
+@app.command()
+def serve(host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+          port: Annotated[int, typer.Option(help="Port to listen on.")] = 3000) -> None:
+    """Run the HTTP server: POST /slack/events (when Slack is configured) and GET /healthz."""
+    from aiohttp import web  # the server's dependencies only when serving
+
+    from bot.server import make_app
+
+    settings = get_settings()
+    policy = _policy(settings)  # a broken workflows.yaml stops here, before listening
+    if not (settings.slack_bot_token and settings.slack_signing_secret):
+        err.print("[yellow]SLACK_BOT_TOKEN / SLACK_SIGNING_SECRET not set: /slack/events is off[/]")
+    web.run_app(make_app(settings, policy=policy), host=host, port=port)
+
+
 @config_app.command("schema")
 def config_schema(out_file: Annotated[Path | None, typer.Option("--out", help="Write to a file.")] = None) -> None:
     """Print the JSON Schema of workflows.yaml (for editors)."""

@@ -1,0 +1,73 @@
+"""The one aiohttp application of the process: `POST /slack/events` (the Bolt app, when Slack is configured)
+and `GET /healthz`. The Bolt app is mounted with its aiohttp adapter's request/response converters on this
+application, not run as a second server."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.async_app import AsyncApp
+
+from bot.slack.app import BotAuthorization, build_slack_app
+from config.policy import Policy, load_policy, with_timezone
+from config.settings import Settings
+from handlers.conversation import Conversation
+from models.db import Database
+from workflow.engine import Engine
+
+SLACK_APP = web.AppKey("slack_app", AsyncApp)
+SLACK_EVENTS = "/slack/events"
+
+
+def make_app(settings: Settings, *, database: Database | None = None, policy: Policy | None = None,
+             clock: Callable[[], datetime] | None = None) -> web.Application:
+    """The application for these settings. A database passed in stays the caller's; one made here is closed
+    with the application."""
+    app = web.Application()
+    db = database or _own_database(app, settings)
+    rules = policy or with_timezone(load_policy(settings.workflows), settings.timezone)
+    engine = Engine(db, rules, clock=clock) if clock else Engine(db, rules)
+    conversation = Conversation(engine)
+    app.router.add_get("/healthz", healthz)
+    if settings.slack_bot_token and settings.slack_signing_secret:
+        _mount_slack(app, conversation, settings.slack_bot_token, settings.slack_signing_secret,
+                     settings.slack_api_url)
+    return app
+
+
+def _own_database(app: web.Application, settings: Settings) -> Database:
+    db = Database(settings.database_url, synchronous=settings.sqlite_synchronous)
+
+    async def dispose(_: web.Application) -> None:
+        db.dispose()
+
+    app.on_cleanup.append(dispose)
+    return db
+
+
+def _mount_slack(app: web.Application, conversation: Conversation, token: str, signing_secret: str,
+                 api_url: str) -> None:
+    authorization = BotAuthorization(token, api_url)
+    app[SLACK_APP] = build_slack_app(conversation, token=token, signing_secret=signing_secret, api_url=api_url,
+                                     authorization=authorization)
+
+    async def warm(_: web.Application) -> None:
+        # Bolt would call auth.test on the first request; doing it now keeps it out of a person's wait.
+        await authorization.warm()
+
+    app.on_startup.append(warm)
+    app.router.add_post(SLACK_EVENTS, slack_events)
+
+
+async def slack_events(request: web.Request) -> web.Response:
+    """Everything Slack sends (commands, interactivity, events); Bolt verifies the signature first."""
+    bolt = request.app[SLACK_APP]
+    response = await bolt.async_dispatch(await to_bolt_request(request))
+    return await to_aiohttp_response(response)
+
+
+async def healthz(_: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})

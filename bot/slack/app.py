@@ -1,0 +1,216 @@
+"""The Slack edge: a Bolt AsyncApp that turns slash commands, button clicks and modal submissions into neutral
+events, calls the conversation through one thread hop, and carries out its neutral response on Slack.
+
+Facts from slack-bolt 1.30's source that shaped this module:
+- `process_before_response=True`: the runner awaits the listener and returns `ack.response`; with False it
+  polls for the ack every 10 ms (`asyncio.sleep(0.01)`), a floor of 10 ms on every answer.
+- AsyncApp has no `token_verification_enabled`; with a static token its `AsyncSingleTeamAuthorization` calls
+  `auth.test` lazily and caches it only once it returns, so simultaneous first requests each call it. We pass
+  `authorize=` instead (`BotAuthorization`): one shared, warmable auth.test.
+- `AsyncRequestVerification` (on by default) answers 401 to a bad or missing signature, and to a timestamp more
+  than 5 minutes away (slack_sdk's SignatureVerifier), before any listener or global middleware runs.
+- Bolt has nothing for `X-Slack-Retry-Num`; `_skip_retries` (a global middleware, so after verification) acks
+  a retry without running a listener.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
+from slack_bolt.authorization import AuthorizeResult
+from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_bolt.response import BoltResponse
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.web.async_slack_response import AsyncSlackResponse
+
+from bot.slack.blockkit import action_name, errors_response, read_submission, render_form, render_message
+from handlers.conversation import Conversation
+from handlers.events import (
+    ClickEvent,
+    CloseForm,
+    CommandEvent,
+    FormErrors,
+    OpenForm,
+    Reply,
+    Response,
+    SubmitEvent,
+    Who,
+)
+
+log = logging.getLogger(__name__)
+
+PLATFORM = "slack"
+ANY = re.compile(".*")  # every action_id / callback_id: the conversation tells them apart
+JSON = dict[str, Any]
+
+
+class BotAuthorization:
+    """The bot's identity (auth.test), looked up once and shared by every request: Bolt's `authorize`."""
+
+    def __init__(self, token: str, api_url: str) -> None:
+        self._token = token
+        self._client = AsyncWebClient(token=token, base_url=api_url)
+        self._lookup: asyncio.Task[AsyncSlackResponse] | None = None
+
+    async def __call__(self) -> AuthorizeResult:
+        # One task for everybody: simultaneous first requests wait for the same auth.test. A failed lookup
+        # is forgotten so the next request tries again.
+        if self._lookup is None or (self._lookup.done() and self._lookup.exception() is not None):
+            self._lookup = asyncio.ensure_future(self._client.auth_test())
+        response = await self._lookup
+        return AuthorizeResult.from_auth_test_response(bot_token=self._token, auth_test_response=response)
+
+    async def warm(self) -> None:
+        """Look the bot up before the first request (at server start); a failure is retried on demand."""
+        try:
+            await self()
+        except (SlackApiError, OSError) as exc:
+            log.warning("auth.test failed at start (%s); retrying on the first request", exc)
+
+
+class SlackProfiles:
+    """Email and locale of Slack users (users.info), remembered in memory: the conversation needs them only to
+    recognise a person on first contact, and a lookup costs a round trip inside Slack's 3 s."""
+
+    def __init__(self) -> None:
+        self._known: dict[tuple[str, str], tuple[str | None, str | None]] = {}
+
+    async def who(self, client: AsyncWebClient, team_id: str, user_id: str) -> Who:
+        key = (team_id, user_id)
+        if key not in self._known:
+            self._known[key] = await _profile(client, user_id)
+        email, locale = self._known[key]
+        return Who(PLATFORM, team_id, user_id, email=email, locale=locale)
+
+
+async def _profile(client: AsyncWebClient, user_id: str) -> tuple[str | None, str | None]:
+    try:
+        response = await client.users_info(user=user_id, include_locale=True)
+    except SlackApiError as exc:
+        # Without a profile the person can still be recognised if they were matched before.
+        log.warning("users.info failed for %s: %s", user_id, exc.response.get("error"))
+        return None, None
+    user = response.get("user") or {}
+    return (user.get("profile") or {}).get("email"), user.get("locale")
+
+
+def build_slack_app(conversation: Conversation, *, token: str, signing_secret: str, api_url: str,
+                    command: str = "/madoguchi", authorization: BotAuthorization | None = None) -> AsyncApp:
+    """The Bolt app for one workspace's bot token. Pass `authorization` to warm it at start (see server)."""
+    bot = authorization or BotAuthorization(token, api_url)
+
+    async def authorize() -> AuthorizeResult:
+        # a plain function: Bolt passes the arguments a callable names, and would pass `self` to a method
+        return await bot()
+
+    app = AsyncApp(
+        # no token on the client: Bolt sets the authorized bot token on each request's copy of it
+        client=AsyncWebClient(base_url=api_url),
+        authorize=authorize,
+        signing_secret=signing_secret,
+        process_before_response=True,
+        request_verification_enabled=True,
+    )
+    register(app, conversation, command, SlackProfiles())
+    return app
+
+
+def register(app: AsyncApp, conversation: Conversation, command: str, profiles: SlackProfiles) -> None:
+    """Every listener of the edge, in one place."""
+    app.middleware(_skip_retries)
+
+    @app.command(command)
+    async def on_command(ack: AsyncAck, body: JSON, client: AsyncWebClient, respond: AsyncRespond) -> None:
+        await ack()
+        who = await profiles.who(client, body["team_id"], body["user_id"])
+        response = await asyncio.to_thread(conversation.on_command, CommandEvent(who, body.get("text", "")))
+        await _answer(response, who, body, client, respond)
+
+    @app.block_action(ANY)
+    async def on_click(ack: AsyncAck, body: JSON, client: AsyncWebClient, respond: AsyncRespond) -> None:
+        await ack()
+        who = await profiles.who(client, _team_id(body), body["user"]["id"])
+        action = body["actions"][0]
+        event = ClickEvent(who, action_name(action.get("action_id", "")), action.get("value", ""))
+        response = await asyncio.to_thread(conversation.on_click, event)
+        await _answer(response, who, body, client, respond)
+
+    @app.view_submission(ANY)
+    async def on_submit(ack: AsyncAck, body: JSON, client: AsyncWebClient) -> None:
+        who = await profiles.who(client, _team_id(body), body["user"]["id"])
+        view = body["view"]
+        values = view.get("state", {}).get("values", {})
+        event = SubmitEvent(who, view.get("callback_id", ""), view.get("private_metadata", ""),
+                            read_submission(values))
+        # The conversation runs before the ack: only the ack can keep the modal open with its errors.
+        response = await asyncio.to_thread(conversation.on_submit, event)
+        await _close_or_keep(response, who, values, ack, client)
+
+
+async def _skip_retries(req: AsyncBoltRequest, resp: BoltResponse,
+                        next: Callable[[], Awaitable[None]]) -> BoltResponse:
+    """Slack retries an Events API delivery it thinks failed; the first one was (or is being) handled, so a
+    retry is acknowledged and nothing else happens. (Bolt carries on with whatever a middleware returns.)"""
+    if req.headers.get("x-slack-retry-num"):
+        return BoltResponse(status=200, body="")
+    await next()
+    return resp
+
+
+def _team_id(body: JSON) -> str:
+    user_team = (body.get("user") or {}).get("team_id")
+    return str(user_team or (body.get("team") or {}).get("id", ""))
+
+
+def _locale(who: Who) -> str:
+    return who.locale or "ja"
+
+
+async def _answer(response: Response, who: Who, body: JSON, client: AsyncWebClient,
+                  respond: AsyncRespond) -> None:
+    """Carry out the response to a command or a click (already acknowledged)."""
+    match response:
+        case OpenForm(form=form):
+            await client.views_open(trigger_id=body["trigger_id"], view=render_form(form, _locale(who)))
+        case Reply() as reply:
+            await _ephemeral(reply, who, body, client, respond)
+        case CloseForm(reply=Reply() as reply):
+            await _ephemeral(reply, who, body, client, respond)
+        case _:
+            log.warning("nothing to show for %s outside a form", type(response).__name__)
+
+
+async def _ephemeral(reply: Reply, who: Who, body: JSON, client: AsyncWebClient, respond: AsyncRespond) -> None:
+    """Only the person sees it, where they acted: through response_url when Slack gave one (it works in any
+    conversation, even a DM the bot is not in), else chat.postEphemeral to the channel."""
+    message = render_message(reply.message, _locale(who))
+    if body.get("response_url"):
+        await respond(**message, response_type="ephemeral", replace_original=False)
+        return
+    channel = body.get("channel_id") or (body.get("channel") or {}).get("id")
+    if channel:
+        await client.chat_postEphemeral(channel=channel, user=who.user_id, **message)
+    else:  # a button in a modal or App Home: no conversation to answer in, so a DM
+        await client.chat_postMessage(channel=who.user_id, **message)
+
+
+async def _close_or_keep(response: Response, who: Who, values: JSON, ack: AsyncAck,
+                         client: AsyncWebClient) -> None:
+    """Answer a view_submission: errors keep the modal open; anything else closes it, then a DM says why."""
+    match response:
+        case FormErrors(errors=errors):
+            await ack(response_action="errors", errors=errors_response(errors, values)["errors"])
+            return
+        case OpenForm(form=form):
+            await ack(response_action="update", view=render_form(form, _locale(who)))
+            return
+    await ack()
+    reply = response.reply if isinstance(response, CloseForm) else response
+    if isinstance(reply, Reply):
+        await client.chat_postMessage(channel=who.user_id, **render_message(reply.message, _locale(who)))
