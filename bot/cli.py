@@ -32,8 +32,9 @@ org_app = typer.Typer(help="People and departments.", no_args_is_help=True)
 audit_app = typer.Typer(help="The audit trail.", no_args_is_help=True)
 leave_app = typer.Typer(help="Paid leave (年次有給休暇).", no_args_is_help=True)
 config_app = typer.Typer(help="workflows.yaml.", no_args_is_help=True)
+slack_app = typer.Typer(help="The Slack app.", no_args_is_help=True)
 for sub, name in ((db_app, "db"), (org_app, "org"), (audit_app, "audit"), (leave_app, "leave"),
-                  (config_app, "config")):
+                  (config_app, "config"), (slack_app, "slack")):
     app.add_typer(sub, name=name)
 
 out = Console(soft_wrap=True)
@@ -248,6 +249,26 @@ def leave_grant(as_of: Annotated[str | None, typer.Option(help="Date (YYYY-MM-DD
     finally:
         db.dispose()
     out.print(f"[green]✓ {added} grant(s) recorded as of {day}[/]")
+
+
+@slack_app.command("manifest")
+def slack_manifest(
+    url: Annotated[str | None, typer.Option(help="Public base URL of this server, e.g. https://bot.example.com "
+                                                 "(Slack calls <url>/slack/events).")] = None,
+    socket_mode: Annotated[bool, typer.Option("--socket-mode", help="Socket Mode: no public URL.")] = False,
+    name: Annotated[str, typer.Option(help="The app's and bot's name.")] = "madoguchi",
+    command: Annotated[str, typer.Option(help="The slash command.")] = "/madoguchi",
+) -> None:
+    """Print a Slack app manifest (YAML) to paste into "Create an app → From a manifest"."""
+    from bot.slack.manifest import ManifestError, manifest_yaml  # Bolt loads only for Slack commands
+
+    try:
+        text = manifest_yaml(url, socket_mode=socket_mode, name=name, command=command)
+    except ManifestError as exc:
+        err.print(f"[red]✗ {escape(str(exc))}[/]")
+        raise typer.Exit(2) from None
+    # plain print: rich would wrap long lines and colour the YAML
+    sys.stdout.write(text)
 
 
 if __name__ == "__main__":

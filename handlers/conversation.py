@@ -37,7 +37,7 @@ from handlers.events import (
     Who,
 )
 from handlers.request_forms import CALLBACK, form_for, input_errors, payload_from, read_state
-from handlers.views import Block, Context, Divider, Form, Input, Message, Text
+from handlers.views import Block, Context, Divider, Form, Input, Message, Option, Text
 from models import people
 from models import requests as rq
 from models.people import Employee
@@ -74,6 +74,13 @@ NO_REQUESTS = LocalText.of("まだ申請はありません。`{command}` で新�
 INBOX_TITLE = LocalText.of("あなたの対応待ち: {n} 件", "Waiting for you: {n}")
 INBOX_EMPTY = LocalText.of("対応待ちの申請はありません。", "Nothing is waiting for you.")
 INBOX_MORE = LocalText.of("…ほか {n} 件", "…and {n} more")
+PICKER_TITLE = LocalText.of("新規申請", "New request")
+PICKER_LABEL = LocalText.of("申請の種類", "Request type")
+PICKER_NEXT = LocalText.of("次へ", "Next")
+PICKER_CLOSE = LocalText.of("キャンセル", "Cancel")
+PICKER_CHOOSE = LocalText.of("申請の種類を選んでください。", "Please choose a request type.")
+PICK_CALLBACK = "pick_type"  # the shortcut's modal: its submission is answered with the chosen type's form
+PICK_INPUT = "type"
 
 ReasonAction = Literal["reject", "send_back"]
 
@@ -108,6 +115,17 @@ class Conversation:
                 return Reply(help_message(self.policy, locale, self.command_name))
         return Reply(unknown_message(command.text, self.policy, locale, self.command_name))
 
+    def on_shortcut(self, who: Who) -> Response:
+        """The "New request" shortcut: a modal whose one select chooses the request type."""
+        person = self._identify(who)
+        if person is None:
+            return _not_registered(who)
+        locale = person.locale
+        options = tuple(Option(key, spec.title(locale)) for key, spec in self.policy.types.items())
+        select = Input(PICK_INPUT, PICKER_LABEL(locale), "select", options=options)
+        return OpenForm(Form(PICKER_TITLE(locale), PICK_CALLBACK, (select,), PICKER_NEXT(locale),
+                             PICKER_CLOSE(locale)))
+
     def _open_form(self, person: Employee, command: Command) -> Response:
         assert command.type_key is not None  # parse_command names a type for every "form"
         return OpenForm(self._request_form(person, command.type_key))
@@ -139,13 +157,17 @@ class Conversation:
     def _status(self, person: Employee) -> Message:
         """My latest requests, one line each: number, type, status."""
         locale = person.locale
-        with self.engine.db.unit_of_work(write=False) as conn:
-            mine = rq.requests_of(conn, person.id, limit=STATUS_LINES)
-        if not mine:
+        lines = self.status_lines(person)
+        if not lines:
             return _text(NO_REQUESTS(locale).format(command=self.command_name))
-        lines = [self._status_line(r, locale) for r in mine]
         title = MY_REQUESTS(locale)
         return Message(title, (Text(f"*{title}*"), Text("\n".join(lines), markdown=False)))
+
+    def status_lines(self, person: Employee) -> list[str]:
+        """"• LV-2026-0001  休暇申請  — 承認待ち" for my latest requests, newest first."""
+        with self.engine.db.unit_of_work(write=False) as conn:
+            mine = rq.requests_of(conn, person.id, limit=STATUS_LINES)
+        return [self._status_line(r, person.locale) for r in mine]
 
     def _status_line(self, r: Request, locale: str) -> str:
         spec = self.policy.types.get(r.type)
@@ -156,12 +178,10 @@ class Conversation:
     def _inbox(self, person: Employee) -> Message:
         """What waits for me (and for those who delegated to me now), oldest first, as approval cards."""
         locale = person.locale
-        with self.engine.db.unit_of_work(write=False) as conn:
-            waiting = self._waiting_for(conn, person)
-            cards = [card for a, r in waiting[:INBOX_CARDS] if (card := self._card(conn, a, r, person))]
+        waiting, cards = self.inbox_cards(person)
         if not waiting:
             return _text(INBOX_EMPTY(locale))
-        title = INBOX_TITLE(locale).format(n=len(waiting))
+        title = INBOX_TITLE(locale).format(n=waiting)
         blocks: list[Block] = [Text(f"*{title}*")]
         shown = 0
         for card in cards:
@@ -169,9 +189,16 @@ class Conversation:
                 break
             blocks += [Divider(), *card.blocks]
             shown += 1
-        if len(waiting) > shown:
-            blocks.append(Context(INBOX_MORE(locale).format(n=len(waiting) - shown)))
+        if waiting > shown:
+            blocks.append(Context(INBOX_MORE(locale).format(n=waiting - shown)))
         return Message(title, tuple(blocks))
+
+    def inbox_cards(self, person: Employee) -> tuple[int, list[Message]]:
+        """How many requests wait for me, and the approval cards of the oldest `INBOX_CARDS` of them."""
+        with self.engine.db.unit_of_work(write=False) as conn:
+            waiting = self._waiting_for(conn, person)
+            cards = [card for a, r in waiting[:INBOX_CARDS] if (card := self._card(conn, a, r, person))]
+        return len(waiting), cards
 
     def _waiting_for(self, conn: Connection, person: Employee) -> list[tuple[Assignment, Request]]:
         now = self.engine.clock()
@@ -266,6 +293,8 @@ class Conversation:
             return self._submit_request(person, ev)
         if ev.callback == "decide_with_reason":
             return self._submit_reason(person, ev)
+        if ev.callback == PICK_CALLBACK:
+            return self._picked(person, ev)
         return CloseForm(_reply(FORM_NO_LONGER_VALID(person.locale)))
 
     def _submit_request(self, person: Employee, ev: SubmitEvent) -> Response:
@@ -286,6 +315,13 @@ class Conversation:
         # no field is wrong (e.g. no approver could be found): the form can show it only under an input
         return FormErrors({_first_input(state.type_key, spec, locale, ev.values): outcome.message(locale)})
 
+    def _picked(self, person: Employee, ev: SubmitEvent) -> Response:
+        """The shortcut's picker submitted: the same modal becomes the chosen type's form."""
+        chosen = ev.values.get(PICK_INPUT)
+        if not isinstance(chosen, str) or chosen not in self.policy.types:
+            return FormErrors({PICK_INPUT: PICKER_CHOOSE(person.locale)})
+        return OpenForm(self._request_form(person, chosen))
+
     def _submit_reason(self, person: Employee, ev: SubmitEvent) -> Response:
         locale = person.locale
         try:
@@ -302,6 +338,10 @@ class Conversation:
         return CloseForm(Reply(_outcome_message(outcome, locale)))
 
     # ------------------------------------------------------------------------------------------ identity
+
+    def identify(self, who: Who) -> Employee | None:
+        """The employee behind a chat identity, or None for someone HR has not registered."""
+        return self._identify(who)
 
     def _identify(self, who: Who) -> Employee | None:
         with self.engine.db.unit_of_work() as conn:

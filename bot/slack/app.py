@@ -11,6 +11,7 @@ Facts from slack-bolt 1.30's source that shaped this module:
   than 5 minutes away (slack_sdk's SignatureVerifier), before any listener or global middleware runs.
 - Bolt has nothing for `X-Slack-Retry-Num`; `_skip_retries` (a global middleware, so after verification) acks
   a retry without running a listener.
+- Event listeners need no `ack()`: Bolt answers an Events API delivery itself once the listener returns.
 """
 
 from __future__ import annotations
@@ -29,7 +30,14 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
-from bot.slack.blockkit import action_name, errors_response, read_submission, render_form, render_message
+from bot.slack.blockkit import (
+    action_name,
+    errors_response,
+    read_submission,
+    render_form,
+    render_home,
+    render_message,
+)
 from handlers.conversation import Conversation
 from handlers.events import (
     ClickEvent,
@@ -42,10 +50,12 @@ from handlers.events import (
     SubmitEvent,
     Who,
 )
+from handlers.home import home_for
 
 log = logging.getLogger(__name__)
 
 PLATFORM = "slack"
+NEW_REQUEST = "new_request"  # the global shortcut's callback_id (see bot/slack/manifest.py)
 ANY = re.compile(".*")  # every action_id / callback_id: the conversation tells them apart
 JSON = dict[str, Any]
 
@@ -140,6 +150,23 @@ def register(app: AsyncApp, conversation: Conversation, command: str, profiles: 
         event = ClickEvent(who, action_name(action.get("action_id", "")), action.get("value", ""))
         response = await asyncio.to_thread(conversation.on_click, event)
         await _answer(response, who, body, client, respond)
+        if (body.get("view") or {}).get("type") == "home":
+            # a decision taken from the home: show the home as it now stands (the card has moved on)
+            await _publish_home(conversation, who, client)
+
+    @app.shortcut(NEW_REQUEST)
+    async def on_shortcut(ack: AsyncAck, body: JSON, client: AsyncWebClient, respond: AsyncRespond) -> None:
+        await ack()
+        who = await profiles.who(client, _team_id(body), body["user"]["id"])
+        response = await asyncio.to_thread(conversation.on_shortcut, who)
+        await _answer(response, who, body, client, respond)
+
+    @app.event("app_home_opened")
+    async def on_home_opened(event: JSON, body: JSON, client: AsyncWebClient) -> None:
+        if event.get("tab") != "home":  # the Messages tab needs nothing from us
+            return
+        who = await profiles.who(client, str(body.get("team_id", "")), event["user"])
+        await _publish_home(conversation, who, client)
 
     @app.view_submission(ANY)
     async def on_submit(ack: AsyncAck, body: JSON, client: AsyncWebClient) -> None:
@@ -151,6 +178,12 @@ def register(app: AsyncApp, conversation: Conversation, command: str, profiles: 
         # The conversation runs before the ack: only the ack can keep the modal open with its errors.
         response = await asyncio.to_thread(conversation.on_submit, event)
         await _close_or_keep(response, who, values, ack, client)
+
+
+async def _publish_home(conversation: Conversation, who: Who, client: AsyncWebClient) -> None:
+    """Build the person's home (one thread hop) and publish it to their App Home tab."""
+    home = await asyncio.to_thread(home_for, conversation, who)
+    await client.views_publish(user_id=who.user_id, view=render_home(home, _locale(who)))
 
 
 async def _skip_retries(req: AsyncBoltRequest, resp: BoltResponse,
