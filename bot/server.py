@@ -4,13 +4,17 @@ application, not run as a second server."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
+from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.delivery import SlackDelivery
 from bot.slack.app import BotAuthorization, build_slack_app
 from config.policy import Policy, load_policy, with_timezone
 from config.settings import Settings
@@ -19,13 +23,15 @@ from models.db import Database
 from workflow.engine import Engine
 
 SLACK_APP = web.AppKey("slack_app", AsyncApp)
+DELIVERY = web.AppKey("delivery", SlackDelivery)
 SLACK_EVENTS = "/slack/events"
 
 
 def make_app(settings: Settings, *, database: Database | None = None, policy: Policy | None = None,
-             clock: Callable[[], datetime] | None = None) -> web.Application:
+             clock: Callable[[], datetime] | None = None, deliver: bool | None = None) -> web.Application:
     """The application for these settings. A database passed in stays the caller's; one made here is closed
-    with the application."""
+    with the application. `deliver`: run the Slack delivery loop in the background (default: only when the
+    application owns its database; a caller handing one in, like a test, drives delivery itself)."""
     app = web.Application()
     db = database or _own_database(app, settings)
     rules = policy or with_timezone(load_policy(settings.workflows), settings.timezone)
@@ -35,7 +41,21 @@ def make_app(settings: Settings, *, database: Database | None = None, policy: Po
     if settings.slack_bot_token and settings.slack_signing_secret:
         _mount_slack(app, conversation, settings.slack_bot_token, settings.slack_signing_secret,
                      settings.slack_api_url)
+        client = AsyncWebClient(token=settings.slack_bot_token, base_url=settings.slack_api_url)
+        app[DELIVERY] = SlackDelivery(db, rules, client, clock=clock) if clock else SlackDelivery(db, rules, client)
+        background = deliver if deliver is not None else database is None
+        if background:
+            app.cleanup_ctx.append(_delivery_loop)
     return app
+
+
+async def _delivery_loop(app: web.Application) -> AsyncIterator[None]:
+    """The outbox leaves while the server runs; the loop is cancelled (between Slack calls) on shutdown."""
+    task = asyncio.create_task(app[DELIVERY].run_forever())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def _own_database(app: web.Application, settings: Settings) -> Database:

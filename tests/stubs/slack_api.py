@@ -34,6 +34,15 @@ class SlackApiStub:
     calls: list[Call] = field(default_factory=list)
     _server: TestServer | None = None
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    # method -> answers to give instead of the usual one, first to last (see `fail_next`)
+    _scripted: dict[str, list[tuple[int, dict[str, Any], dict[str, str]]]] = field(default_factory=dict)
+
+    def fail_next(self, method: str, error: str, *, status: int = 200, headers: dict[str, str] | None = None,
+                  times: int = 1) -> None:
+        """Answer the next `times` calls of `method` with Slack's error (and this HTTP status and headers), e.g.
+        `fail_next("chat.postMessage", "ratelimited", status=429, headers={"Retry-After": "3"})`."""
+        answer = (status, {"ok": False, "error": error}, dict(headers or {}))
+        self._scripted.setdefault(method, []).extend([answer] * times)
 
     async def start(self) -> None:
         app = web.Application()
@@ -65,6 +74,9 @@ class SlackApiStub:
         method = request.match_info["method"]
         body = await _parsed(request)
         self.calls.append(Call(method, body))
+        if self._scripted.get(method):
+            status, answer, headers = self._scripted[method].pop(0)
+            return web.json_response(answer, status=status, headers=headers)
         return web.json_response(self._answer(method, body))
 
     async def _hook(self, request: web.Request) -> web.Response:
@@ -84,6 +96,11 @@ class SlackApiStub:
             case "chat.postMessage":
                 return {"ok": True, "channel": body.get("channel"), "ts": f"1780000000.{n:06d}",
                         "message": {"text": body.get("text"), "bot_id": BOT_ID}}
+            case "conversations.open":
+                # a DM channel id per user, stable like Slack's
+                return {"ok": True, "channel": {"id": f"D{body.get('users')}"}}
+            case "chat.update":
+                return {"ok": True, "channel": body.get("channel"), "ts": body.get("ts"), "text": body.get("text")}
             case "chat.postEphemeral":
                 return {"ok": True, "message_ts": f"1780000000.{n:06d}"}
         return {"ok": True}

@@ -1,0 +1,226 @@
+"""The delivery loop for Slack: outbox rows out to Slack's Web API, with Slack's rules on pace and errors.
+
+- Approver cards and FYIs are DMs (conversations.open, then chat.postMessage); where they landed (channel + ts)
+  is recorded on the row, so later changes update the same card (chat.update) instead of posting new ones.
+- The requester has one status message (their first `submitted` message); later news about the request
+  updates it in place. Each such change also refreshes every approver card of the request that was posted,
+  so every copy of the card shows the outcome (the engine enqueues `card_update` only for cards it closed,
+  not for the card of the person who decided).
+- Errors: 429 waits for Retry-After; 5xx, connection errors and unknown errors are retried with capped
+  exponential backoff and jitter, up to `max_attempts`; permanent errors (the person or channel is gone, the
+  token is bad) mark the row dead with the error, for an admin to see.
+- Pace: at most one message per channel per `pace` seconds (Slack allows about one a second).
+
+The database is reached through one thread hop per step (it is synchronous); Slack calls stay on the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import aiohttp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.slack.blockkit import render_message
+from config.policy import Policy
+from handlers import notifications
+from models.db import Database
+from models.messaging import OutboxMessage
+from workflow import delivery
+
+log = logging.getLogger(__name__)
+
+PLATFORM = "slack"
+JSON = dict[str, Any]
+NO_IDENTITY = "not reachable on Slack (no identity)"
+GONE = "nothing to send: the request or the recipient is gone"
+# Slack errors that no retry can fix: the person, the channel or our token is gone.
+PERMANENT = frozenset({"user_not_found", "account_inactive", "channel_not_found", "not_in_channel",
+                       "invalid_auth", "not_authed", "token_revoked", "is_archived", "user_disabled",
+                       "cannot_dm_bot", "missing_scope", "message_not_found", "cant_update_message"})
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class _Plan:
+    """Everything one row needs from the database, read in one thread hop before any Slack call."""
+
+    user: str | None = None
+    message: JSON | None = None
+    target: JSON | None = None  # the message to update instead of posting
+    refresh: list[tuple[JSON, JSON]] = field(default_factory=list)  # approver cards to bring up to date
+
+
+class _Dead(Exception):
+    """The row cannot be delivered, ever."""
+
+
+class SlackDelivery:
+    """Sends due outbox rows to Slack. `pace`: seconds between two messages to one channel (tests pass 0)."""
+
+    def __init__(self, db: Database, policy: Policy, client: AsyncWebClient, *, pace: float = 1.0,
+                 batch: int = 20, max_attempts: int = 5, backoff: float = 2.0, max_backoff: float = 300.0,
+                 clock: Callable[[], datetime] = _utcnow) -> None:
+        self.db, self.policy, self.client = db, policy, client
+        self.pace, self.batch, self.max_attempts = pace, batch, max_attempts
+        self.backoff, self.max_backoff, self.clock = backoff, max_backoff, clock
+        self._last_sent: dict[str, float] = {}  # channel -> monotonic time of our last message there
+
+    async def run_once(self, now: datetime | None = None) -> int:
+        """Deliver what is due at `now` (one batch); returns how many rows were attempted."""
+        moment = now or self.clock()
+        rows = await asyncio.to_thread(self._claim, moment)
+        for row in rows:  # in id order: a request's earlier news goes out before its later news
+            await self._deliver(row, moment)
+        return len(rows)
+
+    async def run_forever(self, interval: float = 0.5) -> None:
+        """Deliver until cancelled; rests `interval` seconds whenever nothing was due."""
+        while True:
+            try:
+                handled = await self.run_once()
+            except Exception:
+                # a broken database must not end the loop: the rows stay due (or leased) and are retried
+                log.exception("delivery round failed")
+                handled = 0
+            if handled < self.batch:
+                await asyncio.sleep(interval)
+
+    # ------------------------------------------------------------------------------------- one row
+
+    async def _deliver(self, row: OutboxMessage, now: datetime) -> None:
+        try:
+            ref = await self._send(row)
+        except _Dead as exc:
+            await self._record(delivery.mark_dead, row.id, str(exc))
+        except SlackApiError as exc:
+            await self._failed_on_slack(row, exc, now)
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            await self._transient(row, f"{type(exc).__name__}: {exc}", now)
+        except Exception as exc:  # a bug in one row must not stall the others or the loop
+            log.exception("delivering outbox row %s failed", row.id)
+            await self._transient(row, f"{type(exc).__name__}: {exc}", now)
+        else:
+            await self._record(delivery.mark_sent, row.id, ref, PLATFORM, self.clock())
+
+    async def _send(self, row: OutboxMessage) -> JSON | None:
+        """Carry the row out on Slack; returns where the message is (channel + ts), None if nothing was sent."""
+        plan = await asyncio.to_thread(self._plan, row)
+        if plan.user is None:
+            raise _Dead(NO_IDENTITY)
+        if plan.message is None:
+            raise _Dead(GONE)
+        for ref, card in plan.refresh:
+            await self._refresh(ref, card)
+        if plan.target is not None:
+            return await self._update(plan.target, plan.message)
+        if row.kind == "card_update":
+            return None  # the card was never posted: nothing shows a stale copy
+        return await self._post(plan.user, plan.message)
+
+    def _plan(self, row: OutboxMessage) -> _Plan:
+        with self.db.unit_of_work(write=False) as conn:
+            user = delivery.chat_user(conn, row.recipient_id, PLATFORM)
+            if user is None:
+                return _Plan()
+            found = notifications.message_for(conn, self.policy, self.policy.company.timezone, row)
+            if found is None:
+                return _Plan(user)
+            plan = _Plan(user, render_message(*found))
+            request_id = row.request_id or 0
+            if row.kind == "card_update" and row.payload.get("assignment_id") is not None:
+                plan.target = delivery.card_ref(conn, int(row.payload["assignment_id"]))
+            elif row.kind in notifications.REQUESTER_KINDS:
+                plan.target = delivery.requester_ref(conn, request_id)
+                plan.refresh = [(ref, render_message(message, locale)) for ref, message, locale
+                                in notifications.sent_cards(conn, self.policy, self.policy.company.timezone,
+                                                            request_id)]
+            return plan
+
+    # ------------------------------------------------------------------------------------- Slack calls
+
+    async def _post(self, user: str, message: JSON) -> JSON:
+        opened = await self.client.conversations_open(users=user)
+        channel = str((opened.get("channel") or {}).get("id") or user)
+        await self._wait_for(channel)
+        posted = await self.client.chat_postMessage(channel=channel, **message)
+        return {"channel": posted.get("channel") or channel, "ts": posted["ts"]}
+
+    async def _update(self, ref: JSON, message: JSON) -> JSON:
+        await self._wait_for(ref["channel"])
+        await self.client.chat_update(channel=ref["channel"], ts=ref["ts"], **message)
+        return {"channel": ref["channel"], "ts": ref["ts"]}
+
+    async def _refresh(self, ref: JSON, card: JSON) -> None:
+        """Bring another copy of the card up to date. A copy that is gone for good (the approver left, the DM
+        was deleted) must not hold back this row; a passing failure retries the whole row (updates repeat
+        harmlessly)."""
+        try:
+            await self._update(ref, card)
+        except SlackApiError as exc:
+            if exc.response.status_code == 429 or exc.response.get("error") not in PERMANENT:
+                raise
+            log.warning("could not update card %s: %s", ref, exc.response.get("error"))
+
+    async def _wait_for(self, channel: str) -> None:
+        """Keep to about one message per channel per `pace` seconds."""
+        wait = self._last_sent.get(channel, -float("inf")) + self.pace - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        self._last_sent[channel] = time.monotonic()
+
+    # ------------------------------------------------------------------------------------- failures
+
+    async def _failed_on_slack(self, row: OutboxMessage, exc: SlackApiError, now: datetime) -> None:
+        status = exc.response.status_code
+        error = str(exc.response.get("error") or f"HTTP {status}")
+        if status == 429:
+            # rate limits say nothing about the message: they never make it dead
+            after = _seconds(exc.response.headers.get("Retry-After"), default=1.0)
+            await self._record(delivery.mark_retry, row.id, f"ratelimited (retry after {after:g}s)",
+                               now + timedelta(seconds=after))
+        elif error in PERMANENT:
+            await self._record(delivery.mark_dead, row.id, error)
+        else:
+            await self._transient(row, error, now)
+
+    async def _transient(self, row: OutboxMessage, error: str, now: datetime) -> None:
+        """Retry later, waiting twice as long each time (capped, with jitter); give up after max_attempts."""
+        if row.attempts >= self.max_attempts:
+            await self._record(delivery.mark_dead, row.id, f"gave up after {row.attempts} attempts: {error}")
+            return
+        delay = min(self.max_backoff, self.backoff * 2 ** (row.attempts - 1))
+        # jitter: replicas and rows that failed together must not all come back in the same instant
+        delay *= 0.5 + random.random() / 2
+        await self._record(delivery.mark_retry, row.id, error, now + timedelta(seconds=delay))
+
+    # ------------------------------------------------------------------------------------- database
+
+    def _claim(self, now: datetime) -> list[OutboxMessage]:
+        with self.db.unit_of_work() as conn:
+            return delivery.claim_due(conn, now, self.batch)
+
+    async def _record(self, mark: Callable[..., None], *args: Any) -> None:
+        def work() -> None:
+            with self.db.unit_of_work() as conn:
+                mark(conn, *args)
+
+        await asyncio.to_thread(work)
+
+
+def _seconds(value: str | None, *, default: float) -> float:
+    try:
+        return max(0.0, float(value)) if value is not None else default
+    except ValueError:
+        return default

@@ -1,0 +1,72 @@
+"""What each outbox message says, as a neutral Message, in the recipient's language.
+
+Cards are rebuilt from a fresh read of the request when the message leaves, not when it was enqueued: a message
+delivered late (after a retry, or behind a rate limit) shows where the request stands now, and every copy of a
+request's card says the same thing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.engine import Connection
+
+from config.i18n import LocalText
+from config.policy import Policy
+from handlers.cards import approval_card, decided_card, requester_card
+from handlers.views import Message
+from models.messaging import OutboxMessage
+from models.people import Employee, get_employee
+from workflow import delivery
+from workflow.queries import load_details
+
+CARD_KINDS = ("approval_requested", "queue_posted")
+REQUESTER_KINDS = ("submitted", "step_decided", "request_sent_back", "request_completed")
+FYI_NOTE = LocalText.of("回覧です。ご確認ください（操作は不要です）。", "For your information; no action needed.")
+
+
+def message_for(conn: Connection, policy: Policy, tz: str, row: OutboxMessage) -> tuple[Message, str] | None:
+    """The message for an outbox row and the recipient's locale; None when the request (or its type, or the
+    recipient) is gone, so there is nothing meaningful to say."""
+    person = get_employee(conn, row.recipient_id)
+    request_id = row.request_id or row.payload.get("request_id")
+    if person is None or request_id is None:
+        return None
+    return _card(conn, policy, person.timezone or tz, person, int(request_id), row.kind, row.payload)
+
+
+def approver_card(conn: Connection, policy: Policy, tz: str, recipient_id: int, request_id: int,
+                  assignment_id: int) -> tuple[Message, str] | None:
+    """The approver's card for an assignment as it should look now (buttons only while they can act)."""
+    person = get_employee(conn, recipient_id)
+    if person is None:
+        return None
+    return _card(conn, policy, person.timezone or tz, person, request_id, CARD_KINDS[0],
+                 {"assignment_id": assignment_id})
+
+
+def sent_cards(conn: Connection, policy: Policy, tz: str, request_id: int) -> list[tuple[dict[str, Any], Message, str]]:
+    """Every approver card of the request that was posted: where it is, and what it should show now."""
+    found = []
+    for assignment_id, recipient_id, ref in delivery.sent_cards(conn, request_id):
+        card = approver_card(conn, policy, tz, recipient_id, request_id, assignment_id)
+        if card is not None:
+            found.append((ref, *card))
+    return found
+
+
+def _card(conn: Connection, policy: Policy, tz: str, person: Employee, request_id: int, kind: str,
+          payload: dict[str, Any]) -> tuple[Message, str] | None:
+    details = load_details(conn, policy, request_id)
+    spec = policy.types.get(details.request.type) if details is not None else None
+    if details is None or spec is None:
+        return None
+    locale = person.locale
+    if kind in CARD_KINDS and payload.get("assignment_id") is not None:
+        return approval_card(details, spec, int(payload["assignment_id"]), locale, tz), locale
+    if kind == "fyi":
+        return decided_card(details, spec, locale, tz, note=FYI_NOTE), locale
+    if kind in REQUESTER_KINDS:
+        return requester_card(details, spec, locale, tz), locale
+    # card_update, and anything newer than this module: the card without buttons
+    return decided_card(details, spec, locale, tz), locale

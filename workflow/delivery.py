@@ -1,0 +1,101 @@
+"""Claiming outbox rows for delivery, and recording how each attempt ended.
+
+A claim moves due rows to `sending` with a lease: `next_attempt_at` becomes the moment the claim expires. A
+worker that dies between sending and recording leaves its rows in `sending`; once the lease has run out they are
+due again and another worker re-sends them (at most those in-flight messages are sent twice; none is lost).
+Claims are conditional updates; on PostgreSQL the candidates are also locked with `FOR UPDATE SKIP LOCKED`, so
+replicas claiming at the same moment take different rows instead of waiting for each other.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from models import requests as rq
+from models.messaging import OutboxMessage, outbox
+from models.people import chat_identities
+
+LEASE = timedelta(minutes=2)  # longer than a Slack call with its own retries can take
+CLAIMABLE = ("pending", "sending")  # `sending` is claimable only once its lease has expired
+CARD_KINDS = ("approval_requested", "queue_posted")
+STATUS_KIND = "submitted"
+
+
+def claim_due(conn: Connection, now: datetime, limit: int) -> list[OutboxMessage]:
+    """Move up to `limit` due rows to `sending` (attempts + 1, leased until now + LEASE), oldest first."""
+    due = (sa.select(outbox.c.id)
+           .where(outbox.c.state.in_(CLAIMABLE), outbox.c.next_attempt_at <= now)
+           .order_by(outbox.c.next_attempt_at, outbox.c.id).limit(limit))
+    if conn.dialect.name == "postgresql":
+        due = due.with_for_update(skip_locked=True)
+    ids = list(conn.execute(due).scalars())
+    if not ids:
+        return []
+    # Conditional: on SQLite the write transaction already serialises claims, but the WHERE keeps a row that
+    # someone else claimed in between from being taken twice on any backend.
+    claimed = conn.execute(
+        outbox.update()
+        .where(outbox.c.id.in_(ids), outbox.c.state.in_(CLAIMABLE), outbox.c.next_attempt_at <= now)
+        .values(state="sending", attempts=outbox.c.attempts + 1, next_attempt_at=now + LEASE)
+        .returning(*outbox.c))
+    return sorted((OutboxMessage(**r._mapping) for r in claimed), key=lambda m: m.id)
+
+
+def mark_sent(conn: Connection, message_id: int, message_ref: dict[str, Any] | None, platform: str,
+              now: datetime) -> None:
+    """Delivered: remember where, so the message can be updated later."""
+    conn.execute(outbox.update().where(outbox.c.id == message_id).values(
+        state="sent", message_ref=message_ref, platform=platform, sent_at=now, last_error=None))
+
+
+def mark_retry(conn: Connection, message_id: int, error: str, next_attempt_at: datetime) -> None:
+    """A passing failure: try again at `next_attempt_at`."""
+    conn.execute(outbox.update().where(outbox.c.id == message_id).values(
+        state="pending", last_error=error, next_attempt_at=next_attempt_at))
+
+
+def mark_dead(conn: Connection, message_id: int, error: str) -> None:
+    """A failure that retrying cannot fix: kept with its error for an admin to see, never sent."""
+    conn.execute(outbox.update().where(outbox.c.id == message_id).values(state="dead", last_error=error))
+
+
+def card_ref(conn: Connection, assignment_id: int) -> dict[str, Any] | None:
+    """Where the approver's card for this assignment was posted, or None if it never was."""
+    assignment = rq.get_assignment(conn, assignment_id)
+    if assignment is None:
+        return None
+    return next((ref for aid, _, ref in sent_cards(conn, assignment.request_id) if aid == assignment_id), None)
+
+
+def sent_cards(conn: Connection, request_id: int) -> list[tuple[int, int, dict[str, Any]]]:
+    """(assignment id, recipient id, message ref) of every approver card of the request that was posted."""
+    rows = conn.execute(
+        sa.select(outbox.c.recipient_id, outbox.c.payload, outbox.c.message_ref)
+        .where(outbox.c.request_id == request_id, outbox.c.kind.in_(CARD_KINDS), outbox.c.state == "sent")
+        .order_by(outbox.c.id))
+    return [(int(r.payload["assignment_id"]), r.recipient_id, r.message_ref)
+            for r in rows if r.message_ref and r.payload.get("assignment_id") is not None]
+
+
+def requester_ref(conn: Connection, request_id: int) -> dict[str, Any] | None:
+    """Where the requester's status message is: the first `submitted` message of the request that was sent."""
+    refs = conn.execute(
+        sa.select(outbox.c.message_ref)
+        .where(outbox.c.request_id == request_id, outbox.c.kind == STATUS_KIND, outbox.c.state == "sent")
+        .order_by(outbox.c.id)).scalars()
+    # filtered here: a JSON column's "no value" is stored differently by each backend
+    return next((dict(ref) for ref in refs if ref), None)
+
+
+def chat_user(conn: Connection, employee_id: int, platform: str) -> str | None:
+    """The employee's user id on a chat platform (the most recently used one), or None if never seen there."""
+    row = conn.execute(
+        sa.select(chat_identities.c.user_id)
+        .where(chat_identities.c.employee_id == employee_id, chat_identities.c.platform == platform)
+        .order_by(chat_identities.c.last_used_at.desc().nulls_last(), chat_identities.c.id.desc())
+        .limit(1)).first()
+    return str(row.user_id) if row else None
