@@ -25,7 +25,7 @@ BOT_SCOPES = ("commands", "chat:write", "im:write", "users:read", "users:read.em
 BOT_EVENTS = ("app_home_opened",)
 DESCRIPTION = "社内の申請（休暇・経費・押印・IT）と承認の窓口 / Back-office requests and approvals from Slack"
 LONG_DESCRIPTION_JA = ("madoguchi（窓口）は、休暇・経費精算・押印・IT 依頼などの社内申請を Slack から行い、"
-                       "上長や担当部署がボタンで承認できるようにするボットです。期限前のリマインドや、"
+                       "上長や担当部署がボタンで承認できるようにするボットです。"
                        "有給休暇の残日数と年5日取得の進み具合もホームタブで確認できます。")
 LONG_DESCRIPTION_EN = ("madoguchi (the service counter) lets employees file back-office requests such as leave, "
                        "expenses, seal stamps and IT help from Slack, and lets managers and back-office teams "
