@@ -1,0 +1,15 @@
+"""The Slack latency bench still runs its main flow end to end (tiny n; no timing asserted)."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench import slack_latency
+
+
+def test_the_slack_latency_bench_completes_and_prints_the_ratio(capsys: pytest.CaptureFixture[str]) -> None:
+    assert slack_latency.main(["--n", "3"], postgres=False) == 0
+    out = capsys.readouterr().out
+    assert "p50 ratio: " in out
+    assert "click-to-card-updated, ours (SQLite)" in out
+    assert "never updated" not in out  # every click's card was updated
