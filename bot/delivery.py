@@ -76,6 +76,11 @@ class SlackDelivery:
         self.pace, self.batch, self.max_attempts = pace, batch, max_attempts
         self.backoff, self.max_backoff, self.clock = backoff, max_backoff, clock
         self._last_sent: dict[str, float] = {}  # channel -> monotonic time of our last message there
+        self._due = asyncio.Event()  # set by `wake`: new rows may be due now
+
+    def wake(self) -> None:
+        """New outbox rows may be due (e.g. a conversation call just committed): the idle loop looks at once."""
+        self._due.set()
 
     async def run_once(self, now: datetime | None = None) -> int:
         """Deliver what is due at `now` (one batch); returns how many rows were attempted."""
@@ -86,8 +91,10 @@ class SlackDelivery:
         return len(rows)
 
     async def run_forever(self, interval: float = 0.5) -> None:
-        """Deliver until cancelled; rests `interval` seconds whenever nothing was due."""
+        """Deliver until cancelled; when nothing was due, rests until `wake` or `interval` seconds have passed
+        (the timeout catches rows that come due later, or that another process wrote)."""
         while True:
+            self._due.clear()  # a wake from here on means another round
             try:
                 handled = await self.run_once()
             except Exception:
@@ -95,7 +102,10 @@ class SlackDelivery:
                 log.exception("delivery round failed")
                 handled = 0
             if handled < self.batch:
-                await asyncio.sleep(interval)
+                try:
+                    await asyncio.wait_for(self._due.wait(), interval)
+                except TimeoutError:
+                    pass
 
     # ------------------------------------------------------------------------------------- one row
 

@@ -9,13 +9,14 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 
+import aiohttp
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.delivery import SlackDelivery
-from bot.slack.app import BotAuthorization, build_slack_app
+from bot.slack.app import Background, BotAuthorization, build_slack_app
 from config.policy import Policy, load_policy, with_timezone
 from config.settings import Settings
 from handlers.conversation import Conversation
@@ -39,14 +40,30 @@ def make_app(settings: Settings, *, database: Database | None = None, policy: Po
     conversation = Conversation(engine)
     app.router.add_get("/healthz", healthz)
     if settings.slack_bot_token and settings.slack_signing_secret:
-        _mount_slack(app, conversation, settings.slack_bot_token, settings.slack_signing_secret,
-                     settings.slack_api_url)
         client = AsyncWebClient(token=settings.slack_bot_token, base_url=settings.slack_api_url)
         app[DELIVERY] = SlackDelivery(db, rules, client, clock=clock) if clock else SlackDelivery(db, rules, client)
+        _mount_slack(app, conversation, settings.slack_bot_token, settings.slack_signing_secret,
+                     settings.slack_api_url, app[DELIVERY])
         background = deliver if deliver is not None else database is None
         if background:
             app.cleanup_ctx.append(_delivery_loop)
     return app
+
+
+def _share_session(app: web.Application, clients: list[AsyncWebClient], replies: Background) -> None:
+    """One aiohttp session (one connection pool) for every Web API client of the process while it serves,
+    instead of a session per call; Bolt's per-request clients take the app client's session."""
+
+    async def session(_: web.Application) -> AsyncIterator[None]:
+        async with aiohttp.ClientSession() as shared:
+            for client in clients:
+                client.session = shared
+            yield
+            await replies.drain()  # replies still under way go out before the session closes
+            for client in clients:
+                client.session = None
+
+    app.cleanup_ctx.append(session)
 
 
 async def _delivery_loop(app: web.Application) -> AsyncIterator[None]:
@@ -69,10 +86,14 @@ def _own_database(app: web.Application, settings: Settings) -> Database:
 
 
 def _mount_slack(app: web.Application, conversation: Conversation, token: str, signing_secret: str,
-                 api_url: str) -> None:
+                 api_url: str, delivery: SlackDelivery) -> None:
     authorization = BotAuthorization(token, api_url)
+    replies = Background()
+    # a conversation call may have enqueued news: the delivery loop looks at once instead of after its rest
     app[SLACK_APP] = build_slack_app(conversation, token=token, signing_secret=signing_secret, api_url=api_url,
-                                     authorization=authorization)
+                                     authorization=authorization, changed=delivery.wake, background=replies)
+    # before the delivery loop's context: the loop stops first, then the session closes
+    _share_session(app, [app[SLACK_APP].client, authorization.client, delivery.client], replies)
 
     async def warm(_: web.Application) -> None:
         # Bolt would call auth.test on the first request; doing it now keeps it out of a person's wait.

@@ -12,6 +12,8 @@ Facts from slack-bolt 1.30's source that shaped this module:
 - Bolt has nothing for `X-Slack-Retry-Num`; `_skip_retries` (a global middleware, so after verification) acks
   a retry without running a listener.
 - Event listeners need no `ack()`: Bolt answers an Events API delivery itself once the listener returns.
+- With `process_before_response=True` the HTTP answer waits for the whole listener, so work the person need not
+  wait for (the ephemeral reply through response_url) runs in a background task once the decision is committed.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
+from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot.slack.blockkit import (
     action_name,
@@ -60,19 +63,48 @@ ANY = re.compile(".*")  # every action_id / callback_id: the conversation tells 
 JSON = dict[str, Any]
 
 
+def _nothing() -> None:
+    pass
+
+
+class Background:
+    """Tasks that run after the HTTP answer (replies nobody waits on). Kept referenced until done, so they are
+    not garbage-collected mid-flight; their errors are logged and swallowed."""
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def start(self, work: Awaitable[None], what: str) -> None:
+        task = asyncio.ensure_future(self._guarded(work, what))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    @staticmethod
+    async def _guarded(work: Awaitable[None], what: str) -> None:
+        try:
+            await work
+        except Exception:
+            log.exception("%s failed", what)
+
+    async def drain(self) -> None:
+        """Wait for the tasks under way (at shutdown)."""
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
 class BotAuthorization:
     """The bot's identity (auth.test), looked up once and shared by every request: Bolt's `authorize`."""
 
     def __init__(self, token: str, api_url: str) -> None:
         self._token = token
-        self._client = AsyncWebClient(token=token, base_url=api_url)
+        self.client = AsyncWebClient(token=token, base_url=api_url)
         self._lookup: asyncio.Task[AsyncSlackResponse] | None = None
 
     async def __call__(self) -> AuthorizeResult:
         # One task for everybody: simultaneous first requests wait for the same auth.test. A failed lookup
         # is forgotten so the next request tries again.
         if self._lookup is None or (self._lookup.done() and self._lookup.exception() is not None):
-            self._lookup = asyncio.ensure_future(self._client.auth_test())
+            self._lookup = asyncio.ensure_future(self.client.auth_test())
         response = await self._lookup
         return AuthorizeResult.from_auth_test_response(bot_token=self._token, auth_test_response=response)
 
@@ -111,8 +143,11 @@ async def _profile(client: AsyncWebClient, user_id: str) -> tuple[str | None, st
 
 
 def build_slack_app(conversation: Conversation, *, token: str, signing_secret: str, api_url: str,
-                    command: str = "/madoguchi", authorization: BotAuthorization | None = None) -> AsyncApp:
-    """The Bolt app for one workspace's bot token. Pass `authorization` to warm it at start (see server)."""
+                    command: str = "/madoguchi", authorization: BotAuthorization | None = None,
+                    changed: Callable[[], None] = _nothing, background: Background | None = None) -> AsyncApp:
+    """The Bolt app for one workspace's bot token. Pass `authorization` to warm it at start (see server).
+    `changed` is called after every conversation call that may have written (e.g. to wake the delivery loop);
+    `background` runs the replies sent after the answer (pass one to drain it at shutdown)."""
     bot = authorization or BotAuthorization(token, api_url)
 
     async def authorize() -> AuthorizeResult:
@@ -127,20 +162,32 @@ def build_slack_app(conversation: Conversation, *, token: str, signing_secret: s
         process_before_response=True,
         request_verification_enabled=True,
     )
-    register(app, conversation, command, SlackProfiles())
+    register(app, conversation, command, SlackProfiles(), changed, background or Background())
     return app
 
 
-def register(app: AsyncApp, conversation: Conversation, command: str, profiles: SlackProfiles) -> None:
+def register(app: AsyncApp, conversation: Conversation, command: str, profiles: SlackProfiles,
+             changed: Callable[[], None] = _nothing, background: Background | None = None) -> None:
     """Every listener of the edge, in one place."""
     app.middleware(_skip_retries)
+    later = background or Background()
+
+    async def answer(response: Response, who: Who, body: JSON, client: AsyncWebClient,
+                     respond: AsyncRespond) -> None:
+        # A plain ephemeral reply through response_url (valid for 30 minutes) goes after the HTTP answer;
+        # views.open stays inline: its trigger_id expires 3 s after the click.
+        if isinstance(response, Reply) and body.get("response_url"):
+            later.start(_ephemeral(response, who, body, client, respond), "ephemeral reply")
+        else:
+            await _answer(response, who, body, client, respond)
 
     @app.command(command)
     async def on_command(ack: AsyncAck, body: JSON, client: AsyncWebClient, respond: AsyncRespond) -> None:
         await ack()
         who = await profiles.who(client, body["team_id"], body["user_id"])
         response = await asyncio.to_thread(conversation.on_command, CommandEvent(who, body.get("text", "")))
-        await _answer(response, who, body, client, respond)
+        changed()
+        await answer(response, who, body, client, respond)
 
     @app.block_action(ANY)
     async def on_click(ack: AsyncAck, body: JSON, client: AsyncWebClient, respond: AsyncRespond) -> None:
@@ -148,8 +195,9 @@ def register(app: AsyncApp, conversation: Conversation, command: str, profiles: 
         who = await profiles.who(client, _team_id(body), body["user"]["id"])
         action = body["actions"][0]
         event = ClickEvent(who, action_name(action.get("action_id", "")), action.get("value", ""))
-        response = await asyncio.to_thread(conversation.on_click, event)
-        await _answer(response, who, body, client, respond)
+        response = await asyncio.to_thread(conversation.on_click, event)  # the decision is committed here
+        changed()
+        await answer(response, who, body, client, respond)
         if (body.get("view") or {}).get("type") == "home":
             # a decision taken from the home: show the home as it now stands (the card has moved on)
             await _publish_home(conversation, who, client)
@@ -159,6 +207,7 @@ def register(app: AsyncApp, conversation: Conversation, command: str, profiles: 
         await ack()
         who = await profiles.who(client, _team_id(body), body["user"]["id"])
         response = await asyncio.to_thread(conversation.on_shortcut, who)
+        changed()
         await _answer(response, who, body, client, respond)
 
     @app.event("app_home_opened")
@@ -177,6 +226,7 @@ def register(app: AsyncApp, conversation: Conversation, command: str, profiles: 
                             read_submission(values))
         # The conversation runs before the ack: only the ack can keep the modal open with its errors.
         response = await asyncio.to_thread(conversation.on_submit, event)
+        changed()
         await _close_or_keep(response, who, values, ack, client)
 
 
@@ -224,7 +274,10 @@ async def _ephemeral(reply: Reply, who: Who, body: JSON, client: AsyncWebClient,
     conversation, even a DM the bot is not in), else chat.postEphemeral to the channel."""
     message = render_message(reply.message, _locale(who))
     if body.get("response_url"):
-        await respond(**message, response_type="ephemeral", replace_original=False)
+        # What Bolt's `respond` does, but on the Web API client's session (shared while the server runs)
+        # instead of a new session and connection per reply.
+        webhook = AsyncWebhookClient(url=body["response_url"], session=client.session)
+        await webhook.send(**message, response_type="ephemeral", replace_original=False)
         return
     channel = body.get("channel_id") or (body.get("channel") or {}).get("id")
     if channel:

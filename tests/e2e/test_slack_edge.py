@@ -4,6 +4,7 @@ is checked by slack_sdk's models."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
@@ -45,6 +46,7 @@ class Slack:
         self.api = api
         self.session = session
         self.seq = 0
+        self.replies_before = 0  # response_url calls before the last post
 
     async def post(self, body: str, *, age: int = 0, secret: str = SECRET,
                    headers: dict[str, str] | None = None) -> tuple[int, str]:
@@ -52,6 +54,7 @@ class Slack:
         signature = SignatureVerifier(secret).generate_signature(timestamp=timestamp, body=body)
         sent = {"Content-Type": "application/x-www-form-urlencoded", "X-Slack-Request-Timestamp": timestamp,
                 "X-Slack-Signature": signature or "", **(headers or {})}
+        self.replies_before = len(self.api.called("response_url"))
         async with self.session.post(self.url, data=body.encode(), headers=sent) as response:
             return response.status, await response.text()
 
@@ -98,9 +101,18 @@ class Slack:
         View(**view).validate_json()
         return dict(view)
 
-    def last_reply(self) -> str:
-        """The text of the last ephemeral answer (via response_url), checked by slack_sdk."""
-        message = self.api.called("response_url")[-1]
+    async def reply(self) -> dict[str, Any]:
+        """The ephemeral answer (via response_url) to the last post: it is sent after the HTTP answer, so wait
+        (bounded) for the stub to receive it."""
+        deadline = time.monotonic() + 5.0
+        while len(replies := self.api.called("response_url")) <= self.replies_before:
+            assert time.monotonic() < deadline, "no reply through response_url"
+            await asyncio.sleep(0.01)
+        return replies[-1]
+
+    async def last_reply(self) -> str:
+        """The text of the ephemeral answer to the last post (via response_url), checked by slack_sdk."""
+        message = await self.reply()
         assert message["response_type"] == "ephemeral" and message["replace_original"] is False
         valid_message({"text": message["text"], "blocks": message["blocks"]})
         return json.dumps(message, ensure_ascii=False)
@@ -156,7 +168,7 @@ async def file(slack: Slack, user: str, text: str, answers: dict[str, Any]) -> t
 async def approve_button(slack: Slack, user: str) -> dict[str, Any]:
     """The Approve button of the first card in the person's inbox, as Slack showed it."""
     assert (await slack.command(user, "承認"))[0] == 200
-    blocks = slack.api.called("response_url")[-1]["blocks"]
+    blocks = (await slack.reply())["blocks"]
     buttons = [e for b in blocks if b["type"] == "actions" for e in b["elements"]]
     return next(b for b in buttons if b["action_id"].startswith("approve"))
 
@@ -200,11 +212,11 @@ async def test_approve_then_the_same_click_again_says_already_approved(slack: Sl
     await file(slack, "U-alice", "休暇", LEAVE)
     button = await approve_button(slack, "U-manager")
     assert await slack.post(slack.click_body("U-manager", button["action_id"], button["value"])) == (200, "")
-    assert "承認しました" in slack.last_reply()
+    assert "承認しました" in await slack.last_reply()
     assert statuses(db) == ["approved"]
     before = counts(db)
     assert (await slack.post(slack.click_body("U-manager", button["action_id"], button["value"])))[0] == 200
-    again = slack.last_reply()
+    again = await slack.last_reply()
     assert "鈴木 一郎" in again and "承認済み" in again
     assert counts(db) == before and statuses(db) == ["approved"]
 
@@ -224,7 +236,7 @@ async def test_forged_and_stale_requests_get_401_and_change_nothing(slack: Slack
 async def test_an_unregistered_slack_user_is_told_so_and_nothing_is_stored(slack: Slack, db: Database) -> None:
     before = counts(db)
     assert await slack.command("U-stranger", "経費") == (200, "")
-    assert "人事部" in slack.last_reply()
+    assert "人事部" in await slack.last_reply()
     assert not slack.api.called("views.open")
     assert counts(db) == before
 
