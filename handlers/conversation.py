@@ -45,6 +45,7 @@ from models.requests import Assignment, Request
 from workflow import leave
 from workflow.engine import Engine
 from workflow.identity import identify
+from workflow.leave_law import format_days
 from workflow.outcomes import Outcome
 from workflow.queries import load_details
 
@@ -147,11 +148,11 @@ class Conversation:
             bal = leave.balance(conn, person, today, self.engine.calendar, self.policy.company.hours_per_day,
                                 exclude_request_id=request.id if request else None)
         locale = person.locale
-        parts = [LEAVE_BALANCE(locale).format(available=leave._fmt(bal.available),
-                                              reserved=leave._fmt(bal.reserved))]
+        parts = [LEAVE_BALANCE(locale).format(available=format_days(bal.available),
+                                              reserved=format_days(bal.reserved))]
         if bal.five_day is not None:
-            parts.append(FIVE_DAY(locale).format(taken=leave._fmt(bal.five_day.taken),
-                                                 required=leave._fmt(bal.five_day.required)))
+            parts.append(FIVE_DAY(locale).format(taken=format_days(bal.five_day.taken),
+                                                 required=format_days(bal.five_day.required)))
         return NOTE_JOIN(locale).join(parts)
 
     def _status(self, person: Employee) -> Message:

@@ -7,12 +7,9 @@ stays well under Slack's 100 blocks per view (the renderer would cut the tail, a
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
-
-import sqlalchemy as sa
-from sqlalchemy.engine import Connection
 
 from config.i18n import LocalText, normalize_locale
 from handlers.cards import escape
@@ -23,6 +20,7 @@ from handlers.views import Actions, Block, Context, Divider, Fields, Header, Hom
 from models import people
 from models.people import Delegation, Employee
 from workflow import leave
+from workflow.leave_law import format_days
 
 HOME_BLOCKS = 95  # Slack's view limit is 100: keep room so the renderer never has to cut
 DELEGATIONS_SHOWN = 10
@@ -125,26 +123,12 @@ def _delegations(conversation: Conversation, person: Employee) -> list[Block]:
     engine = conversation.engine
     now = engine.clock()
     with engine.db.unit_of_work(write=False) as conn:
-        found = _current_and_future(conn, person.id, now)
+        found = people.delegations_involving(conn, person.id, now, DELEGATIONS_SHOWN)
         names = people.get_employees(conn, {d.from_id for d in found} | {d.to_id for d in found})
     if not found:
         return [Header(DELEGATIONS(locale)), Text(DELEGATIONS_NONE(locale), markdown=False)]
     lines = [_delegation_line(d, person, names, conversation) for d in found]
     return [Header(DELEGATIONS(locale)), Text("\n".join(lines), markdown=False)]
-
-
-def _current_and_future(conn: Connection, person_id: int, now: datetime) -> list[Delegation]:
-    # models.people answers only "in force at a moment"; the home also shows windows still to come
-    t = people.delegations
-    rows = conn.execute(sa.select(t).where(
-        sa.or_(t.c.from_id == person_id, t.c.to_id == person_id),
-        t.c.ends_at > now,
-        t.c.revoked_at.is_(None),
-    ).order_by(t.c.starts_at, t.c.id).limit(DELEGATIONS_SHOWN))
-    return [Delegation(id=m["id"], from_id=m["from_id"], to_id=m["to_id"], starts_at=m["starts_at"],
-                       ends_at=m["ends_at"], request_types=tuple(m["request_types"]) if m["request_types"] else None,
-                       source=m["source"], source_request_id=m["source_request_id"])
-            for m in (r._mapping for r in rows)]
 
 
 def _delegation_line(d: Delegation, person: Employee, names: dict[int, Employee],
@@ -180,13 +164,13 @@ def _leave(conversation: Conversation, person: Employee) -> list[Block]:
     if five is None:
         return [*blocks, Context(FIVE_DAY_NONE(locale))]
     deadline = five.window_end - timedelta(days=1)  # window_end is exclusive
-    blocks.append(Text(FIVE_DAY(locale).format(taken=leave._fmt(five.taken), required=leave._fmt(five.required),
+    blocks.append(Text(FIVE_DAY(locale).format(taken=format_days(five.taken), required=format_days(five.required),
                                                deadline=date_text(deadline, locale), days=five.days_left),
                        markdown=False))
-    short = FIVE_DAY_SHORT(locale).format(n=leave._fmt(five.shortfall)) if five.shortfall > 0 \
+    short = FIVE_DAY_SHORT(locale).format(n=format_days(five.shortfall)) if five.shortfall > 0 \
         else FIVE_DAY_DONE(locale)
     return [*blocks, Context(short)]
 
 
 def _days(n: Decimal, locale: str) -> str:
-    return DAYS(locale).format(n=leave._fmt(n))
+    return DAYS(locale).format(n=format_days(n))

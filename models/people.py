@@ -255,6 +255,16 @@ def delegations_to(conn: Connection, to_id: int, moment: datetime) -> list[Deleg
     return [_delegation(r) for r in rows]
 
 
+def delegations_involving(conn: Connection, person_id: int, after: datetime, limit: int) -> list[Delegation]:
+    """Delegations given or received by a person that end after `after` (in force now or still to come)."""
+    rows = conn.execute(sa.select(delegations).where(
+        sa.or_(delegations.c.from_id == person_id, delegations.c.to_id == person_id),
+        delegations.c.ends_at > after,
+        delegations.c.revoked_at.is_(None),
+    ).order_by(delegations.c.starts_at, delegations.c.id).limit(limit))
+    return [_delegation(r) for r in rows]
+
+
 def insert_delegation(conn: Connection, **values: object) -> int:
     return int(conn.execute(delegations.insert().values(**values).returning(delegations.c.id)).scalar_one())
 

@@ -72,9 +72,6 @@ assignments = sa.Table(
     sa.Column("decided_at", UTCDateTime, nullable=True),
 )
 
-# Statuses in which a request still waits for someone.
-OPEN_STATUSES = ("pending",)
-FINAL_STATUSES = ("approved", "rejected", "withdrawn", "resolved")
 UNDECIDED = ("waiting", "pending", "claimed")
 
 
@@ -155,11 +152,6 @@ def get_request(conn: Connection, request_id: int, *, lock: bool = False) -> Req
         return query.with_for_update() if lock else query
 
     row = run(conn, prepared(("get_request", lock), build), {"id": request_id}).first()
-    return Request(**row._mapping) if row else None
-
-
-def get_request_by_number(conn: Connection, number: str) -> Request | None:
-    row = conn.execute(sa.select(requests).where(requests.c.number == number)).first()
     return Request(**row._mapping) if row else None
 
 

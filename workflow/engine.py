@@ -28,7 +28,7 @@ from models.requests import Assignment, Request, Step
 from workflow import audit, expense, forms, leave
 from workflow import messages as msg
 from workflow.calendar import BusinessCalendar
-from workflow.leave_law import InsufficientLeave
+from workflow.leave_law import InsufficientLeave, format_days
 from workflow.numbering import fiscal_year, format_number
 from workflow.outcomes import Outcome, refused
 from workflow.routes import ResolvedStep, RouteError, resolve_route
@@ -115,9 +115,6 @@ class _Route:
                 (a.cycle for a in self.assigns if a.step_id == step_id), default=1)
         return [a for a in self.assigns if a.step_id == step_id and a.cycle == cycle]
 
-    def step(self, step_id: int) -> Step:
-        return next(s for s in self.steps if s.id == step_id)
-
 
 class Engine:
     """The use cases of the back office, over one database and one policy."""
@@ -184,7 +181,9 @@ class Engine:
                                                                    list[LocalText]]:
         """Type-specific checks and derived facts (leave days and balance; expense totals and invoices)."""
         facts: dict[str, Any] = dict(payload)
-        facts["requester.department"] = self._department_code(conn, requester)
+        if any(c.fact == "requester.department" for step in spec.route for c in step.when):
+            # a read on every submit only when some route condition asks for it
+            facts["requester.department"] = self._department_code(conn, requester)
         facts["requester.roles"] = list(requester.roles)
         facts["requester.work_days_per_week"] = requester.work_days_per_week
         if spec.behaviour == "leave":
@@ -506,8 +505,8 @@ class Engine:
             except InsufficientLeave as exc:
                 conn.rollback()
                 return refused("insufficient_leave", msg.fill(
-                    msg.LEAVE_BALANCE_CHANGED, available=leave._fmt(exc.available),
-                    asked=leave._fmt(exc.requested)), request)
+                    msg.LEAVE_BALANCE_CHANGED, available=format_days(exc.available),
+                    asked=format_days(exc.requested)), request)
             if not outcome.ok:
                 conn.rollback()
                 return outcome

@@ -43,9 +43,6 @@ class Balance:
     five_day: law.FiveDayStatus | None
 
 
-def _fmt(days: Decimal) -> str:
-    return format(days.normalize(), "f")
-
 
 def sync_grants(conn: Connection, employee: Employee, as_of: date, now: datetime) -> int:
     """Insert the statutory grants due by `as_of` that are not stored yet; returns how many were added."""
@@ -144,13 +141,13 @@ def check_request(conn: Connection, employee: Employee, days: list[LeaveDay], ca
     bal = balance(conn, employee, first, calendar, hours_per_day, exclude_request_id=exclude_request_id)
     asked = sum((d.days for d in days), Decimal(0))
     if asked > bal.available - bal.reserved:
-        return {"period": msg.fill(msg.NOT_ENOUGH_LEAVE, available=_fmt(bal.available),
-                                   reserved=_fmt(bal.reserved), asked=_fmt(asked))}
+        return {"period": msg.fill(msg.NOT_ENOUGH_LEAVE, available=law.format_days(bal.available),
+                                   reserved=law.format_days(bal.reserved), asked=law.format_days(asked))}
     hourly = sum((d.hours or Decimal(0) for d in days), Decimal(0))
     cap = law.hourly_cap_hours(hours_per_day)
     if hourly and bal.hourly_used + bal.hourly_reserved + hourly > cap:
         used = bal.hourly_used + bal.hourly_reserved
-        return {"hours": msg.fill(msg.HOURLY_CAP, cap=_fmt(cap), used=_fmt(used), asked=_fmt(hourly))}
+        return {"hours": msg.fill(msg.HOURLY_CAP, cap=law.format_days(cap), used=law.format_days(used), asked=law.format_days(hourly))}
     return {}
 
 
@@ -184,17 +181,17 @@ def ledger_csv(conn: Connection, fiscal_year_start: date, fiscal_year_end: date)
     for emp in people.all_employees(conn):
         grants, uses, taken = _uses(conn, emp.id)
         five = law.five_day_status([u.grant for u in uses], _distinct_taken(taken), fiscal_year_end)
-        status = f"{_fmt(five.taken)}/5" if five else ""
+        status = f"{law.format_days(five.taken)}/5" if five else ""
         by_grant = {g.id: [t for t in taken if t.grant_id == g.id
                            and fiscal_year_start <= t.taken_on <= fiscal_year_end] for g in grants}
         for g in grants:
             if g.expires_on <= fiscal_year_start or g.granted_on > fiscal_year_end:
                 continue
-            base = [emp.code or "", emp.name_ja, emp.email, emp.hire_date or "", g.granted_on, _fmt(g.days),
+            base = [emp.code or "", emp.name_ja, emp.email, emp.hire_date or "", g.granted_on, law.format_days(g.days),
                     g.expires_on]
             entries: list[rows.TakenRow | None] = list(by_grant[g.id]) or [None]
             for t in entries:
-                tail = ([t.taken_on, UNIT_JA.get(t.unit, t.unit), _fmt(t.days), _fmt(t.hours) if t.hours else "",
+                tail = ([t.taken_on, UNIT_JA.get(t.unit, t.unit), law.format_days(t.days), law.format_days(t.hours) if t.hours else "",
                          numbers.get(t.request_id or 0, "")] if t else ["", "", "", "", ""])
                 writer.writerow([*base, *tail, status])
     return out.getvalue()

@@ -177,7 +177,8 @@ def available_on(uses: Sequence[GrantUse], on: date) -> Decimal:
     return sum((use.remaining for use in _usable(uses, on)), Decimal(0))
 
 
-def _fmt_days(days: Decimal) -> str:
+def format_days(days: Decimal) -> str:
+    """Days as a person writes them: 3.5, 5 (never 5E+0 or 3.5000)."""
     # Decimal("3.5000") -> "3.5", Decimal("5") -> "5", never "5E+0".
     return format(days.normalize(), "f")
 
@@ -193,7 +194,7 @@ class InsufficientLeave(Exception):
 
 
 def _insufficient_message(available: Decimal, requested: Decimal) -> LocalText:
-    left, asked = _fmt_days(available), _fmt_days(requested)
+    left, asked = format_days(available), format_days(requested)
     left_en, asked_en = f"{left} {_day_word(available)}", f"{asked} {_day_word(requested)}"
     return LocalText(
         ja=f"有給休暇の残日数が足りません（残り {left} 日、申請 {asked} 日）",

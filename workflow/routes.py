@@ -31,10 +31,6 @@ class ResolvedStep:
     approver_ids: tuple[int, ...]
     required: int  # approvals needed; 0 = all
 
-    @property
-    def title(self) -> LocalText:
-        return self.spec.title or LocalText(ja=self.spec.id, en=self.spec.id)
-
 
 class RouteError(Exception):
     """No one can take a step; the message tells the requester whom to ask."""
