@@ -122,6 +122,43 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on.")] = "12
     web.run_app(make_app(settings, policy=policy), host=host, port=port)
 
 
+@app.command()
+def demo(host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+         port: Annotated[int, typer.Option(help="Port to listen on.")] = 3000,
+         database: Annotated[Path, typer.Option(help="The demo's SQLite file, made afresh at each start.")]
+         = Path("madoguchi-demo.db")) -> None:
+    """Try madoguchi in a browser: a Slack-like playground at http://HOST:PORT with a demo company of 30
+    people, on SQLite, with no Slack workspace. The bot runs its real Slack code path against the playground."""
+    from aiohttp import web
+
+    from bot.playground import demo as demo_company
+    from bot.playground.app import api_url, make_playground, mount
+    from bot.server import make_app
+
+    settings = get_settings()
+    policy = _policy(settings)
+    base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+    playground = make_playground(base)
+    for stale in (database, Path(f"{database}-wal"), Path(f"{database}-shm")):
+        stale.unlink(missing_ok=True)  # the playground's Slack lives in memory: its database starts with it
+    url = f"sqlite:///{database.resolve()}"
+    db = Database(url, synchronous=settings.sqlite_synchronous)
+    try:
+        company = demo_company.seed(db, policy, playground.workspace)
+    finally:
+        db.dispose()
+    demo_settings = settings.model_copy(update={
+        "database_url": url, "slack_bot_token": playground.bot_token,
+        "slack_signing_secret": playground.signing_secret, "slack_api_url": api_url(base)})
+    app = make_app(demo_settings, policy=policy, warm=False)
+    mount(app, playground)
+    out.print(f"[bold]madoguchi playground[/] — {len(company.people)} people of {escape(policy.company.name.ja)}, "
+              f"database {database}")
+    out.print(f"  open [bold cyan]{base}/?as={company.first}[/] — pick who you are, then type "
+              f"[bold]/madoguchi[/] (or 申請 / leave / expense ...)")
+    web.run_app(app, host=host, port=port, print=None)
+
+
 @config_app.command("schema")
 def config_schema(out_file: Annotated[Path | None, typer.Option("--out", help="Write to a file.")] = None) -> None:
     """Print the JSON Schema of workflows.yaml (for editors)."""

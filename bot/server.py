@@ -29,10 +29,13 @@ SLACK_EVENTS = "/slack/events"
 
 
 def make_app(settings: Settings, *, database: Database | None = None, policy: Policy | None = None,
-             clock: Callable[[], datetime] | None = None, deliver: bool | None = None) -> web.Application:
+             clock: Callable[[], datetime] | None = None, deliver: bool | None = None,
+             warm: bool = True) -> web.Application:
     """The application for these settings. A database passed in stays the caller's; one made here is closed
     with the application. `deliver`: run the Slack delivery loop in the background (default: only when the
-    application owns its database; a caller handing one in, like a test, drives delivery itself)."""
+    application owns its database; a caller handing one in, like a test, drives delivery itself). `warm`: look
+    the bot up (auth.test) at start; off when the Web API is served by this same application (the playground),
+    which does not listen yet at start."""
     app = web.Application()
     db = database or _own_database(app, settings)
     rules = policy or with_timezone(load_policy(settings.workflows), settings.timezone)
@@ -43,7 +46,7 @@ def make_app(settings: Settings, *, database: Database | None = None, policy: Po
         client = AsyncWebClient(token=settings.slack_bot_token, base_url=settings.slack_api_url)
         app[DELIVERY] = SlackDelivery(db, rules, client, clock=clock) if clock else SlackDelivery(db, rules, client)
         _mount_slack(app, conversation, settings.slack_bot_token, settings.slack_signing_secret,
-                     settings.slack_api_url, app[DELIVERY])
+                     settings.slack_api_url, app[DELIVERY], warm)
         background = deliver if deliver is not None else database is None
         if background:
             app.cleanup_ctx.append(_delivery_loop)
@@ -86,7 +89,7 @@ def _own_database(app: web.Application, settings: Settings) -> Database:
 
 
 def _mount_slack(app: web.Application, conversation: Conversation, token: str, signing_secret: str,
-                 api_url: str, delivery: SlackDelivery) -> None:
+                 api_url: str, delivery: SlackDelivery, warm: bool = True) -> None:
     authorization = BotAuthorization(token, api_url)
     replies = Background()
     # a conversation call may have enqueued news: the delivery loop looks at once instead of after its rest
@@ -95,11 +98,12 @@ def _mount_slack(app: web.Application, conversation: Conversation, token: str, s
     # before the delivery loop's context: the loop stops first, then the session closes
     _share_session(app, [app[SLACK_APP].client, authorization.client, delivery.client], replies)
 
-    async def warm(_: web.Application) -> None:
+    async def warm_up(_: web.Application) -> None:
         # Bolt would call auth.test on the first request; doing it now keeps it out of a person's wait.
         await authorization.warm()
 
-    app.on_startup.append(warm)
+    if warm:
+        app.on_startup.append(warm_up)
     app.router.add_post(SLACK_EVENTS, slack_events)
 
 
