@@ -65,11 +65,12 @@ class SlackWebApi:
     triggers: dict[str, Trigger] = field(default_factory=dict)
     hooks: dict[str, Hook] = field(default_factory=dict)
     clock: Callable[[], float] = time.monotonic
-    _scripted: dict[str, list[tuple[int, JSON, dict[str, str]]]] = field(default_factory=dict)
+    # method -> answers to give instead of the usual one, first to last (see `fail_next`)
+    scripted: dict[str, list[tuple[int, JSON, dict[str, str]]]] = field(default_factory=dict)
 
     def add_routes(self, app: web.Application) -> None:
-        app.router.add_route("*", API_PREFIX + "{method}", self._api)
-        app.router.add_post(HOOKS_PREFIX + "{name}", self._hook)
+        app.router.add_route("*", API_PREFIX + "{method}", self.handle_api)
+        app.router.add_post(HOOKS_PREFIX + "{name}", self.handle_hook)
 
     # ------------------------------------------------------------------------------------- for tests
 
@@ -81,7 +82,7 @@ class SlackWebApi:
         """Answer the next `times` calls of `method` with Slack's error (and this HTTP status and headers), e.g.
         `fail_next("chat.postMessage", "ratelimited", status=429, headers={"Retry-After": "3"})`."""
         answer = (status, {"ok": False, "error": error}, dict(headers or {}))
-        self._scripted.setdefault(method, []).extend([answer] * times)
+        self.scripted.setdefault(method, []).extend([answer] * times)
 
     # ------------------------------------------------------------------------------------- handed out
 
@@ -97,12 +98,12 @@ class SlackWebApi:
 
     # ------------------------------------------------------------------------------------- HTTP
 
-    async def _api(self, request: web.Request) -> web.Response:
+    async def handle_api(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
         body = await parsed_body(request)
         self.calls.append(Call(method, body))
-        if self._scripted.get(method):
-            status, answer, headers = self._scripted[method].pop(0)
+        if self.scripted.get(method):
+            status, answer, headers = self.scripted[method].pop(0)
             return web.json_response(answer, status=status, headers=headers)
         try:
             self._authorize(request, body)
@@ -113,7 +114,7 @@ class SlackWebApi:
         except SlackError as exc:
             return web.json_response({"ok": False, "error": exc.error})
 
-    async def _hook(self, request: web.Request) -> web.Response:
+    async def handle_hook(self, request: web.Request) -> web.Response:
         body = await parsed_body(request)
         self.calls.append(Call(RESPONSE, body))
         hook = self.hooks.get(request.match_info["name"])
@@ -312,7 +313,15 @@ def _blocks(body: JSON) -> list[JSON] | None:
         blocks = _maybe_json(blocks)
     if blocks is not None and not isinstance(blocks, list):
         raise SlackError("invalid_blocks_format")
-    return blocks
+    return _with_block_ids(blocks) if blocks is not None else None
+
+
+def _with_block_ids(blocks: list[Any]) -> list[Any]:
+    """Slack gives every block without a block_id one of its own; clicks then carry it."""
+    if not all(isinstance(block, dict) for block in blocks):
+        raise SlackError("invalid_blocks")
+    return [block if block.get("block_id") else {**block, "block_id": f"b{index}"}
+            for index, block in enumerate(blocks)]
 
 
 def _view(body: JSON) -> JSON:
@@ -321,7 +330,7 @@ def _view(body: JSON) -> JSON:
         view = _maybe_json(view)
     if not isinstance(view, dict) or view.get("type") not in ("modal", "home"):
         raise SlackError("invalid_arguments")
-    return view
+    return {**view, "blocks": _with_block_ids(list(view.get("blocks") or []))}
 
 
 async def parsed_body(request: web.Request) -> dict[str, Any]:

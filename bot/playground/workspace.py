@@ -113,6 +113,8 @@ class Workspace:
             return self.conversations[channel]
         if channel in self.people:
             return self.dm(channel)
+        if channel.startswith("D") and channel[1:] in self.people:  # a DM not opened yet (ids are stable)
+            return self.dm(channel[1:])
         name = channel if channel.startswith("#") else f"#{channel}"
         return next((c for c in self.conversations.values() if c.name == name), None)
 
