@@ -114,12 +114,20 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on.")] = "12
     from aiohttp import web  # the server's dependencies only when serving
 
     from bot.server import make_app
+    from bot.slack.socket_mode import SocketModeError
 
     settings = get_settings()
     policy = _policy(settings)  # a broken workflows.yaml stops here, before listening
     if not (settings.slack_bot_token and settings.slack_signing_secret):
         err.print("[yellow]SLACK_BOT_TOKEN / SLACK_SIGNING_SECRET not set: /slack/events is off[/]")
-    web.run_app(make_app(settings, policy=policy), host=host, port=port)
+        if settings.slack_app_token:
+            err.print("[yellow]SLACK_APP_TOKEN is set, but Socket Mode needs SLACK_BOT_TOKEN and "
+                      "SLACK_SIGNING_SECRET too: Socket Mode is off[/]")
+    try:
+        web.run_app(make_app(settings, policy=policy), host=host, port=port)
+    except SocketModeError as exc:
+        err.print(f"[red]✗ {escape(str(exc))}[/]")
+        raise typer.Exit(1) from None
 
 
 @app.command()

@@ -17,6 +17,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.delivery import SlackDelivery
 from bot.slack.app import Background, BotAuthorization, build_slack_app
+from bot.slack.socket_mode import SocketModeConnection
 from config.policy import Policy, load_policy, with_timezone
 from config.settings import Settings
 from handlers.conversation import Conversation
@@ -47,6 +48,10 @@ def make_app(settings: Settings, *, database: Database | None = None, policy: Po
         app[DELIVERY] = SlackDelivery(db, rules, client, clock=clock) if clock else SlackDelivery(db, rules, client)
         _mount_slack(app, conversation, settings.slack_bot_token, settings.slack_signing_secret,
                      settings.slack_api_url, app[DELIVERY], warm)
+        if settings.slack_app_token:
+            # Socket Mode beside HTTP; after _mount_slack, so it closes before the shared Web API session
+            socket_mode = SocketModeConnection(app[SLACK_APP], settings.slack_app_token, settings.slack_api_url)
+            app.cleanup_ctx.append(socket_mode.context)
         background = deliver if deliver is not None else database is None
         if background:
             app.cleanup_ctx.append(_delivery_loop)

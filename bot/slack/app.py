@@ -240,10 +240,20 @@ async def _skip_retries(req: AsyncBoltRequest, resp: BoltResponse,
                         next: Callable[[], Awaitable[None]]) -> BoltResponse:
     """Slack retries an Events API delivery it thinks failed; the first one was (or is being) handled, so a
     retry is acknowledged and nothing else happens. (Bolt carries on with whatever a middleware returns.)"""
-    if req.headers.get("x-slack-retry-num"):
+    if _retry_number(req) > 0:
         return BoltResponse(status=200, body="")
     await next()
     return resp
+
+
+def _retry_number(req: AsyncBoltRequest) -> int:
+    """Slack's X-Slack-Retry-Num (0 or absent: the first delivery; Bolt turns Socket Mode's retry_attempt 0 into
+    a header "0")."""
+    values = req.headers.get("x-slack-retry-num") or ["0"]
+    try:
+        return int(values[0])
+    except ValueError:
+        return 1  # a retry header we cannot read is still a retry: never apply twice
 
 
 def _team_id(body: JSON) -> str:

@@ -16,7 +16,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 from slack_sdk.models.views import View
 
-from bot.server import SLACK_APP, make_app
+from bot.server import make_app
 from bot.slack.app import build_slack_app
 from bot.slack.socket_mode import SlackAppTokenError, SocketModeConnection, SocketModeError
 from config.policy import Policy
@@ -99,12 +99,10 @@ async def stub() -> AsyncIterator[SocketModeStub]:
 
 @pytest.fixture
 async def link(stub: SocketModeStub, db: Database, org: Org, policy: Policy, clock: Clock) -> AsyncIterator[Link]:
-    # No SLACK_APP_TOKEN in these settings: the connection is wired here exactly as make_app is to wire it
-    # (after the Slack mount, so it closes before the shared Web API session), and not twice once it does.
+    # SLACK_APP_TOKEN set: make_app connects over Socket Mode beside /slack/events
     settings = Settings.model_validate({"SLACK_BOT_TOKEN": "xoxb-test", "SLACK_SIGNING_SECRET": SECRET,
-                                        "SLACK_API_URL": stub.api_url})
+                                        "SLACK_API_URL": stub.api_url, "SLACK_APP_TOKEN": APP_TOKEN})
     app = make_app(settings, database=db, policy=policy, clock=clock)
-    app.cleanup_ctx.append(SocketModeConnection(app[SLACK_APP], APP_TOKEN, settings.slack_api_url).context)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     await stub.connected()
