@@ -34,6 +34,7 @@ from slack_sdk.web.async_slack_response import AsyncSlackResponse
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot.slack.blockkit import (
+    VALUE_ACTION,
     action_name,
     errors_response,
     read_submission,
@@ -192,8 +193,10 @@ def register(app: AsyncApp, conversation: Conversation, command: str, profiles: 
     @app.block_action(ANY)
     async def on_click(ack: AsyncAck, body: JSON, client: AsyncWebClient, respond: AsyncRespond) -> None:
         await ack()
-        who = await profiles.who(client, _team_id(body), body["user"]["id"])
         action = body["actions"][0]
+        if action.get("action_id") == VALUE_ACTION and (body.get("view") or {}).get("type") == "modal":
+            return  # a form's input changed (dispatch_action): the form shows every field already
+        who = await profiles.who(client, _team_id(body), body["user"]["id"])
         event = ClickEvent(who, action_name(action.get("action_id", "")), action.get("value", ""))
         response = await asyncio.to_thread(conversation.on_click, event)  # the decision is committed here
         changed()

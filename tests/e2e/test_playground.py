@@ -209,6 +209,22 @@ async def test_bad_input_gets_a_clear_answer_and_changes_nothing(page: Page) -> 
     assert {c.method for c in page.playground.api.calls[calls:]} <= {"auth.test"}
 
 
+async def test_changing_a_select_in_the_form_sends_nobody_anything(page: Page) -> None:
+    # The leave form's unit select has dispatch_action (hours apply to hourly leave only): Slack sends a
+    # block_actions from the view on every change, which must not be taken for a stale button.
+    await page.act("message", user=EMPLOYEE, channel=f"D{EMPLOYEE}", text="/madoguchi leave")
+    modal = await page.modal(EMPLOYEE)
+    unit = next(b for b in modal["view"]["blocks"] if b.get("block_id") == "unit")
+    assert unit.get("dispatch_action") is True
+    hourly = next(o for o in unit["element"]["options"] if o["value"] == "hourly")
+    dms = len(await page.dm(EMPLOYEE))
+    state = state_values(modal["view"], {"unit": "hourly"})
+    await page.act("action", user=EMPLOYEE, source={"kind": "view", "view_id": modal["id"]}, block_id="unit",
+                   action={**unit["element"], "selected_option": hourly}, state=state)
+    assert len(await page.dm(EMPLOYEE)) == dms
+    assert (await page.modal(EMPLOYEE))["id"] == modal["id"]
+
+
 async def test_someone_elses_modal_cannot_be_submitted(page: Page) -> None:
     await page.act("message", user=EMPLOYEE, channel=f"D{EMPLOYEE}", text="/madoguchi leave")
     modal = await page.modal(EMPLOYEE)
