@@ -392,7 +392,27 @@ def json_schema() -> dict[str, Any]:
     schema = Policy.model_json_schema(by_alias=True)
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "madoguchi workflows.yaml"
+    _pin_decimal_strings(schema)
     return schema
+
+
+# A decimal written as a string ("0.5"). Pydantic <= 2.13 puts its own pattern on such strings, 2.14 none: the
+# schema names one pattern itself, so the shipped file is the same whichever pydantic built it.
+DECIMAL_STRING = {"pattern": r"^[+-]?(\d+\.?\d*|\.\d+)$", "type": "string"}
+
+
+def _pin_decimal_strings(node: Any) -> None:
+    if isinstance(node, dict):
+        alternatives = node.get("anyOf")
+        if isinstance(alternatives, list) and any(a.get("type") == "number" for a in alternatives
+                                                   if isinstance(a, dict)):
+            node["anyOf"] = [dict(DECIMAL_STRING) if isinstance(a, dict) and a.get("type") == "string" else a
+                             for a in alternatives]
+        for value in node.values():
+            _pin_decimal_strings(value)
+    elif isinstance(node, list):
+        for item in node:
+            _pin_decimal_strings(item)
 
 
 def with_timezone(policy: Policy, timezone: str | None) -> Policy:
