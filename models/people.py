@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Literal
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -32,7 +33,11 @@ employees = sa.Table(
     sa.Column("department_id", sa.Integer, sa.ForeignKey("departments.id"), nullable=True),
     sa.Column("manager_id", sa.Integer, sa.ForeignKey("employees.id"), nullable=True),
     sa.Column("substitute_id", sa.Integer, sa.ForeignKey("employees.id"), nullable=True),
-    sa.Column("locale", sa.String(8), nullable=False, default="ja"),
+    sa.Column("locale", sa.String(8), nullable=False, default="ja"),  # the org CSV's (HR's) language
+    # The person's own choice ("ja" | "en"; NULL = automatic) and what their chat platform last reported
+    # (normalised; NULL = never reported). Org import writes neither: HR's file never overrides a person.
+    sa.Column("locale_choice", sa.String(8), nullable=True),
+    sa.Column("platform_locale", sa.String(8), nullable=True),
     sa.Column("timezone", sa.String(64), nullable=False, default="Asia/Tokyo"),
     sa.Column("hire_date", sa.Date, nullable=True),
     sa.Column("work_days_per_week", sa.Integer, nullable=False, default=5),
@@ -76,6 +81,9 @@ delegations = sa.Table(
 )
 
 
+LocaleSource = Literal["choice", "platform", "org"]
+
+
 @dataclass(frozen=True)
 class Department:
     id: int
@@ -97,12 +105,27 @@ class Employee:
     manager_id: int | None
     substitute_id: int | None
     roles: tuple[str, ...]
-    locale: str
+    org_locale: str  # the org CSV's language
+    locale_choice: str | None  # the person's own choice; None = automatic
+    platform_locale: str | None  # what their chat platform last reported
     timezone: str
     hire_date: date | None
     work_days_per_week: int
     weekly_hours: float | None
     active: bool
+
+    @property
+    def locale(self) -> str:
+        """The language everything is shown to this person in: their choice, else what their chat platform
+        reported, else the org's setting."""
+        return self.locale_choice or self.platform_locale or self.org_locale
+
+    @property
+    def locale_source(self) -> LocaleSource:
+        """Where `locale` comes from."""
+        if self.locale_choice:
+            return "choice"
+        return "platform" if self.platform_locale else "org"
 
     def name(self, locale: str | None = "ja") -> str:
         return self.name_en if (locale or "ja").startswith("en") else self.name_ja
@@ -135,7 +158,8 @@ def _employee(row: sa.Row, roles: tuple[str, ...]) -> Employee:
     return Employee(
         id=m["id"], code=m["code"], email=m["email"], name_ja=m["name_ja"], name_en=m["name_en"],
         department_id=m["department_id"], manager_id=m["manager_id"], substitute_id=m["substitute_id"],
-        roles=roles, locale=m["locale"], timezone=m["timezone"], hire_date=m["hire_date"],
+        roles=roles, org_locale=m["locale"], locale_choice=m["locale_choice"],
+        platform_locale=m["platform_locale"], timezone=m["timezone"], hire_date=m["hire_date"],
         work_days_per_week=m["work_days_per_week"], weekly_hours=m["weekly_hours"], active=m["active"],
     )
 
@@ -272,6 +296,17 @@ def insert_delegation(conn: Connection, **values: object) -> int:
 def update_employee(conn: Connection, employee_id: int, **values: object) -> None:
     """Set the given columns of one employee (roles: see set_roles)."""
     conn.execute(employees.update().where(employees.c.id == employee_id).values(**values))
+
+
+def set_locale_column(conn: Connection, employee_id: int, column: Literal["locale_choice", "platform_locale"],
+                      value: str | None, now: datetime) -> bool:
+    """Set one of a person's own language columns, only if it differs; True when it changed. Conditional, so
+    two replicas writing the same value at once change it (and report a change) once."""
+    target = employees.c[column]
+    result = conn.execute(employees.update()
+                          .where(employees.c.id == employee_id, target.is_distinct_from(value))
+                          .values({column: value, "updated_at": now}))
+    return result.rowcount == 1
 
 
 def update_department(conn: Connection, department_id: int, **values: object) -> None:

@@ -1,27 +1,36 @@
 """Who is this chat user? A platform identity (Slack user in a workspace, Teams user in a tenant) mapped to an
-employee, matched by email the first time and remembered after that.
+employee, matched by email the first time and remembered after that. And which language they read.
 
 Plain arguments rather than the handlers' `Who`: workflow/ knows no chat edge. Only active employees are
 recognised, so someone HR has marked as having left can no longer file or decide anything from chat.
+
+A person's language is, first, their own choice (`choose_language`), else what their chat platform last
+reported (`identify` records it), else the org file's setting (see `models.people.Employee.locale`).
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 
 from sqlalchemy.engine import Connection
 
+from config.i18n import SUPPORTED_LOCALES, normalize_locale
 from models import people
 from models.people import Employee
+from workflow import audit
+
+LANGUAGE_CHOSEN = "employee.language_chosen"  # the audit event of a person's own choice
 
 
 def identify(conn: Connection, platform: str, workspace: str, user_id: str, email: str | None,
-             now: datetime) -> Employee | None:
+             now: datetime, locale: str | None = None) -> Employee | None:
     """The active employee behind a chat identity, or None when HR has not registered them (or they left).
 
     A known identity wins over the email: a person's chat account stays theirs even if their profile email
     changes. A new identity is matched by email (case-insensitive) and remembered, so later events that carry
-    no email (most of Slack's) are recognised too.
+    no email (most of Slack's) are recognised too. `locale` is the language the platform reports for the
+    person (e.g. Slack's "en-US"); a supported one that differs from the last one seen is recorded.
     """
     known = people.employee_of_identity(conn, platform, workspace, user_id)
     if known is None and email and email.strip():
@@ -29,7 +38,7 @@ def identify(conn: Connection, platform: str, workspace: str, user_id: str, emai
     if known is None or not known.active:
         return None
     people.touch_identity(conn, platform, workspace, user_id, now)
-    return known
+    return _seen_locale(conn, known, locale, now)
 
 
 def _match_by_email(conn: Connection, platform: str, workspace: str, user_id: str, email: str,
@@ -40,3 +49,28 @@ def _match_by_email(conn: Connection, platform: str, workspace: str, user_id: st
     people.remember_identity(conn, found.id, platform, workspace, user_id, now)
     # Read back: if another process remembered this identity first, its row is the one that counts.
     return people.employee_of_identity(conn, platform, workspace, user_id)
+
+
+def _seen_locale(conn: Connection, person: Employee, reported: str | None, now: datetime) -> Employee:
+    """Record the platform's language for the person when it changed; a missing or unknown one (e.g. "fr-FR")
+    changes nothing. Compared in memory first, so the usual event, with nothing new, writes nothing."""
+    seen = normalize_locale(reported, default="")
+    if not seen or seen == person.platform_locale:
+        return person
+    people.set_locale_column(conn, person.id, "platform_locale", seen, now)
+    return replace(person, platform_locale=seen)
+
+
+def choose_language(conn: Connection, employee_id: int, choice: str | None, now: datetime) -> Employee | None:
+    """A person chooses their language ("ja" or "en"), or None to follow their platform (else the org's setting)
+    again. Written, with an audit event, only when it changes the choice. Returns the person as they now stand,
+    or None if they are unknown or no longer active."""
+    if choice is not None and choice not in SUPPORTED_LOCALES:
+        raise ValueError(f"unsupported language {choice!r}: one of {SUPPORTED_LOCALES} or None")
+    person = people.get_employee(conn, employee_id)
+    if person is None or not person.active:
+        return None
+    if people.set_locale_column(conn, employee_id, "locale_choice", choice, now):
+        audit.record(conn, now, [audit.Entry(LANGUAGE_CHOSEN, employee_id, None, {
+            "employee_id": employee_id, "from": person.locale_choice, "to": choice})])
+    return replace(person, locale_choice=choice)

@@ -790,6 +790,10 @@ _PLAIN = {
     "active": "active",
 }
 
+# employees column -> the Employee attribute holding what is stored in it, where the two differ: `locale` is the
+# language the person sees (their own choice first), the file's column is `org_locale`
+_STORED = {"locale": "org_locale"}
+
 
 class _Apply:
     def __init__(self, conn: Connection, parsed: _Parsed, db: _Snapshot, now: datetime) -> None:
@@ -897,7 +901,7 @@ class _Apply:
             people.update_employee(self.conn, self.ids[data.email], updated_at=self.now, **links)
 
     def _update(self, existing: people.Employee, row: OrgRow, values: dict[str, Any], changed: bool) -> None:
-        changes = {k: v for k, v in values.items() if getattr(existing, k) != v}
+        changes = {k: v for k, v in values.items() if getattr(existing, _STORED.get(k, k)) != v}
         roles_change = "roles" in self.columns and set(existing.roles) != set(row.roles)
         if changes:
             people.update_employee(self.conn, existing.id, updated_at=self.now, **changes)
