@@ -1,7 +1,7 @@
 """What a person typed, understood: the slash command (Slack `/madoguchi ...`) or a Teams chat message.
 
-`parse_command` turns free text into a `Command` (open the picker, open a form, my requests, my inbox, help);
-`help_message`, `picker_message` and `unknown_message` are the neutral messages that answer it.
+`parse_command` turns free text into a `Command` (open the picker, open a form, my requests, my inbox, help,
+my language); `help_message`, `picker_message`, `unknown_message` and the `language_*` messages answer it.
 Request types come from the policy, so a company's own type (e.g. `ringi` / 稟議) is understood by its key
 and by its titles with no code; the built-in Japanese words (休暇, 経費, 押印) apply only to types that exist.
 """
@@ -17,9 +17,12 @@ from typing import Literal
 from config.i18n import LocalText, normalize_locale
 from config.policy import Policy
 from handlers.views import Actions, Block, Button, Context, Header, Message, Text
+from models.people import LocaleSource
 
-CommandKind = Literal["picker", "form", "status", "inbox", "help", "unknown"]
+CommandKind = Literal["picker", "form", "status", "inbox", "help", "language", "unknown"]
+LanguageChoice = Literal["ja", "en", "auto"]
 OPEN_FORM = "open_form"
+SET_LANGUAGE = "set_language"  # a button choosing the language: its value is a LanguageChoice
 BUTTONS_PER_ROW = 5
 QUOTE_LIMIT = 100
 
@@ -30,7 +33,16 @@ _ACTION_WORDS: dict[str, CommandKind] = {
     "status": "status", "状況": "status",
     "inbox": "inbox", "承認": "inbox",
     "help": "help", "ヘルプ": "help", "?": "help",
+    "language": "language", "言語": "language",
 }
+# What may follow `language` / `言語` (compared as _key does).
+_LANGUAGE_WORDS: dict[str, LanguageChoice] = {
+    "en": "en", "english": "en", "英語": "en",
+    "ja": "ja", "japanese": "ja", "日本語": "ja",
+    "auto": "auto", "automatic": "auto", "自動": "auto",
+}
+# How each platform is named to a person ("your Slack setting").
+_PLATFORM_NAMES = {"slack": "Slack", "teams": "Teams", "playground": "Slack"}
 # Short words for the shipped types, (ja, en); used only when the policy has that type.
 _TYPE_WORDS: dict[str, tuple[str, str]] = {
     "leave": ("休暇", "leave"),
@@ -47,6 +59,7 @@ HELP_PICKER = LocalText.of("申請の種類を選ぶ", "choose what to request")
 HELP_STATUS = LocalText.of("自分の申請の状況", "my requests and their status")
 HELP_INBOX = LocalText.of("自分の承認待ち", "what waits for my approval")
 HELP_HELP = LocalText.of("この説明", "this help")
+HELP_LANGUAGE = LocalText.of("表示言語を変える（英語 / 日本語 / 自動）", "change my language (en / ja / auto)")
 HELP_TIP = LocalText.of(
     "ヒント: `{example}` のように種類を続けて入力すると、そのフォームがすぐ開きます。英語でも入力できます（例: `{other}`）。",
     "Tip: type a request type after the command, e.g. `{example}`, to open its form at once. "
@@ -54,6 +67,30 @@ HELP_TIP = LocalText.of(
 )
 PICKER_QUESTION = LocalText.of("何を申請しますか？", "What would you like to request?")
 UNKNOWN = LocalText.of("「{text}」は分かりませんでした。", "Sorry, I did not understand “{text}”.")
+LANGUAGE_NAMES: dict[str, LocalText] = {"ja": LocalText.of("日本語", "Japanese"),
+                                        "en": LocalText.of("英語", "English")}
+LANGUAGE_SOURCES: dict[LocaleSource, LocalText] = {
+    "choice": LocalText.of("あなたが選んだ言語", "your choice"),
+    "platform": LocalText.of("{platform} の言語設定", "from your {platform} language setting"),
+    "org": LocalText.of("会社の設定", "the company's setting"),
+}
+LANGUAGE_NOW = LocalText.of("表示言語: {language}（{source}）", "Language: {language} ({source})")
+LANGUAGE_HOW = LocalText.of(
+    "変更するには `{command} 言語 英語` または `{command} 言語 日本語`、"
+    "自動（{platform} の言語設定、なければ会社の設定）に戻すには `{command} 言語 自動` と入力してください。",
+    "To change it, type `{command} language en` or `{command} language ja`; "
+    "`{command} language auto` follows your {platform} language setting again (else the company's).")
+LANGUAGE_SET = LocalText.of("表示言語を{language}にしました。", "Your language is now {language}.")
+LANGUAGE_AUTO = LocalText.of("表示言語を自動にしました。今は{language}です（{source}）。",
+                             "Your language is automatic again: {language} for now ({source}).")
+LANGUAGE_UNKNOWN = LocalText.of("「{text}」は選べる言語ではありません。", "“{text}” is not a language I can show.")
+LANGUAGE_CHOICES = LocalText.of(
+    "選べるのは 英語（`{command} 言語 英語`）、日本語（`{command} 言語 日本語`）、"
+    "自動（`{command} 言語 自動`: {platform} の言語設定に従う）です。",
+    "The choices are English (`{command} language en`), Japanese (`{command} language ja`) and automatic "
+    "(`{command} language auto`: follow your {platform} language setting).")
+LANGUAGE_OTHER = LocalText.of("English", "日本語")  # the button that switches: named in the language it gives
+LANGUAGE_AUTO_BUTTON = LocalText.of("自動（{platform} の設定）", "Automatic ({platform} setting)")
 
 _SPACES = re.compile(r"\s+")
 
@@ -95,6 +132,12 @@ def parse_command(text: str, policy: Policy) -> Command:
             kind, type_key = found
             return Command(kind=kind, type_key=type_key, rest=" ".join(words[n:]), text=shown)
     return Command(kind="unknown", text=shown)
+
+
+def language_choice(rest: str) -> LanguageChoice | None:
+    """The language named after `language` / `言語` (`en`, `English`, `英語`, `日本語`, `auto`, `自動`, ...), or None
+    when the words name none."""
+    return _LANGUAGE_WORDS.get(_key(rest))
 
 
 def _vocabulary(policy: Policy) -> dict[str, tuple[CommandKind, str | None]]:
@@ -142,6 +185,7 @@ def _command_lines(command_name: str, locale: str) -> Iterator[str]:
     yield _usage(command_name, ("申請", "new"), locale, HELP_PICKER(locale))
     yield _usage(command_name, ("状況", "status"), locale, HELP_STATUS(locale))
     yield _usage(command_name, ("承認", "inbox"), locale, HELP_INBOX(locale))
+    yield _usage(command_name, ("言語 英語", "language en"), locale, HELP_LANGUAGE(locale))
     yield _usage(command_name, ("ヘルプ", "help"), locale, HELP_HELP(locale))
 
 
@@ -175,11 +219,68 @@ def picker_message(policy: Policy, locale: str) -> Message:
     return Message(fallback=question, blocks=(Text(question, markdown=False), *rows, *notes))
 
 
+def _quoted(text: str) -> str:
+    """A person's words to quote back: normalized and cut."""
+    quoted = normalize(text)
+    return quoted[: QUOTE_LIMIT - 1] + "…" if len(quoted) > QUOTE_LIMIT else quoted
+
+
 def unknown_message(text: str, policy: Policy, locale: str, command_name: str = "/madoguchi") -> Message:
     """Says the text was not understood, quoting it (cut, and as plain text: it is the person's, not markup),
     followed by the help."""
-    quoted = normalize(text)
-    if len(quoted) > QUOTE_LIMIT:
-        quoted = quoted[: QUOTE_LIMIT - 1] + "…"
-    sorry = UNKNOWN(locale).format(text=quoted)
+    sorry = UNKNOWN(locale).format(text=_quoted(text))
     return Message(fallback=sorry, blocks=(Text(sorry, markdown=False), *_help_blocks(policy, locale, command_name)))
+
+
+# ------------------------------------------------------------------------------------------------ language
+
+
+def platform_name(platform: str) -> str:
+    """A platform as a person calls it: "Slack", "Teams"."""
+    return _PLATFORM_NAMES.get(platform, platform)
+
+
+def language_line(locale: str, source: LocaleSource, platform: str) -> str:
+    """"Language: English (from your Slack language setting)", in that language."""
+    lang = normalize_locale(locale)
+    where = LANGUAGE_SOURCES[source](lang).format(platform=platform_name(platform))
+    return LANGUAGE_NOW(lang).format(language=LANGUAGE_NAMES[lang](lang), source=where)
+
+
+def language_message(locale: str, source: LocaleSource, platform: str, command_name: str = "/madoguchi") -> Message:
+    """The answer to `language` alone: the current language, where it comes from, how to change it."""
+    lang = normalize_locale(locale)
+    now = language_line(lang, source, platform)
+    how = LANGUAGE_HOW(lang).format(command=command_name, platform=platform_name(platform))
+    return Message(now, (Text(now, markdown=False), Context(how)))
+
+
+def language_set_message(locale: str, source: LocaleSource, platform: str, *, automatic: bool) -> Message:
+    """The confirmation of a change, in the language now in force."""
+    lang = normalize_locale(locale)
+    name = LANGUAGE_NAMES[lang](lang)
+    if automatic:
+        where = LANGUAGE_SOURCES[source](lang).format(platform=platform_name(platform))
+        said = LANGUAGE_AUTO(lang).format(language=name, source=where)
+    else:
+        said = LANGUAGE_SET(lang).format(language=name)
+    return Message(said, (Text(said, markdown=False),))
+
+
+def language_unknown_message(text: str, locale: str, platform: str, command_name: str = "/madoguchi") -> Message:
+    """An argument that names no language: the choices, in the person's current language."""
+    lang = normalize_locale(locale)
+    sorry = LANGUAGE_UNKNOWN(lang).format(text=_quoted(text))
+    choices = LANGUAGE_CHOICES(lang).format(command=command_name, platform=platform_name(platform))
+    return Message(sorry, (Text(sorry, markdown=False), Text(choices)))
+
+
+def language_buttons(locale: str, source: LocaleSource, platform: str) -> Actions:
+    """Switch to the other language ("English" while Japanese is shown, "日本語" while English is); once a
+    person has chosen, also back to automatic."""
+    lang = normalize_locale(locale)
+    buttons = [Button(label=LANGUAGE_OTHER(lang), action=SET_LANGUAGE, value="en" if lang == "ja" else "ja")]
+    if source == "choice":
+        buttons.append(Button(label=LANGUAGE_AUTO_BUTTON(lang).format(platform=platform_name(platform)),
+                              action=SET_LANGUAGE, value="auto"))
+    return Actions(tuple(buttons))

@@ -24,7 +24,19 @@ from handlers.cards import (
     reason_form,
     reason_state,
 )
-from handlers.commands import Command, help_message, parse_command, picker_message, unknown_message
+from handlers.commands import (
+    SET_LANGUAGE,
+    Command,
+    help_message,
+    language_choice,
+    language_message,
+    language_set_message,
+    language_unknown_message,
+    normalize,
+    parse_command,
+    picker_message,
+    unknown_message,
+)
 from handlers.events import (
     ClickEvent,
     CloseForm,
@@ -44,7 +56,7 @@ from models.people import Employee
 from models.requests import Assignment, Request
 from workflow import leave
 from workflow.engine import Engine
-from workflow.identity import identify
+from workflow.identity import choose_language, identify
 from workflow.leave_law import format_days
 from workflow.outcomes import Outcome
 from workflow.queries import load_details
@@ -114,6 +126,8 @@ class Conversation:
                 return Reply(self._inbox(person))
             case "help":
                 return Reply(help_message(self.policy, locale, self.command_name))
+            case "language":
+                return Reply(self._language(person, ev.who, command.rest))
         return Reply(unknown_message(command.text, self.policy, locale, self.command_name))
 
     def on_shortcut(self, who: Who) -> Response:
@@ -217,6 +231,22 @@ class Conversation:
             return None
         return approval_card(details, spec, a.id, person.locale, person.timezone)
 
+    # ------------------------------------------------------------------------------------------ language
+
+    def _language(self, person: Employee, who: Who, argument: str) -> Message:
+        """`language` alone says what it is and how to change it; `language en|ja|auto` (or the home's button)
+        changes it and says so in the new language; anything else lists the choices and changes nothing."""
+        if not normalize(argument):
+            return language_message(person.locale, person.locale_source, who.platform, self.command_name)
+        choice = language_choice(argument)
+        if choice is None:
+            return language_unknown_message(argument, person.locale, who.platform, self.command_name)
+        with self.engine.db.unit_of_work() as conn:
+            chosen = choose_language(conn, person.id, None if choice == "auto" else choice, self.engine.clock())
+        if chosen is None:  # deactivated since they were recognised a moment ago
+            return _text(NOT_REGISTERED(person.locale))
+        return language_set_message(chosen.locale, chosen.locale_source, who.platform, automatic=choice == "auto")
+
     # ------------------------------------------------------------------------------------------ clicks
 
     def on_click(self, ev: ClickEvent) -> Response:
@@ -224,6 +254,8 @@ class Conversation:
         person = self._identify(ev.who)
         if person is None:
             return _not_registered(ev.who)
+        if ev.action == SET_LANGUAGE:
+            return Reply(self._language(person, ev.who, ev.value))
         if ev.action == "open_form":
             if ev.value not in self.policy.types:
                 return _reply(NO_LONGER_VALID(person.locale))
@@ -346,7 +378,8 @@ class Conversation:
 
     def _identify(self, who: Who) -> Employee | None:
         with self.engine.db.unit_of_work() as conn:
-            return identify(conn, who.platform, who.workspace, who.user_id, who.email, self.engine.clock())
+            return identify(conn, who.platform, who.workspace, who.user_id, who.email, self.engine.clock(),
+                            who.locale)
 
 
 # ---------------------------------------------------------------------------------------------- helpers

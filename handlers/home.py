@@ -1,4 +1,5 @@
-"""A person's home (Slack's App Home tab): what waits for them, their requests, their delegations, their leave.
+"""A person's home (Slack's App Home tab): what waits for them, their requests, their delegations, their leave,
+and the language it is all shown in, with a button to switch.
 
 Built from the same pieces as the commands (`Conversation.inbox_cards`, `status_lines`), so the home and the
 answers to `/madoguchi 承認` and `/madoguchi 状況` always agree. Each section is a few blocks; the whole home
@@ -13,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 from config.i18n import LocalText, normalize_locale
 from handlers.cards import escape
+from handlers.commands import language_buttons, language_line
 from handlers.conversation import NOT_REGISTERED, Conversation
 from handlers.events import Who
 from handlers.summaries import date_text
@@ -56,7 +58,8 @@ def home_for(conversation: Conversation, who: Who) -> Home:
     person = conversation.identify(who)
     if person is None:
         return not_registered_home(who.locale)
-    sections = [_mine(conversation, person), _delegations(conversation, person), _leave(conversation, person)]
+    sections = [_mine(conversation, person), _delegations(conversation, person), _leave(conversation, person),
+                _language(person, who)]
     fixed = sum(len(s) for s in sections)
     # the inbox goes first and gets what the other sections leave of the block budget
     waiting = _waiting(conversation, person, HOME_BLOCKS - fixed)
@@ -174,3 +177,9 @@ def _leave(conversation: Conversation, person: Employee) -> list[Block]:
 
 def _days(n: Decimal, locale: str) -> str:
     return DAYS(locale).format(n=format_days(n))
+
+
+def _language(person: Employee, who: Who) -> list[Block]:
+    """The language shown, where it comes from, and a button to the other one (answered by on_click)."""
+    return [Context(language_line(person.locale, person.locale_source, who.platform)),
+            language_buttons(person.locale, person.locale_source, who.platform)]

@@ -26,16 +26,19 @@ _parsed = parsed_body  # the name other stubs imported before the emulator exist
 
 @dataclass
 class SlackApiStub:
-    """`users`: Slack user id -> email, for users.info. Unknown ids get `user_not_found`, as from Slack."""
+    """`users`: Slack user id -> email, for users.info. Unknown ids get `user_not_found`, as from Slack.
+    `locales`: Slack user id -> the locale users.info reports (e.g. "en-US"); "ja-JP" for anyone not in it."""
 
     users: dict[str, str] = field(default_factory=dict)
+    locales: dict[str, str] = field(default_factory=dict)
     _server: TestServer | None = None
     emulator: SlackWebApi = field(init=False)
 
     def __post_init__(self) -> None:
         workspace = Workspace(team_id=TEAM, team_name="Acme", bot_user=BOT_USER, bot_id=BOT_ID)
         for user_id, email in self.users.items():
-            workspace.add_person(Person(id=user_id, name=user_id, email=email))
+            workspace.add_person(Person(id=user_id, name=user_id, email=email,
+                                        locale=self.locales.get(user_id, "ja-JP")))
         self.emulator = SlackWebApi(workspace)
 
     @property

@@ -17,8 +17,15 @@ from config.policy import Policy, load_policy, parse_policy
 from config.settings import DEFAULT_WORKFLOWS
 from handlers.commands import (
     OPEN_FORM,
+    SET_LANGUAGE,
     Command,
     help_message,
+    language_buttons,
+    language_choice,
+    language_line,
+    language_message,
+    language_set_message,
+    language_unknown_message,
     parse_command,
     picker_message,
     type_words,
@@ -93,6 +100,12 @@ CASES: list[tuple[str, str, str | None, str]] = [
     ("?", "help", None, ""),
     ("？", "help", None, ""),
     ("Help me", "help", None, "me"),
+    ("language", "language", None, ""),
+    ("Language en", "language", None, "en"),
+    ("言語", "language", None, ""),
+    ("言語 英語", "language", None, "英語"),
+    ("言語\u3000日本語", "language", None, "日本語"),
+    ("ｌａｎｇｕａｇｅ　ａｕｔｏ", "language", None, "auto"),
 ]
 
 
@@ -134,8 +147,23 @@ def test_action_words_win_over_a_type_of_the_same_name() -> None:
 @given(st.text())
 def test_parse_command_never_raises(text: str) -> None:
     command = parse_command(text, RINGI)
-    assert command.kind in ("picker", "form", "status", "inbox", "help", "unknown")
+    assert command.kind in ("picker", "form", "status", "inbox", "help", "language", "unknown")
     assert (command.type_key is not None) == (command.kind == "form")
+
+
+@pytest.mark.parametrize(("rest", "choice"), [
+    ("en", "en"), ("EN", "en"), ("english", "en"), ("English", "en"), ("ＥＮＧＬＩＳＨ", "en"), ("英語", "en"),
+    ("ja", "ja"), ("Japanese", "ja"), ("日本語", "ja"), ("ｊａ", "ja"),
+    ("auto", "auto"), ("Automatic", "auto"), ("自動", "auto"), ("  自動\u3000", "auto"),
+])
+def test_language_choice(rest: str, choice: str) -> None:
+    assert language_choice(rest) == choice
+    assert parse_command(f"language {rest}", POLICY).kind == "language"
+
+
+@pytest.mark.parametrize("rest", ["", "fr", "français", "英語 日本語", "en-US", "nihongo", "言語"])
+def test_language_choice_of_anything_else_is_none(rest: str) -> None:
+    assert language_choice(rest) is None
 
 
 # ------------------------------------------------------------------------------------------------ messages
@@ -167,7 +195,7 @@ def test_help_lists_every_type_and_every_word_in_it_works(policy: Policy, locale
             # words that differ only in case (IT / it) are shown once
             assert f"/madoguchi {word}".casefold() in text.casefold() or f"`{word}`".casefold() in text.casefold()
             assert parse_command(word, policy) == Command(kind="form", type_key=key, text=word)
-    for word in ("状況", "status", "承認", "inbox", "ヘルプ", "help"):
+    for word in ("状況", "status", "承認", "inbox", "ヘルプ", "help", "言語 英語", "language en"):
         assert word in text
 
 
@@ -241,3 +269,48 @@ def test_unknown_cuts_a_long_text() -> None:
 @given(st.text(max_size=300))
 def test_unknown_message_is_always_valid_block_kit(text: str) -> None:
     _valid_blocks(unknown_message(text, RINGI, "ja"), "ja")
+
+
+# ------------------------------------------------------------------------------------------------ language
+
+
+@pytest.mark.parametrize(("locale", "source", "line"), [
+    ("ja", "org", "表示言語: 日本語（会社の設定）"),
+    ("ja", "platform", "表示言語: 日本語（Slack の言語設定）"),
+    ("ja", "choice", "表示言語: 日本語（あなたが選んだ言語）"),
+    ("en", "org", "Language: English (the company's setting)"),
+    ("en-US", "platform", "Language: English (from your Slack language setting)"),
+    ("en", "choice", "Language: English (your choice)"),
+])
+def test_language_line_says_what_and_where_from(locale: str, source: Any, line: str) -> None:
+    assert language_line(locale, source, "slack") == line
+    message = language_message(locale, source, "slack", "/wf")
+    text = _all_text(_valid_blocks(message, locale))
+    assert line in text and ("/wf 言語 自動" in text or "/wf language auto" in text)
+
+
+def test_language_set_message_is_in_the_new_language() -> None:
+    assert language_set_message("en", "choice", "slack", automatic=False).fallback == "Your language is now English."
+    assert language_set_message("ja", "choice", "slack", automatic=False).fallback == "表示言語を日本語にしました。"
+    auto = language_set_message("ja", "platform", "teams", automatic=True)
+    assert auto.fallback == "表示言語を自動にしました。今は日本語です（Teams の言語設定）。"
+    _valid_blocks(auto, "ja")
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+def test_language_unknown_quotes_plainly_and_lists_the_choices(locale: str) -> None:
+    message = language_unknown_message("<!channel> " + "x" * 500, locale, "slack")
+    blocks = _valid_blocks(message, locale)
+    assert blocks[0]["text"]["type"] == "plain_text" and "<!channel>" in blocks[0]["text"]["text"]
+    assert "x" * 200 not in message.fallback
+    choices = blocks[1]["text"]["text"]
+    words = ("英語", "日本語", "自動") if locale == "ja" else ("en", "ja", "auto")
+    assert all(f"/madoguchi {'言語' if locale == 'ja' else 'language'} {w}`" in choices for w in words)
+
+
+def test_language_buttons_offer_the_other_language_and_auto_after_a_choice() -> None:
+    ja = language_buttons("ja", "platform", "slack")
+    assert [(b.label, b.action, b.value) for b in ja.buttons] == [("English", SET_LANGUAGE, "en")]
+    en = language_buttons("en", "choice", "slack")
+    assert [(b.label, b.value) for b in en.buttons] == [("日本語", "ja"), ("Automatic (Slack setting)", "auto")]
+    assert all(language_choice(b.value) == b.value for b in (*ja.buttons, *en.buttons))
