@@ -241,6 +241,26 @@ class Company(Strict):
         return value
 
 
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
+class FiveDayCampaign(Strict):
+    """The 年5日 campaign: workers short of 5 days taken are reminded once per period (monthly, and weekly in
+    the last `final_months` of their one-year window), on or after the given day, from `hour` (company time)
+    on business days; their managers get a digest of their team's shortfall."""
+
+    enabled: bool = True
+    monthly_day: int = Field(1, ge=1, le=28)
+    final_months: int = Field(3, ge=0, le=11)
+    weekly_day: Weekday = "mon"
+    hour: int = Field(10, ge=0, le=23)
+    notify_managers: bool = True
+
+
+class Campaigns(Strict):
+    five_day: FiveDayCampaign = FiveDayCampaign()
+
+
 class Defaults(Strict):
     sla: Sla = Sla(business_days=Decimal(2))
     nudges: NudgePolicy = NudgePolicy()
@@ -253,6 +273,7 @@ class Policy(Strict):
     company: Company = Company()
     defaults: Defaults = Defaults()
     types: dict[Slug, RequestTypeSpec] = Field(min_length=1)
+    campaigns: Campaigns = Campaigns()
 
     def type(self, key: str) -> RequestTypeSpec:
         return self.types[key]
