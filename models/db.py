@@ -2,11 +2,24 @@
 
 SQLite runs in WAL with synchronous=FULL (a decision a person was told about survives a power cut) and
 writes begin IMMEDIATE, so a read-then-write use case never fails half way on a lock upgrade.
+
+`Database.writer` is the executor the async edges send their use cases to (instead of the default one):
+- SQLite has one writer at a time. Many threads writing at once wait for its lock in SQLite's busy handler,
+  which sleeps 1, 2, 5, 10... ms between tries, so 50 simultaneous clicks queued for up to a second. The writer
+  is ONE thread that runs the calls in turn, and group-commits: the calls waiting when a round starts share one
+  transaction (one fsync), each of its units of work in a SAVEPOINT of its own, so a refusal or an error undoes
+  that unit only. A call's result is handed back only after the COMMIT returned: nobody is told about a
+  decision that is not durable. If the COMMIT fails, every call of the round gets the error.
+- PostgreSQL runs transactions side by side (row locks): the writer is a plain thread pool, one transaction per
+  unit of work as before.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import collections
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
@@ -65,31 +78,185 @@ def _sqlite_engine(url: str, synchronous: str, echo: bool) -> Engine:
     return engine
 
 
+MAX_GROUP = 64  # calls sharing one commit at most: a round must not grow without bound under load
+
+
+class _Unit:
+    """A unit of work inside a group commit: its SAVEPOINT, and whether it was rolled back."""
+
+    __slots__ = ("name", "rolled_back")
+
+    def __init__(self, name: str) -> None:
+        self.name, self.rolled_back = name, False
+
+
+Call = tuple[Future[Any], Callable[..., Any], tuple[Any, ...], dict[str, Any]]
+
+
+class GroupCommitWriter(Executor):
+    """One thread that runs submitted calls in turn; the calls waiting when a round starts share ONE
+    transaction and ONE commit (see the module's docstring). Made by `Database.writer` for SQLite.
+    `submit_first` calls (a person waiting for an answer) go before the others still waiting."""
+
+    def __init__(self, db: Database, max_group: int = MAX_GROUP) -> None:
+        self._db, self._max_group = db, max_group
+        self._first: collections.deque[Call] = collections.deque()
+        self._then: collections.deque[Call] = collections.deque()
+        self._shutdown = False
+        self._ready = threading.Condition()
+        self._thread = threading.Thread(target=self._work, name="madoguchi-db-writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:  # type: ignore[override]
+        return self._put(self._then, fn, args, kwargs)
+
+    def submit_first(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        """Like `submit`, ahead of the plain submissions still waiting."""
+        return self._put(self._first, fn, args, kwargs)
+
+    def _put(self, line: collections.deque[Call], fn: Callable[..., Any], args: tuple[Any, ...],
+             kwargs: dict[str, Any]) -> Future[Any]:
+        future: Future[Any] = Future()
+        with self._ready:
+            if self._shutdown:
+                raise RuntimeError("the database writer is shut down")
+            line.append((future, fn, args, kwargs))
+            self._ready.notify()
+        return future
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        with self._ready:
+            self._shutdown = True
+            self._ready.notify()
+        if wait and threading.current_thread() is not self._thread:
+            self._thread.join()
+
+    def _work(self) -> None:
+        while True:
+            with self._ready:
+                while not (self._first or self._then or self._shutdown):
+                    self._ready.wait()
+                if self._shutdown and not (self._first or self._then):
+                    return  # what was submitted before the shutdown has run
+                group: list[Call] = []
+                for line in (self._first, self._then):
+                    while line and len(group) < self._max_group:
+                        group.append(line.popleft())
+            self._round([g for g in group if g[0].set_running_or_notify_cancel()])
+
+    def _round(self, group: list[Call]) -> None:
+        if not group:
+            return
+        results: list[tuple[bool, Any]] = []
+        try:
+            with self._db.engine.connect() as conn:
+                conn.info["write"] = True
+                with conn.begin():
+                    self._db._local.group = conn
+                    raw = conn.connection.driver_connection
+                    try:
+                        for _, fn, args, kwargs in group:
+                            try:
+                                results.append((True, fn(*args, **kwargs)))
+                            except BaseException as exc:  # the call's own units were undone; others stand
+                                results.append((False, exc))
+                            if not raw.in_transaction:  # type: ignore[union-attr]
+                                # SQLite gave the whole transaction up (an I/O error, a full disk): the
+                                # calls before this one are undone too; none of the round may say it worked
+                                raise sa.exc.OperationalError("group commit", None,
+                                                              Exception("the transaction was rolled back"))
+                    finally:
+                        self._db._local.group = None
+        except BaseException as exc:  # BEGIN or COMMIT failed: nothing of this round is durable
+            for future, *_ in group:
+                future.set_exception(exc)
+            return
+        for (future, *_), (ok, value) in zip(group, results, strict=True):
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
+
+
 class Database:
     """One per process: owns the engine; hands out units of work."""
 
     def __init__(self, url: str, *, synchronous: str = "FULL", echo: bool = False, pool_size: int = 5) -> None:
         self.url = normalize_url(url)
+        self.pool_size = pool_size
         if self.url.startswith("sqlite"):
             self.engine = _sqlite_engine(self.url, synchronous, echo)
         else:
             self.engine = sa.create_engine(self.url, echo=echo, pool_size=pool_size, pool_pre_ping=True)
+        self._local = threading.local()  # `group`: the group-commit connection of the writer thread, if any
+        self._writer: Executor | None = None
+        self._writer_lock = threading.Lock()
 
     @property
     def dialect(self) -> str:
         return self.engine.dialect.name
 
+    @property
+    def writer(self) -> Executor:
+        """Where async code runs use cases (see the module's docstring); made on first use."""
+        with self._writer_lock:
+            if self._writer is None:
+                if self.dialect == "sqlite":
+                    self._writer = GroupCommitWriter(self)
+                else:
+                    self._writer = ThreadPoolExecutor(max_workers=max(4, self.pool_size),
+                                                      thread_name_prefix="madoguchi-db")
+            return self._writer
+
     @contextmanager
     def unit_of_work(self, *, write: bool = True) -> Iterator[Connection]:
-        """One connection, one transaction: commits when the block ends, rolls back if it raises."""
+        """One connection, one transaction: commits when the block ends, rolls back if it raises. On the
+        writer thread of SQLite, a SAVEPOINT in the round's shared transaction instead (committed with it)."""
+        group: Connection | None = getattr(self._local, "group", None)
+        if group is not None:
+            with self._savepoint(group, write) as conn:
+                yield conn
+            return
         with self.engine.connect() as conn:
             conn.info["write"] = write
             with conn.begin():
                 yield conn
+
+    @contextmanager
+    def _savepoint(self, conn: Connection, write: bool) -> Iterator[Connection]:
+        if "unit" in conn.info:
+            raise RuntimeError("a unit of work inside a unit of work")
+        raw = conn.connection.driver_connection
+        unit = _Unit("uow")
+        raw.execute(f"SAVEPOINT {unit.name}")  # type: ignore[union-attr]
+        conn.info["unit"] = unit
+        try:
+            yield conn
+        except BaseException:
+            if not unit.rolled_back:
+                raw.execute(f"ROLLBACK TO {unit.name}")  # type: ignore[union-attr]
+            raise
+        finally:
+            del conn.info["unit"]
+            raw.execute(f"RELEASE {unit.name}")  # type: ignore[union-attr]
+
+    def rollback(self, conn: Connection) -> None:
+        """Undo the unit of work `conn` belongs to (a refusal leaves no trace): its SAVEPOINT in a group commit,
+        else its transaction. Use this, not `conn.rollback()`, which would undo the whole round."""
+        unit: _Unit | None = conn.info.get("unit")
+        if unit is None:
+            conn.rollback()
+            return
+        conn.connection.driver_connection.execute(f"ROLLBACK TO {unit.name}")  # type: ignore[union-attr]
+        unit.rolled_back = True
 
     def create_all(self) -> None:
         """Create the schema directly (tests of pure SQL only; the product uses Alembic: `madoguchi db upgrade`)."""
         metadata.create_all(self.engine)
 
     def dispose(self) -> None:
+        with self._writer_lock:
+            writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.shutdown(wait=True)
         self.engine.dispose()

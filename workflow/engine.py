@@ -133,7 +133,7 @@ class Engine:
         with self.db.unit_of_work() as conn:
             outcome = work(conn)
             if not outcome.ok:
-                conn.rollback()
+                self.db.rollback(conn)
             return outcome
 
     # ---------------------------------------------------------------- submit
@@ -500,15 +500,15 @@ class Engine:
             try:
                 outcome = action(ctx)
             except _Refusal as refusal:
-                conn.rollback()
+                self.db.rollback(conn)
                 return refusal.outcome
             except InsufficientLeave as exc:
-                conn.rollback()
+                self.db.rollback(conn)
                 return refused("insufficient_leave", msg.fill(
                     msg.LEAVE_BALANCE_CHANGED, available=format_days(exc.available),
                     asked=format_days(exc.requested)), request)
             if not outcome.ok:
-                conn.rollback()
+                self.db.rollback(conn)
                 return outcome
             ctx.changes.flush(conn)
             return replace(outcome, open_assignments=route.open_ids())

@@ -14,15 +14,21 @@ Facts from slack-bolt 1.30's source that shaped this module:
 - Event listeners need no `ack()`: Bolt answers an Events API delivery itself once the listener returns.
 - With `process_before_response=True` the HTTP answer waits for the whole listener, so work the person need not
   wait for (the ephemeral reply through response_url) runs in a background task once the decision is committed.
+
+The thread hop goes to the database's writer (`Database.writer`), not the default executor: on SQLite one
+thread that group-commits the calls waiting together (simultaneous clicks no longer sleep in SQLite's busy
+handler, and share an fsync), on PostgreSQL a pool as large as the connection pool. The answer still waits for
+the commit: a click acknowledged is a decision recorded.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from slack_bolt.authorization import AuthorizeResult
@@ -55,6 +61,7 @@ from handlers.events import (
     Who,
 )
 from handlers.home import home_for
+from models.db import GroupCommitWriter
 
 log = logging.getLogger(__name__)
 
@@ -62,10 +69,19 @@ PLATFORM = "slack"
 NEW_REQUEST = "new_request"  # the global shortcut's callback_id (see bot/slack/manifest.py)
 ANY = re.compile(".*")  # every action_id / callback_id: the conversation tells them apart
 JSON = dict[str, Any]
+T = TypeVar("T")
 
 
 def _nothing() -> None:
     pass
+
+
+async def _hop(conversation: Conversation, fn: Callable[..., T], *args: Any) -> T:
+    """Run a (synchronous) conversation call on the database's writer; returns once it is committed."""
+    writer = conversation.engine.db.writer
+    if isinstance(writer, GroupCommitWriter):  # a person waits: ahead of the delivery loop's bookkeeping
+        return await asyncio.wrap_future(writer.submit_first(fn, *args))
+    return await asyncio.get_running_loop().run_in_executor(writer, functools.partial(fn, *args))
 
 
 class Background:
@@ -186,7 +202,7 @@ def register(app: AsyncApp, conversation: Conversation, command: str, profiles: 
     async def on_command(ack: AsyncAck, body: JSON, client: AsyncWebClient, respond: AsyncRespond) -> None:
         await ack()
         who = await profiles.who(client, body["team_id"], body["user_id"])
-        response = await asyncio.to_thread(conversation.on_command, CommandEvent(who, body.get("text", "")))
+        response = await _hop(conversation, conversation.on_command, CommandEvent(who, body.get("text", "")))
         changed()
         await answer(response, who, body, client, respond)
 
@@ -198,7 +214,7 @@ def register(app: AsyncApp, conversation: Conversation, command: str, profiles: 
             return  # a form's input changed (dispatch_action): the form shows every field already
         who = await profiles.who(client, _team_id(body), body["user"]["id"])
         event = ClickEvent(who, action_name(action.get("action_id", "")), action.get("value", ""))
-        response = await asyncio.to_thread(conversation.on_click, event)  # the decision is committed here
+        response = await _hop(conversation, conversation.on_click, event)  # the decision is committed here
         changed()
         await answer(response, who, body, client, respond)
         if (body.get("view") or {}).get("type") == "home":
@@ -209,7 +225,7 @@ def register(app: AsyncApp, conversation: Conversation, command: str, profiles: 
     async def on_shortcut(ack: AsyncAck, body: JSON, client: AsyncWebClient, respond: AsyncRespond) -> None:
         await ack()
         who = await profiles.who(client, _team_id(body), body["user"]["id"])
-        response = await asyncio.to_thread(conversation.on_shortcut, who)
+        response = await _hop(conversation, conversation.on_shortcut, who)
         changed()
         await _answer(response, who, body, client, respond)
 
@@ -228,14 +244,14 @@ def register(app: AsyncApp, conversation: Conversation, command: str, profiles: 
         event = SubmitEvent(who, view.get("callback_id", ""), view.get("private_metadata", ""),
                             read_submission(values))
         # The conversation runs before the ack: only the ack can keep the modal open with its errors.
-        response = await asyncio.to_thread(conversation.on_submit, event)
+        response = await _hop(conversation, conversation.on_submit, event)
         changed()
         await _close_or_keep(response, who, values, ack, client)
 
 
 async def _publish_home(conversation: Conversation, who: Who, client: AsyncWebClient) -> None:
     """Build the person's home (one thread hop) and publish it to their App Home tab."""
-    home = await asyncio.to_thread(home_for, conversation, who)
+    home = await _hop(conversation, home_for, conversation, who)
     await client.views_publish(user_id=who.user_id, view=render_home(home, _locale(who)))
 
 

@@ -1,0 +1,139 @@
+"""The database's writer (`Database.writer`): on SQLite one thread that group-commits the calls waiting together,
+each unit of work in a SAVEPOINT; on PostgreSQL a thread pool. Refusals and errors undo only their own call; a
+result is handed back only once it is committed; concurrent clicks still change state exactly once."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import Future
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from config.policy import Policy
+from models.db import Database, GroupCommitWriter
+from models.messaging import outbox
+from tests.conftest import Org
+from workflow.engine import Engine
+
+EXPENSE = {"purpose": "出張", "items": [{"date": "2026-06-01", "payee": "JR", "amount": 1_000, "tax_rate": "10",
+                                        "category": "travel"}]}
+
+
+def _one_round(db: Database, calls: list[Any]) -> list[Future[Any]]:
+    """Submit `calls` so that they all wait together, hence share one round (one transaction)."""
+    started, gate = threading.Event(), threading.Event()
+
+    def hold() -> bool:
+        started.set()
+        return gate.wait(10)
+
+    blocker = db.writer.submit(hold)
+    assert started.wait(10)  # the writer is busy with `hold`: the calls below queue up together
+    futures = [db.writer.submit(call) for call in calls]
+    gate.set()
+    assert blocker.result(10)
+    return futures
+
+
+def _notes(db: Database) -> list[str]:
+    with db.unit_of_work(write=False) as conn:
+        return [r[0] for r in conn.exec_driver_sql("SELECT v FROM notes ORDER BY v")]
+
+
+@pytest.fixture
+def notes(sqlite_db: Database) -> Database:
+    with sqlite_db.unit_of_work() as conn:
+        conn.exec_driver_sql("CREATE TABLE notes (v TEXT)")
+    return sqlite_db
+
+
+def _writes(db: Database, value: str, end: str = "ok") -> Any:
+    def call() -> str:
+        with db.unit_of_work() as conn:
+            conn.exec_driver_sql("INSERT INTO notes VALUES (?)", (value,))
+            if end == "refuse":
+                db.rollback(conn)
+            elif end == "raise":
+                raise ValueError(value)
+        return value
+    return call
+
+
+def test_sqlite_writer_is_one_group_committing_thread(sqlite_db: Database) -> None:
+    assert isinstance(sqlite_db.writer, GroupCommitWriter)
+    assert sqlite_db.writer is sqlite_db.writer
+
+
+def test_a_refusal_or_an_error_undoes_only_its_own_call(notes: Database) -> None:
+    futures = _one_round(notes, [_writes(notes, "a"), _writes(notes, "b", "refuse"), _writes(notes, "c", "raise"),
+                                 _writes(notes, "d")])
+    assert futures[0].result() == "a" and futures[1].result() == "b" and futures[3].result() == "d"
+    with pytest.raises(ValueError):
+        futures[2].result()
+    assert _notes(notes) == ["a", "d"]
+
+
+def test_a_lost_transaction_fails_every_call_of_the_round(notes: Database) -> None:
+    def lose() -> None:
+        with notes.unit_of_work() as conn:
+            conn.connection.driver_connection.execute("ROLLBACK")  # type: ignore[union-attr]
+
+    futures = _one_round(notes, [_writes(notes, "a"), lose, _writes(notes, "c")])
+    for future in futures:
+        with pytest.raises(sa.exc.OperationalError):
+            future.result()
+    assert _notes(notes) == []
+    assert notes.writer.submit(_writes(notes, "after")).result() == "after"  # the writer carries on
+    assert _notes(notes) == ["after"]
+
+
+def test_urgent_calls_go_before_the_plain_ones_waiting(notes: Database) -> None:
+    writer = notes.writer
+    assert isinstance(writer, GroupCommitWriter)
+    order: list[str] = []
+    started, gate = threading.Event(), threading.Event()
+
+    def hold() -> bool:
+        started.set()
+        return gate.wait(10)
+
+    blocker = writer.submit(hold)
+    assert started.wait(10)
+    plain = writer.submit(order.append, "plain")
+    urgent = writer.submit_first(order.append, "urgent")
+    gate.set()
+    assert blocker.result(10)
+    plain.result(10), urgent.result(10)
+    assert order == ["urgent", "plain"]
+
+
+def test_shutdown_runs_what_was_submitted_then_refuses(notes: Database) -> None:
+    future = notes.writer.submit(_writes(notes, "last"))
+    notes.writer.shutdown()
+    assert future.result() == "last"
+    with pytest.raises(RuntimeError):
+        notes.writer.submit(_writes(notes, "late"))
+
+
+def test_engine_refusals_in_a_round_leave_no_trace_and_concurrent_clicks_decide_once(
+        db: Database, org: Org, policy: Policy) -> None:
+    engine = Engine(db, policy)
+    out = engine.submit(org.alice, "expense", EXPENSE)
+    assert out.ok and out.request is not None
+    assignment = out.open_assignments[0]
+    with db.unit_of_work(write=False) as conn:
+        before = conn.execute(sa.select(sa.func.count()).select_from(outbox)).scalar_one()
+    clicks = [lambda: engine.decide(assignment, org.manager, "approve") for _ in range(5)]
+    clicks.append(lambda: engine.decide(assignment, org.alice, "approve"))  # her own request: refused
+    futures = _one_round(db, clicks) if isinstance(db.writer, GroupCommitWriter) else \
+        [db.writer.submit(c) for c in clicks]
+    outcomes = [f.result(30) for f in futures]
+    assert sum(o.ok for o in outcomes[:5]) == 1
+    assert {o.code for o in outcomes[:5] if not o.ok} <= {"already_decided"}
+    assert outcomes[5].code == "self_approval"
+    with db.unit_of_work(write=False) as conn:
+        after = conn.execute(sa.select(sa.func.count()).select_from(outbox)).scalar_one()
+    assert after > before  # the one approval's news, and nothing from the refusals:
+    assert engine.decide(assignment, org.manager, "approve").code == "already_decided"
