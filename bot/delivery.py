@@ -10,13 +10,24 @@
   exponential backoff and jitter, up to `max_attempts`; permanent errors (the person or channel is gone, the
   token is bad) mark the row dead with the error, for an admin to see.
 - Pace: at most one message per channel per `pace` seconds (Slack allows about one a second).
+- Concurrency: the rows of a claimed batch are grouped by request; groups are delivered side by side, the rows of
+  one request one after the other in id order (a request's earlier news goes out before its later news). The
+  pace is kept per channel across groups (each message reserves its channel's next slot).
+- Only what changed is sent again: the process remembers a digest of what it last showed in each message
+  (channel + ts); a copy of a card whose content is the same is not updated again. (After a restart nothing is
+  remembered, so every copy is updated once: more calls, never a stale card.) The DM channel of each person
+  (conversations.open) is remembered too.
 
-The database is reached through one thread hop per step (it is synchronous); Slack calls stay on the loop.
+The database is reached through thread hops (it is synchronous); writes (claims, results) go to the database's
+writer (`Database.writer`: group-committed with the clicks on SQLite); Slack calls stay on the loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import hashlib
+import json
 import logging
 import random
 import time
@@ -76,6 +87,8 @@ class SlackDelivery:
         self.pace, self.batch, self.max_attempts = pace, batch, max_attempts
         self.backoff, self.max_backoff, self.clock = backoff, max_backoff, clock
         self._last_sent: dict[str, float] = {}  # channel -> monotonic time of our last message there
+        self._shown: dict[tuple[str, str], str] = {}  # (channel, ts) -> digest of what we last showed there
+        self._dm: dict[str, asyncio.Future[Any]] = {}  # Slack user -> conversations.open of their DM channel
         self._due = asyncio.Event()  # set by `wake`: new rows may be due now
 
     def wake(self) -> None:
@@ -85,10 +98,16 @@ class SlackDelivery:
     async def run_once(self, now: datetime | None = None) -> int:
         """Deliver what is due at `now` (one batch); returns how many rows were attempted."""
         moment = now or self.clock()
-        rows = await asyncio.to_thread(self._claim, moment)
-        for row in rows:  # in id order: a request's earlier news goes out before its later news
-            await self._deliver(row, moment)
+        rows = await self._write(self._claim, moment)
+        groups: dict[Any, list[OutboxMessage]] = {}
+        for row in rows:  # claimed in id order, so each group is in id order too
+            groups.setdefault(row.request_id if row.request_id is not None else ("row", row.id), []).append(row)
+        await asyncio.gather(*(self._deliver_in_order(group, moment) for group in groups.values()))
         return len(rows)
+
+    async def _deliver_in_order(self, rows: list[OutboxMessage], now: datetime) -> None:
+        for row in rows:  # one request's news, one after the other
+            await self._deliver(row, now)
 
     async def run_forever(self, interval: float = 0.5) -> None:
         """Deliver until cancelled; when nothing was due, rests until `wake` or `interval` seconds have passed
@@ -126,7 +145,7 @@ class SlackDelivery:
 
     async def _send(self, row: OutboxMessage) -> JSON | None:
         """Carry the row out on Slack; returns where the message is (channel + ts), None if nothing was sent."""
-        plan = await asyncio.to_thread(self._plan, row)
+        plan = await self._write(self._plan, row)  # the writer: no second thread fighting for the GIL
         if plan.user is None:
             raise _Dead(NO_IDENTITY)
         if plan.message is None:
@@ -144,7 +163,8 @@ class SlackDelivery:
             user = delivery.chat_user(conn, row.recipient_id, PLATFORM)
             if user is None:
                 return _Plan()
-            found = notifications.message_for(conn, self.policy, self.policy.company.timezone, row)
+            reads = notifications.Reads()  # the request is read once for this row and all its cards
+            found = notifications.message_for(conn, self.policy, self.policy.company.timezone, row, reads)
             if found is None:
                 return _Plan(user)
             plan = _Plan(user, render_message(*found))
@@ -155,21 +175,45 @@ class SlackDelivery:
                 plan.target = delivery.requester_ref(conn, request_id)
                 plan.refresh = [(ref, render_message(message, locale)) for ref, message, locale
                                 in notifications.sent_cards(conn, self.policy, self.policy.company.timezone,
-                                                            request_id)]
+                                                            request_id, reads)]
             return plan
 
     # ------------------------------------------------------------------------------------- Slack calls
 
     async def _post(self, user: str, message: JSON) -> JSON:
-        opened = await self.client.conversations_open(users=user)
-        channel = str((opened.get("channel") or {}).get("id") or user)
+        channel = await self._dm_channel(user)
         await self._wait_for(channel)
-        posted = await self.client.chat_postMessage(channel=channel, **message)
-        return {"channel": posted.get("channel") or channel, "ts": posted["ts"]}
+        try:
+            posted = await self.client.chat_postMessage(channel=channel, **message)
+        except SlackApiError:
+            self._dm.pop(user, None)  # the channel may be what failed: asked afresh next time
+            raise
+        ref = {"channel": posted.get("channel") or channel, "ts": posted["ts"]}
+        self._shown[(str(ref["channel"]), str(ref["ts"]))] = _digest(message)
+        return ref
 
-    async def _update(self, ref: JSON, message: JSON) -> JSON:
-        await self._wait_for(ref["channel"])
-        await self.client.chat_update(channel=ref["channel"], ts=ref["ts"], **message)
+    async def _dm_channel(self, user: str) -> str:
+        """The person's DM channel: conversations.open once per person (rows delivered side by side share the
+        call under way); a failed call is forgotten, so the next row asks again."""
+        opening = self._dm.get(user)
+        if opening is None:
+            opening = self._dm[user] = asyncio.ensure_future(self.client.conversations_open(users=user))
+        try:
+            opened = await asyncio.shield(opening)
+        except BaseException:
+            if self._dm.get(user) is opening and opening.done():
+                del self._dm[user]
+            raise
+        return str((opened.get("channel") or {}).get("id") or user)
+
+    async def _update(self, ref: JSON, message: JSON, *, if_changed: bool = False) -> JSON:
+        """chat.update the message at `ref`; with `if_changed`, not when it already shows exactly this."""
+        key, digest = (str(ref["channel"]), str(ref["ts"])), _digest(message)
+        if not (if_changed and self._shown.get(key) == digest):
+            self._shown.pop(key, None)  # unknown while the call is under way (it may fail half way)
+            await self._wait_for(ref["channel"])
+            await self.client.chat_update(channel=ref["channel"], ts=ref["ts"], **message)
+            self._shown[key] = digest
         return {"channel": ref["channel"], "ts": ref["ts"]}
 
     async def _refresh(self, ref: JSON, card: JSON) -> None:
@@ -177,18 +221,20 @@ class SlackDelivery:
         was deleted) must not hold back this row; a passing failure retries the whole row (updates repeat
         harmlessly)."""
         try:
-            await self._update(ref, card)
+            await self._update(ref, card, if_changed=True)
         except SlackApiError as exc:
             if exc.response.status_code == 429 or exc.response.get("error") not in PERMANENT:
                 raise
             log.warning("could not update card %s: %s", ref, exc.response.get("error"))
 
     async def _wait_for(self, channel: str) -> None:
-        """Keep to about one message per channel per `pace` seconds."""
-        wait = self._last_sent.get(channel, -float("inf")) + self.pace - time.monotonic()
-        if wait > 0:
-            await asyncio.sleep(wait)
-        self._last_sent[channel] = time.monotonic()
+        """Keep to about one message per channel per `pace` seconds: take the channel's next free slot (no await
+        in between, so concurrent groups each get a slot of their own), then wait for it."""
+        now = time.monotonic()
+        slot = max(now, self._last_sent.get(channel, -float("inf")) + self.pace)
+        self._last_sent[channel] = slot
+        if slot > now:
+            await asyncio.sleep(slot - now)
 
     # ------------------------------------------------------------------------------------- failures
 
@@ -221,12 +267,22 @@ class SlackDelivery:
         with self.db.unit_of_work() as conn:
             return delivery.claim_due(conn, now, self.batch)
 
+    async def _write(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """A write, on the database's writer (SQLite: the one writer thread, group-committed with the clicks)."""
+        return await asyncio.get_running_loop().run_in_executor(self.db.writer, functools.partial(fn, *args))
+
     async def _record(self, mark: Callable[..., None], *args: Any) -> None:
         def work() -> None:
             with self.db.unit_of_work() as conn:
                 mark(conn, *args)
 
-        await asyncio.to_thread(work)
+        await self._write(work)
+
+
+def _digest(message: JSON) -> str:
+    """What a message shows, in a few bytes (to tell whether a copy needs updating)."""
+    return hashlib.blake2b(json.dumps(message, sort_keys=True, ensure_ascii=False, default=str).encode(),
+                           digest_size=16).hexdigest()
 
 
 def _seconds(value: str | None, *, default: float) -> float:

@@ -7,6 +7,7 @@ request's card says the same thing.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.engine import Connection
@@ -18,46 +19,63 @@ from handlers.views import Message
 from models.messaging import OutboxMessage
 from models.people import Employee, get_employee
 from workflow import delivery
-from workflow.queries import load_details
+from workflow.queries import RequestDetails, load_details
 
 CARD_KINDS = ("approval_requested", "queue_posted")
 REQUESTER_KINDS = ("submitted", "step_decided", "request_sent_back", "request_completed")
 FYI_NOTE = LocalText.of("回覧です。ご確認ください（操作は不要です）。", "For your information; no action needed.")
 
 
-def message_for(conn: Connection, policy: Policy, tz: str, row: OutboxMessage) -> tuple[Message, str] | None:
+@dataclass
+class Reads:
+    """What one delivery step has read already (in one transaction): a request's details are read once for the
+    row and every card it refreshes, not once per card."""
+
+    details: dict[int, RequestDetails | None] = field(default_factory=dict)
+
+    def of(self, conn: Connection, policy: Policy, request_id: int) -> RequestDetails | None:
+        if request_id not in self.details:
+            self.details[request_id] = load_details(conn, policy, request_id)
+        return self.details[request_id]
+
+
+def message_for(conn: Connection, policy: Policy, tz: str, row: OutboxMessage,
+                reads: Reads | None = None) -> tuple[Message, str] | None:
     """The message for an outbox row and the recipient's locale; None when the request (or its type, or the
     recipient) is gone, so there is nothing meaningful to say."""
     person = get_employee(conn, row.recipient_id)
     request_id = row.request_id or row.payload.get("request_id")
     if person is None or request_id is None:
         return None
-    return _card(conn, policy, person.timezone or tz, person, int(request_id), row.kind, row.payload)
+    return _card(conn, policy, person.timezone or tz, person, int(request_id), row.kind, row.payload,
+                 reads or Reads())
 
 
 def approver_card(conn: Connection, policy: Policy, tz: str, recipient_id: int, request_id: int,
-                  assignment_id: int) -> tuple[Message, str] | None:
+                  assignment_id: int, reads: Reads | None = None) -> tuple[Message, str] | None:
     """The approver's card for an assignment as it should look now (buttons only while they can act)."""
     person = get_employee(conn, recipient_id)
     if person is None:
         return None
     return _card(conn, policy, person.timezone or tz, person, request_id, CARD_KINDS[0],
-                 {"assignment_id": assignment_id})
+                 {"assignment_id": assignment_id}, reads or Reads())
 
 
-def sent_cards(conn: Connection, policy: Policy, tz: str, request_id: int) -> list[tuple[dict[str, Any], Message, str]]:
+def sent_cards(conn: Connection, policy: Policy, tz: str, request_id: int,
+               reads: Reads | None = None) -> list[tuple[dict[str, Any], Message, str]]:
     """Every approver card of the request that was posted: where it is, and what it should show now."""
     found = []
+    reads = reads or Reads()
     for assignment_id, recipient_id, ref in delivery.sent_cards(conn, request_id):
-        card = approver_card(conn, policy, tz, recipient_id, request_id, assignment_id)
+        card = approver_card(conn, policy, tz, recipient_id, request_id, assignment_id, reads)
         if card is not None:
             found.append((ref, *card))
     return found
 
 
 def _card(conn: Connection, policy: Policy, tz: str, person: Employee, request_id: int, kind: str,
-          payload: dict[str, Any]) -> tuple[Message, str] | None:
-    details = load_details(conn, policy, request_id)
+          payload: dict[str, Any], reads: Reads) -> tuple[Message, str] | None:
+    details = reads.of(conn, policy, request_id)
     spec = policy.types.get(details.request.type) if details is not None else None
     if details is None or spec is None:
         return None

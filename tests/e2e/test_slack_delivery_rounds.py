@@ -1,0 +1,90 @@
+"""How the delivery loop spends its calls: copies of a card that already show the right thing are not updated
+again, DM channels are opened once per person, and requests delivered side by side keep each request's order.
+Both backends."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from bot.delivery import SlackDelivery
+from models.messaging import outbox
+from tests.e2e import test_slack_delivery
+from tests.e2e.test_slack_delivery import World
+
+world = test_slack_delivery.world  # the same fixture: a server, a stub Slack, a delivery driven by the test
+
+
+def _again(world: World, kind: str) -> None:
+    """Make the rows of this kind due once more, as an expired lease would."""
+    with world.db.unit_of_work() as conn:
+        conn.execute(outbox.update().where(outbox.c.kind == kind)
+                     .values(state="pending", next_attempt_at=world.clock.now))
+
+
+def _updates(world: World, channel: str) -> int:
+    return sum(1 for c in world.api.called("chat.update") if c["channel"] == channel)
+
+
+async def test_a_card_copy_that_already_shows_the_outcome_is_not_updated_again(world: World) -> None:
+    world.known_on_slack(world.org.alice, "U-alice")
+    world.known_on_slack(world.org.manager, "U-manager")
+    world.submit()
+    await world.deliver()
+    assignment = next(r.payload["assignment_id"] for r in world.rows() if r.kind == "approval_requested")
+    assert world.engine.decide(assignment, world.org.manager, "approve").ok
+    await world.deliver()
+    assert _updates(world, "DU-manager") == 1 and _updates(world, "DU-alice") == 1
+
+    _again(world, "step_decided")  # the requester's news goes out again (e.g. its lease ran out)
+    assert await world.deliver() == 1
+    assert _updates(world, "DU-alice") == 2  # the row's own message is always sent
+    assert _updates(world, "DU-manager") == 1  # the card shows that already: not sent again
+
+    # a process that remembers nothing (a restart) updates every copy once: never a stale card
+    world.delivery = SlackDelivery(world.db, world.delivery.policy, world.delivery.client, pace=0,
+                                   clock=world.clock)
+    _again(world, "step_decided")
+    assert await world.deliver() == 1
+    assert _updates(world, "DU-manager") == 2
+
+
+async def test_a_dm_channel_is_opened_once_per_person(world: World) -> None:
+    world.known_on_slack(world.org.alice, "U-alice")
+    world.known_on_slack(world.org.manager, "U-manager")
+    for _ in range(3):
+        world.submit()
+    await world.deliver()
+    opened = [c["users"] for c in world.api.called("conversations.open")]
+    assert sorted(opened) == ["U-alice", "U-manager"]
+    assert len(world.api.called("chat.postMessage")) == 6
+
+
+async def test_requests_delivered_side_by_side_keep_each_requests_order(world: World) -> None:
+    world.known_on_slack(world.org.alice, "U-alice")
+    world.known_on_slack(world.org.manager, "U-manager")
+    ids = [world.submit() for _ in range(4)]
+    with world.db.unit_of_work(write=False) as conn:
+        assignments = {r.request_id: r.payload["assignment_id"] for r in
+                       conn.execute(sa.select(outbox).where(outbox.c.kind == "approval_requested"))}
+    # every request's first news and its decision are due in the same round, so they are claimed together
+    for request_id in ids:
+        assert world.engine.decide(assignments[request_id], world.org.manager, "approve").ok
+    assert await world.deliver() == len(world.rows())
+    # (the next approvers have no Slack identity here: their cards are dead, which is not this test's point)
+    assert {r.state for r in world.rows() if r.recipient_id in (world.org.alice, world.org.manager)} == {"sent"}
+    # each request's status message was posted first, then updated in place with its decision (not a second
+    # post): the decision's row was planned only after the first row was recorded
+    posts = [c for c in world.api.called("chat.postMessage") if c["channel"] == "DU-alice"]
+    assert len(posts) == len(ids)
+    updates = [c for c in world.api.called("chat.update") if c["channel"] == "DU-alice"]
+    assert len(updates) == len(ids)
+    status = {r.request_id: r.message_ref for r in world.rows() if r.kind == "submitted"}
+    assert {u["ts"] for u in updates} == {ref["ts"] for ref in status.values() if ref}
+    # and, in the calls as Slack got them, each status message's update comes after the post that made it
+    calls = world.api.calls
+    first_post_to_alice = next(i for i, c in enumerate(calls) if c.method == "chat.postMessage"
+                               and c.body.get("channel") == "DU-alice")
+    for ref in status.values():
+        assert ref is not None
+        updated = next(i for i, c in enumerate(calls) if c.method == "chat.update" and c.body.get("ts") == ref["ts"])
+        assert first_post_to_alice < updated
