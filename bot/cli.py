@@ -316,5 +316,11 @@ def slack_manifest(
     sys.stdout.write(text)
 
 
+# `madoguchi broadcast ...` lives in its own module (it reads this one's helpers when a command runs)
+from bot.broadcast_cli import broadcast_app  # noqa: E402
+
+app.add_typer(broadcast_app, name="broadcast")
+
+
 if __name__ == "__main__":
     app()

@@ -45,7 +45,7 @@ from config.policy import Policy
 from handlers import notifications
 from models.db import Database
 from models.messaging import OutboxMessage
-from workflow import delivery
+from workflow import broadcasts, delivery
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +154,7 @@ class SlackDelivery:
             await self._refresh(ref, card)
         if plan.target is not None:
             return await self._update(plan.target, plan.message)
-        if row.kind == "card_update":
+        if row.kind == "card_update" or row.payload.get("updates") is not None:
             return None  # the card was never posted: nothing shows a stale copy
         return await self._post(plan.user, plan.message)
 
@@ -171,6 +171,8 @@ class SlackDelivery:
             request_id = row.request_id or 0
             if row.kind == "card_update" and row.payload.get("assignment_id") is not None:
                 plan.target = delivery.card_ref(conn, int(row.payload["assignment_id"]))
+            elif row.payload.get("updates") is not None:  # a broadcast's DM, acknowledged since it was posted
+                plan.target = broadcasts.posted_ref(conn, int(row.payload["updates"]))
             elif row.kind in notifications.REQUESTER_KINDS:
                 plan.target = delivery.requester_ref(conn, request_id)
                 plan.refresh = [(ref, render_message(message, locale)) for ref, message, locale

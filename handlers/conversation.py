@@ -16,6 +16,7 @@ from sqlalchemy.engine import Connection
 
 from config.i18n import LocalText, normalize_locale
 from config.policy import RequestTypeSpec
+from handlers import broadcast
 from handlers.cards import (
     REQUEST_STATUS,
     TO_APPLICANT,
@@ -113,6 +114,8 @@ class Conversation:
         person = self._identify(ev.who)
         if person is None:
             return _not_registered(ev.who)
+        if broadcast.is_command(normalize(ev.text).split(" ", 1)[0]):
+            return broadcast.open_form(person)
         locale = person.locale
         command = parse_command(ev.text, self.policy)
         match command.kind:
@@ -256,6 +259,8 @@ class Conversation:
             return _not_registered(ev.who)
         if ev.action == SET_LANGUAGE:
             return Reply(self._language(person, ev.who, ev.value))
+        if ev.action in broadcast.ACTIONS:
+            return broadcast.on_click(self.engine, person, ev.action, ev.value)
         if ev.action == "open_form":
             if ev.value not in self.policy.types:
                 return _reply(NO_LONGER_VALID(person.locale))
@@ -328,6 +333,8 @@ class Conversation:
             return self._submit_reason(person, ev)
         if ev.callback == PICK_CALLBACK:
             return self._picked(person, ev)
+        if ev.callback == broadcast.CALLBACK:
+            return broadcast.on_submit(self.engine, person, ev.values)
         return CloseForm(_reply(FORM_NO_LONGER_VALID(person.locale)))
 
     def _submit_request(self, person: Employee, ev: SubmitEvent) -> Response:

@@ -14,6 +14,7 @@ from sqlalchemy.engine import Connection
 
 from config.i18n import LocalText
 from config.policy import Policy
+from handlers import broadcast
 from handlers.cards import approval_card, decided_card, requester_card
 from handlers.views import Message
 from models.messaging import OutboxMessage
@@ -43,6 +44,8 @@ def message_for(conn: Connection, policy: Policy, tz: str, row: OutboxMessage,
                 reads: Reads | None = None) -> tuple[Message, str] | None:
     """The message for an outbox row and the recipient's locale; None when the request (or its type, or the
     recipient) is gone, so there is nothing meaningful to say."""
+    if row.kind in broadcast.MESSAGE_KINDS:  # HR broadcasts and the 年5日 campaign say their own thing
+        return broadcast.message_for(conn, policy, row)
     person = get_employee(conn, row.recipient_id)
     request_id = row.request_id or row.payload.get("request_id")
     if person is None or request_id is None:

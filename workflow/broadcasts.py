@@ -413,3 +413,8 @@ def recent(conn: Connection, limit: int = 5, author_id: int | None = None) -> It
         found = report(conn, b.id)
         if found is not None:
             yield found
+
+
+def posted_ref(conn: Connection, outbox_id: int) -> dict[str, Any] | None:
+    """Where a broadcast's DM (an outbox row) was posted, to update it; None if it has not been (yet)."""
+    return rows.message_ref(conn, outbox_id)
