@@ -11,7 +11,9 @@ tests' stub: every call is recorded (`calls`, `called`) and a test can script fa
 from __future__ import annotations
 
 import json
+import math
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +26,7 @@ RESPONSE = "response_url"  # the method name response_url calls are recorded und
 TRIGGER_LIFETIME = 3.0  # seconds, as on Slack
 API_PREFIX = "/api/"
 HOOKS_PREFIX = "/playground/hooks/"
+LIMITED = ("chat.postMessage", "chat.update")  # what RateLimits paces
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,33 @@ class SlackError(Exception):
 
 
 @dataclass
+class RateLimits:
+    """Optional pacing like Slack's for message posts and updates (benchmarks, tests): at most `per_channel`
+    messages a second in one conversation and `workspace` a second in all; beyond it, HTTP 429 with Retry-After."""
+
+    per_channel: float = 1.0
+    workspace: float = 100.0
+    limited: int = 0  # how many calls were answered 429
+    _last: dict[str, float] = field(default_factory=dict)
+    _recent: deque[float] = field(default_factory=deque)
+
+    def wait(self, channel: str, now: float) -> float:
+        """0 and the message is counted, or how many seconds to wait."""
+        while self._recent and now - self._recent[0] >= 1.0:
+            self._recent.popleft()
+        waits = [self._last.get(channel, -1e9) + 1.0 / self.per_channel - now]
+        if len(self._recent) >= self.workspace:
+            waits.append(self._recent[0] + 1.0 - now)
+        wait = max(waits)
+        if wait > 0:
+            self.limited += 1
+            return wait
+        self._last[channel] = now
+        self._recent.append(now)
+        return 0.0
+
+
+@dataclass
 class SlackWebApi:
     """`token`: the bot token callers must present (None: any). `strict`: trigger ids and response_urls must be
     ones this emulator handed out (the playground); not strict, unknown ones are accepted (tests make their own)."""
@@ -67,6 +97,7 @@ class SlackWebApi:
     clock: Callable[[], float] = time.monotonic
     # method -> answers to give instead of the usual one, first to last (see `fail_next`)
     scripted: dict[str, list[tuple[int, JSON, dict[str, str]]]] = field(default_factory=dict)
+    limits: RateLimits | None = None  # None: no rate limits (the playground, most tests)
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_route("*", API_PREFIX + "{method}", self.handle_api)
@@ -105,6 +136,11 @@ class SlackWebApi:
         if self.scripted.get(method):
             status, answer, headers = self.scripted[method].pop(0)
             return web.json_response(answer, status=status, headers=headers)
+        if self.limits is not None and method in LIMITED:
+            wait = self.limits.wait(str(body.get("channel", "")), self.clock())
+            if wait > 0:
+                return web.json_response({"ok": False, "error": "ratelimited"}, status=429,
+                                         headers={"Retry-After": str(max(1, math.ceil(wait)))})
         try:
             self._authorize(request, body)
             handler = self._methods().get(method)
