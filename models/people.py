@@ -335,6 +335,19 @@ def employee_of_identity(conn: Connection, platform: str, workspace: str, user_i
     return _employee_row(row) if row else None
 
 
+def identity_last_seen(conn: Connection, platform: str, workspace: str,
+                       user_id: str) -> tuple[Employee, datetime | None] | None:
+    """The employee a chat identity was matched to and when the identity was last seen; None when it is new."""
+    stmt = prepared(("identity_last_seen",), lambda: sa.select(*_SELECT_EMPLOYEES.selected_columns,
+                                                                chat_identities.c.last_used_at)
+                    .join(chat_identities, chat_identities.c.employee_id == employees.c.id)
+                    .where(chat_identities.c.platform == sa.bindparam("platform"),
+                           chat_identities.c.workspace == sa.bindparam("workspace"),
+                           chat_identities.c.user_id == sa.bindparam("user_id")))
+    row = run(conn, stmt, {"platform": platform, "workspace": workspace, "user_id": user_id}).first()
+    return (_employee_row(row), row._mapping["last_used_at"]) if row else None
+
+
 def remember_identity(conn: Connection, employee_id: int, platform: str, workspace: str, user_id: str,
                       now: datetime) -> None:
     """Record that a chat identity is this employee; does nothing if the identity is already known."""

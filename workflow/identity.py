@@ -11,7 +11,7 @@ reported (`identify` records it), else the org file's setting (see `models.peopl
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy.engine import Connection
 
@@ -21,6 +21,9 @@ from models.people import Employee
 from workflow import audit
 
 LANGUAGE_CHOSEN = "employee.language_chosen"  # the audit event of a person's own choice
+# How often "last seen" is written: more often would make every click a second write transaction for an
+# answer nobody needs to the minute (who is still using which chat account).
+SEEN_EVERY = timedelta(hours=1)
 
 
 def identify(conn: Connection, platform: str, workspace: str, user_id: str, email: str | None,
@@ -39,6 +42,23 @@ def identify(conn: Connection, platform: str, workspace: str, user_id: str, emai
         return None
     people.touch_identity(conn, platform, workspace, user_id, now)
     return _seen_locale(conn, known, locale, now)
+
+
+def recognised(conn: Connection, platform: str, workspace: str, user_id: str, now: datetime,
+               locale: str | None = None) -> Employee | None:
+    """The employee behind a known identity when nothing about them needs writing: active, the same platform
+    language as last time, and seen within `SEEN_EVERY`. Reads only, so an ordinary click or command costs no
+    write transaction of its own (on SQLite a commit is an fsync). None means: call `identify` in a write."""
+    found = people.identity_last_seen(conn, platform, workspace, user_id)
+    if found is None:
+        return None
+    person, last_seen = found
+    seen = normalize_locale(locale, default="")
+    if not person.active or (seen and seen != person.platform_locale):
+        return None
+    if last_seen is None or now - last_seen >= SEEN_EVERY:
+        return None
+    return person
 
 
 def _match_by_email(conn: Connection, platform: str, workspace: str, user_id: str, email: str,
