@@ -57,7 +57,7 @@ from models.people import Employee
 from models.requests import Assignment, Request
 from workflow import leave
 from workflow.engine import Engine
-from workflow.identity import choose_language, identify
+from workflow.identity import choose_language, identify, recognised
 from workflow.leave_law import format_days
 from workflow.outcomes import Outcome
 from workflow.queries import load_details
@@ -384,9 +384,14 @@ class Conversation:
         return self._identify(who)
 
     def _identify(self, who: Who) -> Employee | None:
+        now = self.engine.clock()
+        # Usually a read: a write transaction only for a new identity, a changed language or a stale "last seen"
+        with self.engine.db.unit_of_work(write=False) as conn:
+            person = recognised(conn, who.platform, who.workspace, who.user_id, now, who.locale)
+        if person is not None:
+            return person
         with self.engine.db.unit_of_work() as conn:
-            return identify(conn, who.platform, who.workspace, who.user_id, who.email, self.engine.clock(),
-                            who.locale)
+            return identify(conn, who.platform, who.workspace, who.user_id, who.email, now, who.locale)
 
 
 # ---------------------------------------------------------------------------------------------- helpers
