@@ -167,6 +167,32 @@ def demo(host: Annotated[str, typer.Option(help="Address to listen on.")] = "127
     web.run_app(app, host=host, port=port, print=None)
 
 
+@app.command()
+def tick(at: Annotated[str | None, typer.Option(help="As of this moment (ISO 8601, e.g. 2026-06-03T10:00+09:00); "
+                                                      "default now.")] = None) -> None:
+    """Run all due work once (nudge digests, escalations...) as of a moment, and say what was done."""
+    from bot.scheduler import tick as run_tick
+
+    settings = get_settings()
+    policy = _policy(settings)
+    try:
+        moment = datetime.fromisoformat(at) if at else datetime.now(UTC)
+    except ValueError:
+        err.print(f"[red]✗ --at {escape(at or '')}: not an ISO 8601 time such as 2026-06-03T10:00+09:00[/]")
+        raise typer.Exit(1) from None
+    if moment.tzinfo is None:
+        err.print(f"[red]✗ --at {escape(at or '')}: give a time zone (e.g. +09:00 or Z)[/]")
+        raise typer.Exit(1)
+    db = _database(settings)
+    try:
+        done = run_tick(db, policy, moment)
+    finally:
+        db.dispose()
+    out.print(f"tick as of {moment.isoformat()}: " + ", ".join(f"{name} {n}" for name, n in done.items()))
+    if any(n < 0 for n in done.values()):
+        raise typer.Exit(1)
+
+
 @config_app.command("schema")
 def config_schema(out_file: Annotated[Path | None, typer.Option("--out", help="Write to a file.")] = None) -> None:
     """Print the JSON Schema of workflows.yaml (for editors)."""

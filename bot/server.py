@@ -1,6 +1,7 @@
 """The one aiohttp application of the process: `POST /slack/events` (the Bolt app, when Slack is configured)
-and `GET /healthz`. The Bolt app is mounted with its aiohttp adapter's request/response converters on this
-application, not run as a second server."""
+and `GET /healthz`; the delivery loop and the scheduler's tick (bot/scheduler.py) run beside them. The Bolt app
+is mounted with its aiohttp adapter's request/response converters on this application, not run as a second
+server."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.delivery import SlackDelivery
+from bot.scheduler import Ticker
 from bot.slack.app import Background, BotAuthorization, build_slack_app
 from bot.slack.socket_mode import SocketModeConnection
 from config.policy import Policy, load_policy, with_timezone
@@ -26,12 +28,14 @@ from workflow.engine import Engine
 
 SLACK_APP = web.AppKey("slack_app", AsyncApp)
 DELIVERY = web.AppKey("delivery", SlackDelivery)
+TICKER = web.AppKey("ticker", Ticker)
+DATABASE = web.AppKey("database", Database)
 SLACK_EVENTS = "/slack/events"
 
 
 def make_app(settings: Settings, *, database: Database | None = None, policy: Policy | None = None,
              clock: Callable[[], datetime] | None = None, deliver: bool | None = None,
-             warm: bool = True) -> web.Application:
+             warm: bool = True, tick: bool | None = None) -> web.Application:
     """The application for these settings. A database passed in stays the caller's; one made here is closed
     with the application. `deliver`: run the Slack delivery loop in the background (default: only when the
     application owns its database; a caller handing one in, like a test, drives delivery itself). `warm`: look
@@ -39,6 +43,7 @@ def make_app(settings: Settings, *, database: Database | None = None, policy: Po
     which does not listen yet at start."""
     app = web.Application()
     db = database or _own_database(app, settings)
+    app[DATABASE] = db
     rules = policy or with_timezone(load_policy(settings.workflows), settings.timezone)
     engine = Engine(db, rules, clock=clock) if clock else Engine(db, rules)
     conversation = Conversation(engine)
@@ -55,6 +60,10 @@ def make_app(settings: Settings, *, database: Database | None = None, policy: Po
         background = deliver if deliver is not None else database is None
         if background:
             app.cleanup_ctx.append(_delivery_loop)
+    if tick if tick is not None else database is None:  # the scheduler's tick: like delivery, off for a test's db
+        wake = app[DELIVERY].wake if DELIVERY in app else None
+        app[TICKER] = Ticker(db, rules, clock=clock, after=wake) if clock else Ticker(db, rules, after=wake)
+        app.cleanup_ctx.append(app[TICKER].context)
     return app
 
 

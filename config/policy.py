@@ -126,15 +126,20 @@ class Sla(Strict):
     business_days: Decimal = Field(gt=0, le=60)
 
 
-class NudgePolicy(Strict):
-    """When to remind an approver, when to escalate and what happens in the end."""
+BusinessDays = Annotated[Decimal, Field(gt=0, le=60)]
 
-    before_due_business_days: list[Decimal] = [Decimal(1)]
+
+class NudgePolicy(Strict):
+    """When to remind an approver, when to escalate and what happens in the end (all in business days counted
+    from the step's due time; reminders go out in the recipient's working hours only)."""
+
+    before_due_business_days: list[BusinessDays] = [Decimal(1)]
     at_due: bool = True
-    # back-off while overdue: the gaps between reminders, the last one repeating
-    overdue_every_business_days: list[Decimal] = [Decimal(1), Decimal(2)]
-    escalate_after_business_days: Decimal | None = Decimal(3)
+    # back-off while overdue: the gaps between reminders, the last one repeating (every day, then every 2)
+    overdue_every_business_days: list[BusinessDays] = [Decimal(1), Decimal(2)]
+    escalate_after_business_days: BusinessDays | None = Decimal(3)
     escalate_to: ApproverRef = "manager"
+    # what happens when nobody acts in the end (only `stay` is carried out so far: see workflow/nudges.py)
     final: Literal["stay", "auto_approve_inform", "return_to_requester"] = "stay"
 
 

@@ -49,6 +49,7 @@ from handlers.events import (
     SubmitEvent,
     Who,
 )
+from handlers.nudges import snoozed_message
 from handlers.request_forms import CALLBACK, form_for, input_errors, payload_from, read_state
 from handlers.views import Block, Context, Divider, Form, Input, Message, Option, Text
 from models import people
@@ -59,6 +60,7 @@ from workflow import leave
 from workflow.engine import Engine
 from workflow.identity import choose_language, identify, recognised
 from workflow.leave_law import format_days
+from workflow.nudges import snooze
 from workflow.outcomes import Outcome
 from workflow.queries import load_details
 
@@ -287,7 +289,14 @@ class Conversation:
                 return _said(engine.withdraw(target, person.id), person.locale)
             case "resubmit":
                 return self._resubmit_form(person, target)
+            case "snooze_nudges":  # handlers.nudges.SNOOZE
+                return self._snooze(person, target)
         return _reply(NO_LONGER_VALID(person.locale))
+
+    def _snooze(self, person: Employee, digest_id: int) -> Response:
+        """"Remind me tomorrow" on a digest: answered only to them, with when that will be."""
+        until = snooze(self.engine.db, self.engine.calendar, person, digest_id, self.engine.clock())
+        return Reply(snoozed_message(until, person.locale, person.timezone))
 
     def _reason_form(self, person: Employee, action: ReasonAction, assignment_id: int) -> Response:
         """Ask why (and, for a send-back, to whom) only while the card can still be acted on; a stale click

@@ -16,10 +16,12 @@ from config.i18n import LocalText
 from config.policy import Policy
 from handlers import broadcast
 from handlers.cards import approval_card, decided_card, requester_card
+from handlers.nudges import digest_message
 from handlers.views import Message
 from models.messaging import OutboxMessage
 from models.people import Employee, get_employee
 from workflow import delivery
+from workflow.nudges import DIGEST_KIND
 from workflow.queries import RequestDetails, load_details
 
 CARD_KINDS = ("approval_requested", "queue_posted")
@@ -47,6 +49,9 @@ def message_for(conn: Connection, policy: Policy, tz: str, row: OutboxMessage,
     if row.kind in broadcast.MESSAGE_KINDS:  # HR broadcasts and the 年5日 campaign say their own thing
         return broadcast.message_for(conn, policy, row)
     person = get_employee(conn, row.recipient_id)
+    if row.kind == DIGEST_KIND and person is not None:  # one message about several requests (workflow.nudges)
+        digest = digest_message(conn, policy, person.timezone or tz, person, row.id, row.payload)
+        return (digest, person.locale) if digest is not None else None
     request_id = row.request_id or row.payload.get("request_id")
     if person is None or request_id is None:
         return None

@@ -110,3 +110,84 @@ def cancel_nudges(conn: Connection, assignment_ids: list[int]) -> int:
 def nudges_for(conn: Connection, request_id: int) -> list[Nudge]:
     rows = conn.execute(sa.select(nudges).where(nudges.c.request_id == request_id).order_by(nudges.c.id))
     return [Nudge(**r._mapping) for r in rows]
+
+
+# ---------------------------------------------------------------------------------------------- the tick's side
+def due_nudges(conn: Connection, now: datetime, limit: int) -> list[Nudge]:
+    """Pending rows due by `now` (oldest due first), through the index on (state, due_at). On PostgreSQL the rows stay locked to this transaction and rows
+    another ticker holds are skipped, so replicas ticking at once take different rows."""
+    query = due_query(now, limit)
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    return [Nudge(**r._mapping) for r in conn.execute(query)]
+
+
+def due_query(now: datetime, limit: int) -> sa.Select[Any]:
+    """The due rows' SELECT (tests check its plan uses the index on (state, due_at))."""
+    return (sa.select(nudges).where(nudges.c.state == "pending", nudges.c.due_at <= now)
+            .order_by(nudges.c.due_at, nudges.c.id).limit(limit))
+
+
+def close_query(conn: Connection, ids: list[int], state: str, now: datetime) -> Any:
+    """The conditional UPDATE that moves pending rows on (tests check its plan looks the ids up)."""
+    return (nudges.update().where(nudges.c.id.in_(ids), _pending_guard(conn))
+            .values(state=state, sent_at=now if state == "sent" else None).returning(nudges.c.id))
+
+
+def _pending_guard(conn: Connection) -> Any:
+    # The check, but not through the index on state: with `state = 'pending'` a planner may walk every pending
+    # row by state instead of looking the ids up (SQLite: 152 ms instead of 0.5 at 1M rows). `+state` is
+    # SQLite's way to say so; PostgreSQL's is an expression on the column.
+    return sa.text("+state = 'pending'") if conn.dialect.name == "sqlite" else sa.text("(state || '') = 'pending'")
+
+
+def close_nudges(conn: Connection, ids: list[int], state: str, now: datetime) -> list[int]:
+    """Pending rows -> `state` (sent | cancelled); returns the ids this call moved (a row someone else moved in
+    between is not among them)."""
+    if not ids:
+        return []
+    return [int(i) for i in conn.execute(close_query(conn, ids, state, now)).scalars()]
+
+
+def defer_nudges(conn: Connection, moves: list[tuple[int, datetime]]) -> None:
+    """Pending rows wait until a later time (the recipient's next working hours, a snooze)."""
+    for nudge_id, until in moves:
+        conn.execute(nudges.update().where(nudges.c.id == nudge_id, _pending_guard(conn)).values(due_at=until))
+
+
+def set_target(conn: Connection, nudge_id: int, target_id: int) -> None:
+    """Record who an escalation went to (resolved when it fires: the org may have changed since)."""
+    conn.execute(nudges.update().where(nudges.c.id == nudge_id).values(target_id=target_id))
+
+
+def sent_counts(conn: Connection, assignment_ids: list[int], kind: str) -> dict[int, int]:
+    """How many nudges of `kind` were sent per assignment (the back-off's position)."""
+    if not assignment_ids:
+        return {}
+    rows = conn.execute(sa.select(nudges.c.assignment_id, sa.func.count())
+                        .where(nudges.c.assignment_id.in_(assignment_ids), nudges.c.kind == kind,
+                               nudges.c.state == "sent")
+                        .group_by(nudges.c.assignment_id))
+    return {int(a): int(n) for a, n in rows}
+
+
+def escalated_to(conn: Connection, assignment_id: int, person_id: int) -> bool:
+    """Whether this assignment was escalated to this person (who may then act for its approver)."""
+    stmt = prepared(("escalated_to",), lambda: sa.select(nudges.c.id).where(
+        nudges.c.assignment_id == sa.bindparam("a"), nudges.c.target_id == sa.bindparam("p"),
+        nudges.c.kind == "escalation", nudges.c.state == "sent").limit(1))
+    return run(conn, stmt, {"a": assignment_id, "p": person_id}).first() is not None
+
+
+def pending_reminders_of(conn: Connection, target_id: int, before: datetime) -> list[Nudge]:
+    """A person's pending reminders due before `before` (what a snooze pushes back); escalations are not theirs
+    to postpone."""
+    rows = conn.execute(sa.select(nudges).where(
+        nudges.c.target_id == target_id, nudges.c.state == "pending", nudges.c.due_at < before,
+        nudges.c.kind != "escalation"))
+    return [Nudge(**r._mapping) for r in rows]
+
+
+def get_outbox(conn: Connection, message_id: int) -> OutboxMessage | None:
+    row = conn.execute(sa.select(outbox).where(outbox.c.id == message_id)).first()
+    return OutboxMessage(**row._mapping) if row else None

@@ -411,6 +411,7 @@ class Engine:
                 continue
             current = [a for a in route.of_step(step.id) if a.status != "superseded"]
             route.set_status([a.id for a in current if a.undecided], rq.UNDECIDED, "superseded")
+            messaging.cancel_nudges(route.conn, [a.id for a in current if a.undecided])
             people_ = list(dict.fromkeys(a.approver_id for a in current))
             fresh += [{"request_id": route.request.id, "step_id": step.id, "approver_id": p,
                        "cycle": step.cycle + 1, "status": "waiting", "acted_by_id": None, "comment": None,
@@ -519,7 +520,8 @@ class Engine:
         if actor.id == a.approver_id or (allow_admin and actor.has_role("admin")):
             return True
         return any(d.to_id == actor.id and d.covers(now, request.type)
-                   for d in people.delegations_from(conn, {a.approver_id}, now))
+                   for d in people.delegations_from(conn, {a.approver_id}, now)) \
+            or messaging.escalated_to(conn, a.id, actor.id)  # the overdue approver's manager (workflow.nudges)
 
     # ---------------------------------------------------------------- queues (IT): claim, resolve
     def claim(self, assignment_id: int, actor_id: int) -> Outcome:
