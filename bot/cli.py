@@ -141,7 +141,8 @@ def demo(host: Annotated[str, typer.Option(help="Address to listen on.")] = "127
 
     from bot.playground import demo as demo_company
     from bot.playground.app import api_url, make_playground, mount
-    from bot.server import make_app
+    from bot.playground.clock import DemoClock, add_clock_control
+    from bot.server import DATABASE, DELIVERY, make_app
 
     settings = get_settings()
     policy = _policy(settings)
@@ -158,8 +159,10 @@ def demo(host: Annotated[str, typer.Option(help="Address to listen on.")] = "127
     demo_settings = settings.model_copy(update={
         "database_url": url, "slack_bot_token": playground.bot_token,
         "slack_signing_secret": playground.signing_secret, "slack_api_url": api_url(base)})
-    app = make_app(demo_settings, policy=policy, warm=False)
+    clock = DemoClock()  # the page's "+1 business day" moves it; the engine, delivery and tick all read it
+    app = make_app(demo_settings, policy=policy, warm=False, clock=clock)
     mount(app, playground)
+    add_clock_control(app, clock, app[DATABASE], policy, app[DELIVERY].wake)
     out.print(f"[bold]madoguchi playground[/] — {len(company.people)} people of {escape(policy.company.name.ja)}, "
               f"database {database}")
     out.print(f"  open [bold cyan]{base}/?as={company.first}[/] — pick who you are, then type "

@@ -46,12 +46,14 @@ class Page:
     async def _index(self, _: web.Request) -> web.FileResponse:
         return web.FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"})
 
-    async def _people(self, _: web.Request) -> web.Response:
+    async def _people(self, request: web.Request) -> web.Response:
         ws = self.workspace
+        # the demo's clock control (bot/playground/clock.py), when `madoguchi demo` added it
+        clock = any(r.canonical == f"{PAGE_API}/clock" for r in request.app.router.resources())
         people = [{"id": p.id, "name": p.name, "name_en": p.name_en, "department": p.department,
                    "roles": list(p.roles), "locale": p.locale} for p in ws.people.values()]
         return _json({"people": people, "bot": {"id": ws.bot_user, "name": BOT_NAME}, "command": self.command,
-                      "team": {"id": ws.team_id, "name": ws.team_name}})
+                      "team": {"id": ws.team_id, "name": ws.team_name}, "clock": clock})
 
     async def _state(self, request: web.Request) -> web.Response:
         user = request.query.get("user", "")

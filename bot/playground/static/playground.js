@@ -268,6 +268,7 @@ async function loadPeople() {
       const data = await r.json();
       app.people = data.people ?? [];
       app.peopleById = new Map(app.people.map((p) => [p.id, p]));
+      app.clock = Boolean(data.clock);
       if (data.bot) app.bot = { id: data.bot.id ?? "", name: data.bot.name || "madoguchi" };
       if (data.command) app.command = data.command;
       app.team = data.team ?? null;
@@ -330,9 +331,33 @@ function setUser(id, { initial = false } = {}) {
   restartPoll();
 }
 
+// The demo's clock (only `madoguchi demo` serves it): "+1 business day" moves it and runs the scheduler's tick.
+async function wireClock() {
+  const button = $("#next-day");
+  const show = (data) => { if (data?.now) $("#demo-time").textContent = `🕙 ${data.now.replace("T", " ").slice(0, 16)}`; };
+  try {
+    const r = await fetch(`${API}/clock`, { cache: "no-store" });
+    if (!r.ok) return;
+    show(await r.json());
+    button.hidden = false;
+  } catch { return; }
+  button.addEventListener("click", async () => {
+    button.disabled = true;
+    try {
+      const r = await fetch(`${API}/clock`, { method: "POST" });
+      show(await r.json());
+    } catch (e) {
+      showNotice(`${tr("通信エラー", "Network error")}: ${e.message}`);
+    } finally {
+      button.disabled = false;
+    }
+  });
+}
+
 async function boot() {
   wireStaticUi();
   await loadPeople();
+  if (app.clock) wireClock();
   renderWhoSelect();
   const user = initialUser();
   if (!user) { showNotice("No people in this workspace / ワークスペースに人がいません"); return; }
