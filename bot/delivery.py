@@ -67,8 +67,9 @@ def _utcnow() -> datetime:
 class _Plan:
     """Everything one row needs from the database, read in one thread hop before any Slack call."""
 
-    user: str | None = None
+    user: str | None = None  # the Slack user to DM, or the channel of a queue's shared card
     message: JSON | None = None
+    channel: bool = False  # `user` is a channel: post there, no DM to open
     target: JSON | None = None  # the message to update instead of posting
     refresh: list[tuple[JSON, JSON]] = field(default_factory=list)  # approver cards to bring up to date
 
@@ -156,23 +157,31 @@ class SlackDelivery:
             return await self._update(plan.target, plan.message)
         if row.kind == "card_update" or row.payload.get("updates") is not None:
             return None  # the card was never posted: nothing shows a stale copy
+        if plan.channel:
+            return await self._post_to_channel(plan.user, plan.message)
         return await self._post(plan.user, plan.message)
 
     def _plan(self, row: OutboxMessage) -> _Plan:
         with self.db.unit_of_work(write=False) as conn:
-            user = delivery.chat_user(conn, row.recipient_id, PLATFORM)
+            shared = row.payload.get("channel") if row.kind in notifications.CARD_KINDS else None
+            user = str(shared) if shared else delivery.chat_user(conn, row.recipient_id, PLATFORM)
             if user is None:
                 return _Plan()
             reads = notifications.Reads()  # the request is read once for this row and all its cards
             found = notifications.message_for(conn, self.policy, self.policy.company.timezone, row, reads)
             if found is None:
                 return _Plan(user)
-            plan = _Plan(user, render_message(*found))
+            plan = _Plan(user, render_message(*found), channel=bool(shared))
             request_id = row.request_id or 0
             if row.kind == "card_update" and row.payload.get("assignment_id") is not None:
                 plan.target = delivery.card_ref(conn, int(row.payload["assignment_id"]))
             elif row.payload.get("updates") is not None:  # a broadcast's DM, acknowledged since it was posted
                 plan.target = broadcasts.posted_ref(conn, int(row.payload["updates"]))
+            if plan.target is not None and plan.target.get("shared"):
+                # a closed assignment's copy is a queue's shared card: it shows the step, not that person
+                card = notifications.shared_card(conn, self.policy, request_id,
+                                                 int(row.payload["assignment_id"]), reads)
+                plan.message = render_message(*card) if card is not None else plan.message
             elif row.kind in notifications.REQUESTER_KINDS:
                 plan.target = delivery.requester_ref(conn, request_id)
                 plan.refresh = [(ref, render_message(message, locale)) for ref, message, locale
@@ -190,6 +199,14 @@ class SlackDelivery:
         except SlackApiError:
             self._dm.pop(user, None)  # the channel may be what failed: asked afresh next time
             raise
+        ref = {"channel": posted.get("channel") or channel, "ts": posted["ts"]}
+        self._shown[(str(ref["channel"]), str(ref["ts"]))] = _digest(message)
+        return ref
+
+    async def _post_to_channel(self, channel: str, message: JSON) -> JSON:
+        """A queue's shared card, in its channel (the bot must be a member: a permanent error otherwise)."""
+        await self._wait_for(channel)
+        posted = await self.client.chat_postMessage(channel=channel, **message)
         ref = {"channel": posted.get("channel") or channel, "ts": posted["ts"]}
         self._shown[(str(ref["channel"]), str(ref["ts"]))] = _digest(message)
         return ref

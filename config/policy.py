@@ -154,6 +154,15 @@ class StepSpec(Strict):
     require: Literal["all", "any"] | PositiveInt = "all"
     when: list[Condition] = []
     sla: Sla | None = None
+    # A queue's shared card goes to this chat channel (Slack: "#it-help", "#情シス" or a channel id), where
+    # whoever of the queue is free claims it; without one, each holder gets the card by DM.
+    channel: Annotated[str, Field(pattern=r"^(#[^\s#,]{1,80}|[CG][A-Z0-9]{6,20})$")] | None = None
+
+    @model_validator(mode="after")
+    def _channel_for_queues(self) -> StepSpec:
+        if self.channel is not None and self.kind != "queue":
+            raise ValueError("'channel' is only for queue steps (kind: queue): approvals and FYIs go to people")
+        return self
 
     @model_validator(mode="after")
     def _one_approver_source(self) -> StepSpec:

@@ -123,6 +123,21 @@ def approval_card(d: RequestDetails, spec: RequestTypeSpec, assignment_id: int, 
                                        name=d.requester_name(locale)), tuple(blocks))
 
 
+def shared_queue_card(d: RequestDetails, spec: RequestTypeSpec, assignment_id: int, locale: str,
+                      tz: str) -> Message:
+    """A queue's one card in its channel, for whoever of the queue looks: Claim while nobody has taken it,
+    Resolved once someone has (only they can press it), the outcome after. `assignment_id` is any assignment
+    of the step (the one the card was posted for)."""
+    found = d.person(assignment_id)
+    if found is not None:
+        step, _ = found
+        holder = (next((p for p in step.people if p.status == "claimed"), None)
+                  or next((p for p in step.people if p.status == "pending"), None))
+        if holder is not None:
+            assignment_id = holder.assignment_id
+    return approval_card(d, spec, assignment_id, locale, tz)
+
+
 def decided_card(d: RequestDetails, spec: RequestTypeSpec, locale: str, tz: str, *,
                  note: LocalText | None = None) -> Message:
     """The card without buttons, with the outcome: who did what and when. Every copy is updated to this."""

@@ -62,7 +62,7 @@ from workflow.identity import choose_language, identify, recognised
 from workflow.leave_law import format_days
 from workflow.nudges import snooze
 from workflow.outcomes import Outcome
-from workflow.queries import load_details
+from workflow.queries import load_details, queue_assignment_for
 
 INBOX_CARDS = 10  # the oldest ten; more would bury the buttons
 # Slack shows at most 50 blocks in a message: whole cards only (a card cut in half loses its buttons), and one
@@ -282,7 +282,9 @@ class Conversation:
             case "send_back":
                 return self._reason_form(person, "send_back", target)
             case "claim":
-                return _said(engine.claim(target, person.id), person.locale)
+                with engine.db.unit_of_work(write=False) as conn:
+                    mine = queue_assignment_for(conn, target, person.id)
+                return _said(engine.claim(mine, person.id), person.locale)
             case "resolve":
                 return _said(engine.resolve(target, person.id), person.locale)
             case "withdraw":

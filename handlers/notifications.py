@@ -15,7 +15,7 @@ from sqlalchemy.engine import Connection
 from config.i18n import LocalText
 from config.policy import Policy
 from handlers import broadcast
-from handlers.cards import approval_card, decided_card, requester_card
+from handlers.cards import approval_card, decided_card, requester_card, shared_queue_card
 from handlers.nudges import digest_message
 from handlers.views import Message
 from models.messaging import OutboxMessage
@@ -69,13 +69,26 @@ def approver_card(conn: Connection, policy: Policy, tz: str, recipient_id: int, 
                  {"assignment_id": assignment_id}, reads or Reads())
 
 
+def shared_card(conn: Connection, policy: Policy, request_id: int, assignment_id: int,
+                reads: Reads | None = None) -> tuple[Message, str] | None:
+    """A queue's card in its channel, as it should look now, in the company's language and zone (a channel has
+    many readers)."""
+    details = (reads or Reads()).of(conn, policy, request_id)
+    spec = policy.types.get(details.request.type) if details is not None else None
+    if details is None or spec is None:
+        return None
+    locale, tz = policy.company.default_locale, policy.company.timezone
+    return shared_queue_card(details, spec, assignment_id, locale, tz), locale
+
+
 def sent_cards(conn: Connection, policy: Policy, tz: str, request_id: int,
                reads: Reads | None = None) -> list[tuple[dict[str, Any], Message, str]]:
     """Every approver card of the request that was posted: where it is, and what it should show now."""
     found = []
     reads = reads or Reads()
     for assignment_id, recipient_id, ref in delivery.sent_cards(conn, request_id):
-        card = approver_card(conn, policy, tz, recipient_id, request_id, assignment_id, reads)
+        card = (shared_card(conn, policy, request_id, assignment_id, reads) if ref.get("shared")
+                else approver_card(conn, policy, tz, recipient_id, request_id, assignment_id, reads))
         if card is not None:
             found.append((ref, *card))
     return found
@@ -88,6 +101,8 @@ def _card(conn: Connection, policy: Policy, tz: str, person: Employee, request_i
     if details is None or spec is None:
         return None
     locale = person.locale
+    if kind in CARD_KINDS and payload.get("assignment_id") is not None and payload.get("channel"):
+        return shared_card(conn, policy, request_id, int(payload["assignment_id"]), reads)
     if kind in CARD_KINDS and payload.get("assignment_id") is not None:
         return approval_card(details, spec, int(payload["assignment_id"]), locale, tz), locale
     if kind == "fyi":

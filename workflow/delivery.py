@@ -72,12 +72,14 @@ def card_ref(conn: Connection, assignment_id: int) -> dict[str, Any] | None:
 
 
 def sent_cards(conn: Connection, request_id: int) -> list[tuple[int, int, dict[str, Any]]]:
-    """(assignment id, recipient id, message ref) of every approver card of the request that was posted."""
+    """(assignment id, recipient id, message ref) of every approver card of the request that was posted. A
+    queue's shared channel card has `"shared": True` in its ref (it is rendered for the step, not a person)."""
     rows = conn.execute(
         sa.select(outbox.c.recipient_id, outbox.c.payload, outbox.c.message_ref)
         .where(outbox.c.request_id == request_id, outbox.c.kind.in_(CARD_KINDS), outbox.c.state == "sent")
         .order_by(outbox.c.id))
-    return [(int(r.payload["assignment_id"]), r.recipient_id, r.message_ref)
+    return [(int(r.payload["assignment_id"]), r.recipient_id,
+             {**r.message_ref, "shared": True} if r.payload.get("channel") else r.message_ref)
             for r in rows if r.message_ref and r.payload.get("assignment_id") is not None]
 
 

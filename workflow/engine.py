@@ -251,9 +251,14 @@ class Engine:
         mine = [a for a in state.of_step(step.id) if a.status == "waiting"]
         state.set_status([a.id for a in mine], ("waiting",), "pending")
         kind = "queue_posted" if step.kind == "queue" else "approval_requested"
-        for a in mine:
-            changes.notify(kind, a.approver_id, request, request.version, assignment_id=a.id, step=step.key,
-                           due_at=due.isoformat())
+        channel = step_spec.channel if step.kind == "queue" else None
+        for i, a in enumerate(mine):
+            if channel is None:
+                changes.notify(kind, a.approver_id, request, request.version, assignment_id=a.id, step=step.key,
+                               due_at=due.isoformat())
+            elif i == 0:  # ONE shared card in the queue's channel (rendered for whoever holds the step then)
+                changes.notify(kind, a.approver_id, request, request.version, assignment_id=a.id, step=step.key,
+                               due_at=due.isoformat(), channel=channel)
             self._schedule_nudges(request, a.id, a.approver_id, changes.now, due, changes)
         changes.audit.append(audit.Entry("step.activated", None, request.id, {
             "step": step.key, "round": step.round, "due_at": due, "people": [a.approver_id for a in mine]}))

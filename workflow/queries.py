@@ -150,3 +150,16 @@ def _decision(a: Assignment, names: Mapping[int, LocalText]) -> PersonDecision:
 
 def _name(person: Employee) -> LocalText:
     return LocalText(ja=person.name_ja, en=person.name_en)
+
+
+def queue_assignment_for(conn: Connection, assignment_id: int, person_id: int) -> int:
+    """The assignment a person claims with a queue card's button: their own pending one in the card's step
+    (a queue's shared channel card is posted for one holder, but anyone of the queue may take it), else the
+    card's own (the engine then says why they cannot)."""
+    card = rq.get_assignment(conn, assignment_id)
+    if card is None or card.approver_id == person_id:
+        return assignment_id
+    mine = next((a for a in rq.assignments_of(conn, card.request_id)
+                 if a.step_id == card.step_id and a.cycle == card.cycle and a.approver_id == person_id
+                 and a.status == "pending"), None)
+    return mine.id if mine is not None else assignment_id

@@ -60,6 +60,8 @@ def seed(db: Database, policy: Policy, workspace: Workspace, *, csv: Path = DEMO
             people.remember_identity(conn, person.id, PLATFORM, workspace.team_id, user_id, moment)
             names[user_id] = person.name_ja
             by_email[person.email] = person.id
+    for name in sorted({s.channel for spec in policy.types.values() for s in spec.route if s.channel}):
+        workspace.channel(workspace.next_id("C"), name)  # the queues' channels (e.g. #it-help), the bot in them
     _file_examples(Engine(db, policy, clock=lambda: moment), calendar_for(policy), by_email, moment.date())
     first = slack_id("E0003", 0)
     return DemoCompany(names, first if first in names else next(iter(names)))

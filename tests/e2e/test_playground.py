@@ -31,6 +31,7 @@ from tests.e2e.test_slack_edge import state_values
 from tests.unit.test_blockkit import valid_message, valid_view
 
 EMPLOYEE, MANAGER, IT_MEMBER = "UE0003", "UE0002", "UE0009"  # 鈴木 美咲, her manager 佐藤 健二, 小林 大輔 (IT)
+IT_OTHER, IT_REQUESTER = "UE0027", "UE0015"  # 岡田 凛, also IT; 林 蓮, whose IT request the demo files
 
 
 class Page:
@@ -158,6 +159,54 @@ async def test_file_leave_then_the_manager_approves_and_every_copy_shows_it(page
     reply = (await page.dm(MANAGER))[-1]
     assert reply["ephemeral"] and "佐藤 健二" in reply["text"]
     assert not any(m["ephemeral"] for m in await page.dm(EMPLOYEE))
+    everything_sent_is_valid_block_kit(page.playground)
+
+
+async def channel_card(page: Page, user: str, number: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The queue's channel as `user` sees it, and the card of request `number` there."""
+    state = await page.state(user)
+    channel = next(c for c in state["conversations"] if c["name"] == "#it-help")
+    return channel, next(m for m in channel["messages"] if number in m["text"] and not m["ephemeral"])
+
+
+def told(state: dict[str, Any], channel_name: str) -> list[str]:
+    """The ephemeral answers `state`'s person got in a channel."""
+    channel = next(c for c in state["conversations"] if c["name"] == channel_name)
+    return [m["text"] for m in channel["messages"] if m["ephemeral"]]
+
+
+async def test_an_it_request_is_claimed_and_resolved_from_the_shared_channel_card(page: Page) -> None:
+    await page.deliver()
+    # the seeded IT request (林 蓮's flickering screen) is ONE card in #it-help, not a DM to each IT member
+    channel, card = await channel_card(page, IT_OTHER, "IT-2026-0001")
+    assert channel["kind"] == "channel" and set(buttons(card)) == {"担当する"}
+    assert not any("IT-2026-0001" in m["text"] for m in await page.dm(IT_MEMBER) + await page.dm(IT_OTHER))
+    claim = buttons(card)["担当する"]
+    source = {"kind": "message", "channel": channel["id"], "ts": card["ts"]}
+
+    # someone outside the queue sees the channel but cannot take the request: told so, nothing changes
+    await page.act("action", user=EMPLOYEE, source=source, block_id=claim["block_id"], action=claim)
+    assert told(await page.state(EMPLOYEE), "#it-help") == ["IT-2026-0001 を処理する権限がありません"]
+    _, unchanged = await channel_card(page, IT_OTHER, "IT-2026-0001")
+    assert set(buttons(unchanged)) == {"担当する"} and not unchanged["edited"]
+
+    # 岡田 claims it from the shared card (posted for the first IT member): the card says who has it
+    await page.act("action", user=IT_OTHER, source=source, block_id=claim["block_id"], action=claim)
+    _, claimed = await channel_card(page, IT_OTHER, "IT-2026-0001")
+    assert claimed["edited"] and set(buttons(claimed)) == {"対応完了"}
+    assert "岡田 凛" in json.dumps(claimed["blocks"], ensure_ascii=False)
+    resolve = buttons(claimed)["対応完了"]
+
+    # another IT member cannot resolve what 岡田 took
+    await page.act("action", user=IT_MEMBER, source=source, block_id=resolve["block_id"], action=resolve)
+    assert told(await page.state(IT_MEMBER), "#it-help") == ["IT-2026-0001 を処理する権限がありません"]
+    _, still = await channel_card(page, IT_OTHER, "IT-2026-0001")
+    assert set(buttons(still)) == {"対応完了"}
+
+    await page.act("action", user=IT_OTHER, source=source, block_id=resolve["block_id"], action=resolve)
+    _, done = await channel_card(page, IT_OTHER, "IT-2026-0001")
+    assert buttons(done) == {} and "対応完了" in done["text"]
+    assert any("対応完了" in m["text"] for m in await page.dm(IT_REQUESTER))  # 林 蓮 hears of it
     everything_sent_is_valid_block_kit(page.playground)
 
 

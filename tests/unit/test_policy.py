@@ -97,6 +97,11 @@ def _misspell_approver(data: Data) -> None:
 
 def _all_inform(data: Data) -> None:
     data["types"]["it"]["route"][0]["kind"] = "inform"
+    del data["types"]["it"]["route"][0]["channel"]  # (a channel is for queues only: another error)
+
+
+def _channel_on_an_approval(data: Data) -> None:
+    data["types"]["leave"]["route"][0]["channel"] = "#hr"
 
 
 def _require_three_of_two(data: Data) -> None:
@@ -129,6 +134,10 @@ BROKEN = [
                  ["step id 'manager' is used more than once"], id="duplicate-step-ids"),
     pytest.param(_all_inform, "types.it.route", ["a route needs at least one approval or queue step"],
                  id="all-inform-route"),
+    pytest.param(_channel_on_an_approval, "types.leave.route[0]", ["'channel' is only for queue steps"],
+                 id="channel-on-an-approval"),
+    pytest.param(_set("types.it.route.0.channel", "it help"), "types.it.route[0].channel", ["#"],
+                 id="channel-not-a-channel"),
     pytest.param(_require_three_of_two, "types.stamp.route[1].require",
                  ["needs 3 approvals but lists 2 approvers"], id="require-3-of-2"),
     pytest.param(_set("types.expense.prefix", "exp"), "types.expense.prefix", ["^[A-Z][A-Z0-9]{1,5}$"],
