@@ -22,25 +22,28 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from config.policy import Policy
 from models.db import Database
-from workflow import nudges
+from workflow import broadcasts, five_day_campaign, nudges
 
 log = logging.getLogger(__name__)
 
 DueWork = Callable[[Database, Policy, datetime], int]
 DUE_WORK: list[tuple[str, DueWork]] = [
     ("nudges", nudges.fire_due),
+    ("broadcasts", broadcasts.fire_due),  # scheduled and repeated HR broadcasts, once per occurrence
+    ("five_day_campaign", five_day_campaign.run),  # the 年5日 reminders and manager digests
 ]
 INTERVAL = 60.0  # seconds between ticks; a nudge is at most this late
 MISFIRE_GRACE = 300  # a tick delayed (a busy or suspended process) still runs if it is this late at most
 
 
-def tick(db: Database, policy: Policy, now: datetime) -> dict[str, int]:
-    """Run every due-work function once as of `now`; returns what each did. One failing does not stop the
-    others (its rows stay due and the next tick tries again)."""
+def tick(db: Database, policy: Policy, now: datetime,
+         work: list[tuple[str, DueWork]] | None = None) -> dict[str, int]:
+    """Run every due-work function (or those of `work`) once as of `now`; returns what each did. One failing
+    does not stop the others (its rows stay due and the next tick tries again)."""
     done: dict[str, int] = {}
-    for name, work in DUE_WORK:
+    for name, work_fn in DUE_WORK if work is None else work:
         try:
-            done[name] = work(db, policy, now)
+            done[name] = work_fn(db, policy, now)
         except Exception:
             log.exception("due work %r failed", name)
             done[name] = -1
