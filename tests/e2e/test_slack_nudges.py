@@ -5,8 +5,8 @@ answers ephemerally and moves the reminder to the next working morning. Both bac
 from __future__ import annotations
 
 import json
-from typing import Any
 from datetime import UTC, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from bot.scheduler import tick as tick_all
