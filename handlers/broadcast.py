@@ -128,7 +128,7 @@ def form(locale: str, errors: Mapping[str, str] | None = None) -> Form:
         Input("until", UNTIL(locale), "date", required=False),
     ]
     blocks = tuple(replace(i, error=errors.get(i.name)) for i in inputs)
-    return Form(TITLE(locale), CALLBACK, blocks, SEND(locale), CANCEL(locale))
+    return Form(TITLE(locale), CALLBACK, blocks, SEND(locale), CANCEL(locale), locale=locale)
 
 
 def on_submit(engine: Engine, person: Employee, values: Mapping[str, Any]) -> Response:

@@ -174,7 +174,7 @@ def reason_form(action: Literal["reject", "send_back"], assignment_id: int, loca
                             initial=TO_APPLICANT))
     state = json.dumps({"action": action, "assignment_id": assignment_id}, separators=(",", ":"))
     return Form(REASON_TITLES[action](locale), REASON_CALLBACK, tuple(blocks), REASON_SUBMITS[action](locale),
-                CANCEL(locale), state)
+                CANCEL(locale), state, locale)
 
 
 def reason_state(state: str) -> tuple[Literal["reject", "send_back"], int]:

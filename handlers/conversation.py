@@ -144,7 +144,7 @@ class Conversation:
         options = tuple(Option(key, spec.title(locale)) for key, spec in self.policy.types.items())
         select = Input(PICK_INPUT, PICKER_LABEL(locale), "select", options=options)
         return OpenForm(Form(PICKER_TITLE(locale), PICK_CALLBACK, (select,), PICKER_NEXT(locale),
-                             PICKER_CLOSE(locale)))
+                             PICKER_CLOSE(locale), locale=locale))
 
     def _open_form(self, person: Employee, command: Command) -> Response:
         assert command.type_key is not None  # parse_command names a type for every "form"

@@ -98,7 +98,7 @@ def form_for(type_key: str, spec: RequestTypeSpec, locale: str, *, initial: Mapp
     body, unplaced = _with_errors(list(_field_blocks(spec, locale, values, slots)), errors or {}, locale)
     top = _top_blocks(spec, locale, note, unplaced, _cut_notices(spec, locale, values, slots))
     return Form(title=spec.title(locale), callback=CALLBACK, blocks=tuple(top + body), submit=SUBMIT(locale),
-                close=CANCEL(locale), state=form_state(type_key, request_id))
+                close=CANCEL(locale), state=form_state(type_key, request_id), locale=locale)
 
 
 def _top_blocks(spec: RequestTypeSpec, locale: str, note: str | None, unplaced: list[str],

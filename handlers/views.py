@@ -138,6 +138,9 @@ class Form:
     submit: str
     close: str
     state: str = ""
+    # the reader's language, for what a renderer adds itself (a date range's start/end labels, "...and N more");
+    # None: whatever the platform says the reader reads
+    locale: str | None = None
 
 
 @dataclass(frozen=True)

@@ -110,6 +110,7 @@ def render_form(f: Form, locale: str = "ja") -> JSON:
     """A modal view for views.open / views.update / views.push; `private_metadata` carries `Form.state`."""
     if len(f.state) > PRIVATE_METADATA:
         raise ValueError(f"form state is {len(f.state)} characters; Slack keeps at most {PRIVATE_METADATA}")
+    locale = f.locale or locale  # the person's own language (their choice) over the platform's
     return {
         "type": "modal",
         "callback_id": _identifier(f.callback, "callback"),

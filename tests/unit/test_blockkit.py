@@ -603,3 +603,13 @@ class TestAnyText:
             "x", text, "select", hint=text, placeholder=text, error=text, options=(Option(text or "v", text),)
         )
         valid_view(render_form(form(Header(text), field, title=text, submit=text, close=text)))
+
+
+def test_a_form_in_the_readers_own_language_overrides_the_platforms() -> None:
+    # someone who chose English while their Slack says ja-JP: the renderer's own words follow the form
+    period = Input("period", "Period", "date_range")
+    form = Form("Leave", "request_form", (period,), "Submit", "Cancel", locale="en")
+    labels = [b["label"]["text"] for b in valid_view(render_form(form, "ja"))["blocks"]]
+    assert labels == ["Period (Start)", "Period (End)"]
+    same = Form("休暇", "request_form", (Input("period", "期間", "date_range"),), "申請", "キャンセル")
+    assert [b["label"]["text"] for b in render_form(same, "ja")["blocks"]] == ["期間（開始）", "期間（終了）"]
