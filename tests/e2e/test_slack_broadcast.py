@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode
 
 import aiohttp
 import pytest
@@ -150,6 +150,16 @@ def home_click(user: str, button: dict[str, Any], n: int) -> str:
     return urlencode({"payload": json.dumps(payload, ensure_ascii=False)})
 
 
+def dm_click(slack: Slack, user: str, button: dict[str, Any], ref: dict[str, Any]) -> str:
+    """A button clicked in the bot's DM, as Slack sends it: the container is that message in the DM."""
+    payload = json.loads(parse_qs(slack.click_body(user, button["action_id"], button["value"]))["payload"][0])
+    payload["container"] = {"type": "message", "message_ts": ref["ts"], "channel_id": ref["channel"],
+                            "is_ephemeral": False}
+    payload["channel"] = {"id": ref["channel"], "name": "directmessage"}
+    payload["actions"][0]["text"] = button["text"]
+    return urlencode({"payload": json.dumps(payload, ensure_ascii=False)})
+
+
 def report_line(broadcast_id: int) -> str:
     result = CliRunner().invoke(cli, ["broadcast", "report", str(broadcast_id)])
     assert result.exit_code == 0, f"{result.stdout}\n{result.stderr}"
@@ -184,18 +194,19 @@ async def test_broadcast_acknowledge_report_and_remind_the_outstanding(world: Wo
     assert (found.delivered, found.acknowledged, found.outstanding, found.failed) == (4, 0, 4, 0)
 
     # alice clicks 確認しました in her DM: thanked, and her DM is updated (no button, "確認済み")
-    assert await world.slack.post(world.slack.click_body("U-alice", ack["action_id"], ack["value"])) == (200, "")
+    alice_dm = next(r for r in world.rows(bc.KIND) if r.recipient_id == org.alice).message_ref
+    assert alice_dm is not None and alice_dm["channel"] == "DU-alice"
+    assert await world.slack.post(dm_click(world.slack, "U-alice", ack, alice_dm)) == (200, "")
     assert "確認しました。ありがとうございます。" in await world.slack.last_reply()
     assert await world.deliver() == 1
     [update] = world.api.called("chat.update")
     checked(update)
-    alice_dm = next(r for r in world.rows(bc.KIND) if r.recipient_id == org.alice).message_ref
-    assert alice_dm is not None and (update["channel"], update["ts"]) == (alice_dm["channel"], alice_dm["ts"])
+    assert (update["channel"], update["ts"]) == (alice_dm["channel"], alice_dm["ts"])
     assert not buttons(update) and "✅ 確認済み（2026-06-02 10:00）" in json.dumps(update, ensure_ascii=False)
 
     # the second click: "already acknowledged", nothing stored, nothing sent
     before, calls = counts(world.db), len(world.api.calls)
-    assert (await world.slack.post(world.slack.click_body("U-alice", ack["action_id"], ack["value"])))[0] == 200
+    assert (await world.slack.post(dm_click(world.slack, "U-alice", ack, alice_dm)))[0] == 200
     assert "確認済みです（2026-06-02 10:00）" in await world.slack.last_reply()
     assert await world.deliver(minutes=5) == 0
     assert counts(world.db) == before
