@@ -139,8 +139,24 @@ class NudgePolicy(Strict):
     overdue_every_business_days: list[BusinessDays] = [Decimal(1), Decimal(2)]
     escalate_after_business_days: BusinessDays | None = Decimal(3)
     escalate_to: ApproverRef = "manager"
-    # what happens when nobody acts in the end (only `stay` is carried out so far: see workflow/nudges.py)
+    # What happens when nobody acts in the end, `final_after_business_days` after the due time (past the
+    # escalation): `stay` (the request waits, reminders go on), `return_to_requester` (the system sends the request
+    # back to the requester with a note, "overdue / 期限超過"; the requester may fix and resubmit or withdraw).
+    # `auto_approve_inform` would complete only steps that need no judgement (回覧, kind: inform); those pass at
+    # once in this engine and an approval or queue step is NEVER approved by the system, so the value is refused
+    # by `madoguchi check` (see FINAL_AUTO_APPROVE_REFUSED). Carried out by the tick (workflow/nudges.py).
     final: Literal["stay", "auto_approve_inform", "return_to_requester"] = "stay"
+    final_after_business_days: BusinessDays = Decimal(5)
+
+    @model_validator(mode="after")
+    def _final_after_escalation(self) -> NudgePolicy:
+        if self.final != "stay" and self.escalate_after_business_days is not None \
+                and self.final_after_business_days <= self.escalate_after_business_days:
+            raise ValueError(
+                f"final_after_business_days ({self.final_after_business_days}) must be more than "
+                f"escalate_after_business_days ({self.escalate_after_business_days}): the final policy "
+                f"({self.final}) acts only once a step has stayed overdue past its escalation")
+        return self
 
 
 class StepSpec(Strict):
@@ -363,6 +379,37 @@ def _semantic_problems(policy: Policy) -> list[tuple[str, str]]:
                                  f"{len(step.approvers)} approvers"))
         if all(s.kind == "inform" for s in spec.route):
             problems.append((f"{base}.route", "a route needs at least one approval or queue step"))
+    problems += _final_policy_problems(policy)
+    return problems
+
+
+# Step kinds that need nobody's judgement (a 回覧 only informs): the only ones `auto_approve_inform` may complete.
+NO_JUDGEMENT_KINDS = frozenset({"inform"})
+# Step kinds that wait for a person; an inform step never waits (it passes as soon as it starts).
+WAITING_KINDS = frozenset({"approval", "queue"})
+FINAL_AUTO_APPROVE_REFUSED = (
+    "final: auto_approve_inform would never apply: it completes only steps that need no judgement (回覧, kind: "
+    "inform), which pass at once and never wait, and an approval or queue step is never approved by the system; "
+    "use stay (wait, with reminders) or return_to_requester (send it back with a note)")
+
+
+def _final_policy_problems(policy: Policy) -> list[tuple[str, str]]:
+    """`auto_approve_inform` with a route where no step that waits could be completed without judgement: in
+    this engine every route (inform steps never wait), so the value is refused where it is set."""
+    problems: list[tuple[str, str]] = []
+    defaults_used = False
+    for key, spec in policy.types.items():
+        nudges = spec.nudges or policy.defaults.nudges
+        if nudges.final != "auto_approve_inform":
+            continue
+        if any(s.kind in WAITING_KINDS and s.kind in NO_JUDGEMENT_KINDS for s in spec.route):
+            continue  # a step that waits yet needs no judgement: none exists today
+        if spec.nudges is not None:
+            problems.append((f"types.{key}.nudges.final", FINAL_AUTO_APPROVE_REFUSED))
+        else:
+            defaults_used = True
+    if defaults_used:
+        problems.append(("defaults.nudges.final", FINAL_AUTO_APPROVE_REFUSED))
     return problems
 
 

@@ -34,6 +34,7 @@ from workflow.outcomes import Outcome, refused
 from workflow.routes import ResolvedStep, RouteError, resolve_route
 
 Decision = Literal["approve", "reject", "send_back"]
+FINAL = "final"  # the nudge row of a step's final deadline (workflows.yaml: nudges.final)
 Clock = Callable[[], datetime]
 _DECIDED = {"approve": "approved", "reject": "rejected", "send_back": "sent_back"}
 
@@ -275,6 +276,8 @@ class Engine:
             times.append(("overdue", self._shift(due, policy.overdue_every_business_days[0])))
         if policy.escalate_after_business_days is not None:
             times.append(("escalation", self._shift(due, policy.escalate_after_business_days)))
+        if policy.final != "stay":  # the final deadline: the tick carries out the policy (workflow.nudges)
+            times.append((FINAL, self._shift(due, policy.final_after_business_days)))
         for kind, at in times:
             if at > now:
                 changes.nudges.append({"request_id": request.id, "assignment_id": assignment_id,
@@ -395,10 +398,7 @@ class Engine:
         route.set_step(ctx.step.id, status="sent_back", completed_at=changes.now)
         self._cancel_open(ctx, [x for x in route.of_step(ctx.step.id) if x.undecided])
         if target is None:  # back to the applicant, who may fix and resubmit
-            request = self._bump(ctx, status="sent_back")
-            self._cancel_waiting_steps(route)
-            changes.notify("request_sent_back", request.requester_id, request, request.version, comment=comment)
-            changes.audit.append(audit.Entry("request.sent_back", ctx.actor.id, request.id, {"comment": comment}))
+            request = self._to_applicant(route, changes, ctx.actor.id, {"comment": comment})
             return Outcome(True, "sent_back", msg.fill(msg.SENT_BACK, number=request.number), request)
         self._rework_from(route, target.position)
         changes.audit.append(audit.Entry("request.sent_back", ctx.actor.id, ctx.request.id,
@@ -406,6 +406,17 @@ class Engine:
         self._bump(ctx)
         request = self._advance(route, changes)
         return Outcome(True, "sent_back", msg.fill(msg.SENT_BACK, number=request.number), request)
+
+    def _to_applicant(self, route: _Route, changes: _Changes, actor_id: int | None,
+                      data: dict[str, Any]) -> Request:
+        """The request goes back to its applicant (sent_back; they may fix and resubmit, or withdraw): later steps
+        are cancelled, the requester's status card is refreshed, the audit trail says who (None: the system)."""
+        request = self._bump_route(route, changes, status="sent_back")
+        self._cancel_waiting_steps(route)
+        changes.notify("request_sent_back", request.requester_id, request, request.version,
+                       **{k: v for k, v in data.items() if k in ("comment", "by", "reason", "note")})
+        changes.audit.append(audit.Entry("request.sent_back", actor_id, request.id, data))
+        return request
 
     def _rework_from(self, route: _Route, position: int) -> None:
         """Steps from `position` on start a new cycle with everyone they had: decisions already made stay as
@@ -427,13 +438,16 @@ class Engine:
 
     def _cancel_open(self, ctx: _Context, open_: list[Assignment]) -> None:
         """Close other people's undecided assignments; their cards must show the outcome."""
+        self._close_open(ctx.route, ctx.changes, open_)
+
+    def _close_open(self, route: _Route, changes: _Changes, open_: list[Assignment]) -> None:
         ids = [a.id for a in open_]
-        ctx.route.set_status(ids, rq.UNDECIDED, "cancelled")
-        messaging.cancel_nudges(ctx.conn, [a.id for a in open_ if a.status in ("pending", "claimed")])
+        route.set_status(ids, rq.UNDECIDED, "cancelled")
+        messaging.cancel_nudges(route.conn, [a.id for a in open_ if a.status in ("pending", "claimed")])
         for a in open_:
             if a.status in ("pending", "claimed"):
-                ctx.changes.notify("card_update", a.approver_id, ctx.request, ctx.request.version + 1,
-                                   assignment_id=a.id)
+                changes.notify("card_update", a.approver_id, route.request, route.request.version + 1,
+                               assignment_id=a.id)
 
     def _cancel_waiting_steps(self, route: _Route) -> None:
         for step in route.steps:
@@ -442,11 +456,14 @@ class Engine:
         route.set_status([a.id for a in route.assigns if a.status == "waiting"], ("waiting",), "cancelled")
 
     def _bump(self, ctx: _Context, **values: Any) -> Request:
-        updated = rq.update_request(ctx.conn, ctx.request.id, ctx.request.version, updated_at=ctx.changes.now,
+        return self._bump_route(ctx.route, ctx.changes, **values)
+
+    def _bump_route(self, route: _Route, changes: _Changes, **values: Any) -> Request:
+        updated = rq.update_request(route.conn, route.request.id, route.request.version, updated_at=changes.now,
                                     **values)
         if updated is None:
             raise _Conflict()
-        ctx.route.request = updated
+        route.request = updated
         return updated
 
     def _stale(self, ctx: _Context) -> Outcome:
@@ -694,6 +711,52 @@ class Engine:
             changes.flush(conn)
             return Outcome(True, "resubmitted", msg.fill(msg.RESUBMITTED, number=request.number), request,
                            warnings=warnings)
+        return self._transaction(work)
+
+    # ---------------------------------------------------------------- the final deadline (the tick)
+    def expire(self, assignment_id: int, now: datetime | None = None, *, nudge_id: int | None = None) -> Outcome:
+        """`final: return_to_requester`: a step nobody decided by its final deadline sends the request back to
+        the requester, as a system action (no person is the actor; the audit event says `by: system`, reason
+        overdue / 期限超過), with a note in the requester's language. The send-back path of `decide`: the step's
+        open assignments are cancelled with their nudges, every approver's card and the requester's status card
+        are refreshed, later steps are cancelled; the requester may resubmit (same number) or withdraw.
+
+        One transaction, the request locked and every update conditional: a decision, claim or withdrawal that
+        landed first wins and this changes nothing (`ok=False`); one that comes after finds the request sent back.
+        `nudge_id` (the tick's final row) is closed in the same transaction, so two tickers act once."""
+        now = now or self.clock()
+
+        def work(conn: Connection) -> Outcome:
+            request = rq.request_of_assignment(conn, assignment_id, lock=True)
+            if request is None:
+                return refused("not_found", msg.NOT_FOUND)
+            route = _Route.load(conn, request)
+            a = next(x for x in route.assigns if x.id == assignment_id)
+            step = next((s for s in route.steps if s.id == a.step_id), None)
+            if request.status != "pending":
+                return refused("request_closed", _closed(request), request)
+            # only a step still waiting for a decision: a claimed queue item is being worked on
+            if step is None or step.status != "active" or a.status != "pending" or a.cycle != step.cycle:
+                return refused("step_closed", msg.fill(msg.STEP_MOVED_ON, number=request.number), request)
+            if nudge_id is not None and not messaging.close_nudges(conn, [nudge_id], "sent", now):
+                return refused("step_closed", msg.fill(msg.STEP_MOVED_ON, number=request.number), request)
+            requester = people.get_employee(conn, request.requester_id)
+            locale = requester.locale if requester is not None else self.policy.company.default_locale
+            spec = self.policy.types[request.type]
+            step_spec = next((s for s in spec.route if s.id == step.key), None)
+            title = step_spec.title if step_spec is not None and step_spec.title is not None \
+                else LocalText(ja=step.key, en=step.key)
+            days = format_days(self.policy.nudges_for(request.type).final_after_business_days)
+            note = msg.fill(msg.OVERDUE_NOTE, step=title, days=days)
+            changes = _Changes(now)
+            route.set_step(step.id, status="sent_back", completed_at=now)
+            self._close_open(route, changes, [x for x in route.of_step(step.id) if x.undecided])
+            request = self._to_applicant(route, changes, None, {
+                "by": "system", "reason": msg.OVERDUE_REASON.en, "reason_ja": msg.OVERDUE_REASON.ja,
+                "policy": "return_to_requester", "step": step.key, "assignment": a.id, "approver": a.approver_id,
+                "comment": note(locale), "note": {"ja": note.ja, "en": note.en}})
+            changes.flush(conn)
+            return Outcome(True, "returned", msg.fill(msg.RETURNED_OVERDUE, number=request.number), request)
         return self._transaction(work)
 
     # ---------------------------------------------------------------- delegation

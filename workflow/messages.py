@@ -47,6 +47,13 @@ RESUBMITTED = t("{number} を再申請しました", "Resubmitted {number}")
 CLAIMED = t("{number} の担当になりました", "You took {number}")
 RESOLVED = t("{number} を対応済みにしました", "Resolved {number}")
 REASSIGNED = t("{number} の承認者を {name} に変更しました", "Reassigned {number} to {name}")
+RETURNED_OVERDUE = t("{number} は期限超過のため申請者に差し戻されました", "{number} was returned to the requester as overdue")
+# the note the requester reads on a request the system sent back (workflows.yaml: final: return_to_requester)
+OVERDUE_NOTE = t("期限超過: 「{step}」で{days}営業日以上承認されなかったため、自動的に差し戻されました。"
+                 "内容を確認のうえ再申請するか、取り下げてください。",
+                 "Overdue: nobody decided at '{step}' for {days} business days past the due date, so the request "
+                 "was returned to you automatically. Please check it and resubmit, or withdraw it.")
+OVERDUE_REASON = t("期限超過", "overdue")
 DELEGATED = t("{name} さんを代理承認者に設定しました", "{name} can now approve for you")
 
 ALREADY_DECIDED = t("{number} は {when} に {name} さんが{decision}済みです",

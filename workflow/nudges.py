@@ -13,8 +13,21 @@ starts a step, and cancels an assignment's rows in the transaction that closes i
 5. schedules the next overdue reminder (back-off: every business day, then every 2, from the policy) counted
    from now, and resolves escalations: the approver's manager (or the policy's role or person) gets the item in
    their digest and may act for the approver (`escalated_to`; the audit trail records on whose behalf).
-The policy's `final` (auto-approve, return to the requester) is not carried out yet: a request stays pending
-with its overdue reminders (the default, `stay`).
+6. carries out the type's final policy (workflows.yaml `nudges.final`) on the `final` rows: the engine writes one
+   per assignment, `final_after_business_days` after the step's due time (past the escalation), unless the
+   policy is `stay`:
+   - `stay`: nothing more; the request stays pending, overdue reminders go on (the default);
+   - `return_to_requester`: after the batch commits, `Engine.expire` sends the request back to the requester,
+     one transaction per row: a system action (audit `by: system`, reason overdue / 期限超過), a note in the
+     requester's language, the step's nudges cancelled, every card refreshed. Only an assignment still waiting
+     for a decision (`pending`; a claimed queue item is being worked on and is left alone); a decision that
+     lands first wins and the row then changes nothing;
+   - `auto_approve_inform`: NEVER approves an approval or queue step. It could only complete a step that needs
+     no judgement (a 回覧, kind `inform`), and such steps pass the moment they start (the engine marks them
+     informed at once), so they never wait for a final deadline: the value is refused by policy validation
+     (`config.policy.FINAL_AUTO_APPROVE_REFUSED`), and a policy built without validation behaves as `stay`.
+   Final rows are actions, not reminders: they are not in digests and do not wait for working hours (their due
+   time is the due time's clock time, business days later).
 
 `snooze` ("明日リマインド") pushes a person's reminders to the next business day's working-hours start.
 """
@@ -39,7 +52,7 @@ from models.messaging import Nudge
 from models.people import Employee
 from workflow import audit
 from workflow.calendar import BusinessCalendar
-from workflow.engine import calendar_for
+from workflow.engine import FINAL, Engine, calendar_for
 
 DIGEST_KIND = "nudge_digest"
 SNOOZED = "snoozed"
@@ -56,6 +69,7 @@ class TickReport:
     deferred: int = 0  # due, but their recipient is off work: they wait for working hours
     cancelled: int = 0  # their assignment had closed
     escalated: int = 0
+    returned: int = 0  # requests sent back to their requester by the final policy (return_to_requester)
 
     def add(self, other: TickReport) -> None:
         for name in self.__dataclass_fields__:
@@ -179,6 +193,7 @@ class _Round:
     sent: list[Nudge] = field(default_factory=list)
     items: dict[int, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
     escalations: list[tuple[Nudge, list[Employee]]] = field(default_factory=list)
+    finals: list[Nudge] = field(default_factory=list)  # return_to_requester rows, carried out after the commit
 
 
 class Nudger:
@@ -194,21 +209,24 @@ class Nudger:
         report = TickReport()
         while True:
             with self.db.unit_of_work() as conn:
-                seen, done = self._round(conn, now)
+                seen, done, finals = self._round(conn, now)
             report.add(done)
+            report.returned += self._finals(finals, now)
             if seen < self.batch:
                 break
         return report
 
-    def _round(self, conn: Connection, now: datetime) -> tuple[int, TickReport]:
+    def _round(self, conn: Connection, now: datetime) -> tuple[int, TickReport, list[Nudge]]:
         due = messaging.due_nudges(conn, now, self.batch)
         if not due:
-            return 0, TickReport()
+            return 0, TickReport(), []
         found = open_items(conn, [n.assignment_id for n in due])
         state = _Round()
         stale = [n.id for n in due if not (n.assignment_id in found and found[n.assignment_id].open)]
         state.report.cancelled = len(messaging.close_nudges(conn, stale, "cancelled", now))
         live = [n for n in due if n.id not in set(stale)]
+        self._sort_finals(conn, state, [n for n in live if n.kind == FINAL], found, now)
+        live = [n for n in live if n.kind != FINAL]
         recipients = self._recipients(conn, live, found)
         deferrals: list[tuple[int, datetime]] = []
         for n in live:
@@ -222,7 +240,39 @@ class Nudger:
         no_one = [n.id for n in live if not recipients.get(n.id)]
         state.report.cancelled += len(messaging.close_nudges(conn, no_one, "cancelled", now))
         self._send(conn, state, found, now)
-        return len(due), state.report
+        return len(due), state.report, state.finals
+
+    def _sort_finals(self, conn: Connection, state: _Round, finals: list[Nudge], found: dict[int, OpenItem],
+                     now: datetime) -> None:
+        """The final rows of this batch: `return_to_requester` on an assignment still waiting for a decision is
+        kept for `Engine.expire` (the row stays pending, locked by this transaction until it commits); any other
+        (`stay`, `auto_approve_inform`, a claimed queue item) is closed here and nothing else happens."""
+        for n in finals:
+            item = found[n.assignment_id]
+            final = self.policy.nudges_for(item.type).final if item.type in self.policy.types else "stay"
+            if final == "return_to_requester" and item.status == "pending":
+                state.finals.append(n)
+        kept = {n.id for n in state.finals}
+        state.report.cancelled += len(messaging.close_nudges(conn, [n.id for n in finals if n.id not in kept],
+                                                             "cancelled", now))
+
+    def _finals(self, finals: list[Nudge], now: datetime) -> int:
+        """Carry out `return_to_requester`, one use case (one transaction) per row; how many requests went back.
+        A row the engine refuses (decided meanwhile, or another ticker took it) is closed if still pending."""
+        if not finals:
+            return 0
+        engine = Engine(self.db, self.policy, calendar=self.calendar, clock=lambda: now)
+        returned, refused = 0, []
+        for n in finals:
+            outcome = engine.expire(n.assignment_id, now, nudge_id=n.id)
+            if outcome.ok:
+                returned += 1
+            else:
+                refused.append(n.id)
+        if refused:
+            with self.db.unit_of_work() as conn:
+                messaging.close_nudges(conn, refused, "cancelled", now)
+        return returned
 
     def _recipients(self, conn: Connection, due: list[Nudge], found: dict[int, OpenItem]) -> dict[int, list[Employee]]:
         """Who each row goes to: its target, or for an escalation the people it escalates to (active only)."""
