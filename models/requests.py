@@ -144,12 +144,14 @@ def insert_request(conn: Connection, **values: Any) -> Request:
 
 
 def get_request(conn: Connection, request_id: int, *, lock: bool = False) -> Request | None:
-    """Read a request; with lock=True the row stays locked to this transaction (PostgreSQL FOR UPDATE)."""
+    """Read a request; with lock=True the row stays locked to this transaction (PostgreSQL FOR NO KEY UPDATE:
+    use cases on one request take turns, while rows that merely point at it, such as the tick's new reminder
+    rows, do not wait; a plain FOR UPDATE deadlocked a decision against a tick holding that request's nudges)."""
     lock = lock and conn.dialect.name == "postgresql"
 
     def build() -> Any:
         query = sa.select(requests).where(requests.c.id == sa.bindparam("id"))
-        return query.with_for_update() if lock else query
+        return query.with_for_update(key_share=True) if lock else query
 
     row = run(conn, prepared(("get_request", lock), build), {"id": request_id}).first()
     return Request(**row._mapping) if row else None
@@ -273,7 +275,7 @@ def request_of_assignment(conn: Connection, assignment_id: int, *, lock: bool = 
     def build() -> Any:
         query = (sa.select(requests).join(assignments, assignments.c.request_id == requests.c.id)
                  .where(assignments.c.id == sa.bindparam("id")))
-        return query.with_for_update(of=requests) if lock else query
+        return query.with_for_update(of=requests, key_share=True) if lock else query  # see get_request
 
     row = run(conn, prepared(("request_of_assignment", lock), build), {"id": assignment_id}).first()
     return Request(**row._mapping) if row else None
