@@ -51,6 +51,10 @@ ROUND = LocalText.of("再申請 {n} 回目", "Resubmission #{n}")
 ATTACHMENT = LocalText.of("📎 添付", "📎 Attachments")
 REASON = LocalText.of("理由", "Reason")
 STATUS = LocalText.of("状況", "Status")
+# a send-back by the final policy (workflow/nudges.py): no person decided it
+OVERDUE_RETURN = LocalText.of("期限超過のため自動", "automatically (overdue)")
+OVERDUE_REASON = LocalText.of("承認期限を過ぎたため申請者に戻しました。内容を確認して再申請してください。",
+                              "The approval was overdue, so the request came back to you. Check it and resubmit.")
 ON_BEHALF = LocalText.of("{actor}（{approver} の代理）", "{actor} (on behalf of {approver})")
 APPROVE = LocalText.of("承認", "Approve")
 REJECT = LocalText.of("却下", "Reject")
@@ -233,6 +237,11 @@ def _outcome(d: RequestDetails, locale: str, tz: str) -> list[Block]:
         when = d.request.decided_at or d.request.updated_at
         line = f"{REQUEST_STATUS[status](locale)} — {escape(d.requester_name(locale))} {_when(when, locale, tz)}"
         return [Text(f"*{STATUS(locale)}:* {line}")]
+    if latest is None and status == "sent_back":  # nobody sent it back: the final policy did (overdue)
+        overdue = next((s for s in d.steps if s.status == "sent_back"), None)
+        where = f"{escape(overdue.title(locale))}: " if overdue is not None else ""
+        line = f"{where}{REQUEST_STATUS[status](locale)} — {OVERDUE_RETURN(locale)} {_when(d.request.updated_at, locale, tz)}"
+        return [Text(f"*{STATUS(locale)}:* {line}"), Text(f"*{REASON(locale)}:* {OVERDUE_REASON(locale)}")]
     if latest is None:
         return [Text(f"*{STATUS(locale)}:* {REQUEST_STATUS.get(status, _raw(status))(locale)}")]
     step, person = latest

@@ -10,7 +10,9 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
+from bot.slack.blockkit import render_message
 from config.policy import NudgePolicy, Policy, Sla
+from handlers.notifications import message_for
 from models import audit as audit_rows
 from models import messaging
 from models import requests as rq
@@ -18,6 +20,7 @@ from models.db import Database
 from tests.conftest import Clock, Org
 from tests.integration.test_engine import expense
 from tests.integration.test_engine_concurrency import race
+from tests.unit.test_blockkit import valid_message
 from workflow.audit import verify
 from workflow.engine import FINAL, Engine
 from workflow.nudges import Nudger, TickReport
@@ -241,3 +244,18 @@ def test_a_decision_racing_the_final_action_applies_once(db: Database, policy: P
             assert not any(json.loads(e.data).get("by") == "system" for e in events_of(db, request_id))
         assert all(n.state != "pending" for n in nudges_of(db, request_id) if n.kind == FINAL and n.assignment_id == a)
     trail_intact(db)
+
+
+def test_the_requesters_card_says_it_came_back_for_being_overdue(db: Database, policy: Policy, clock: Clock,
+                                                                  org: Org) -> None:
+
+    returning = with_final(policy, "return_to_requester")
+    request_id, _ = file(Engine(db, returning, clock=clock), org.alice)
+    assert tick(db, returning, FINAL_AT).returned == 1
+    row = next(m for m in outbox_of(db, request_id) if m.kind == "request_sent_back")
+    with db.unit_of_work(write=False) as conn:
+        found = message_for(conn, returning, "Asia/Tokyo", row)
+    assert found is not None
+    message, locale = found
+    text = json.dumps(valid_message(render_message(message, locale)), ensure_ascii=False)
+    assert "上長承認: 差し戻し — 期限超過のため自動" in text and "承認期限を過ぎたため申請者に戻しました" in text
