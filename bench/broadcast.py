@@ -1,9 +1,10 @@
 """A broadcast to N recipients through the real delivery loop (bot/delivery.py SlackDelivery) against the stub
 Slack Web API (the playground's emulator) enforcing 1 message/s per channel and a workspace-wide cap, with 429
 and Retry-After beyond them. Prints the achieved rate over the cap (target >= 0.9), messages lost (0) and
-duplicated (0).
+duplicated (0). The delivery loop's workspace pace (`rate`) is set to the stub's cap, as an operator sets it to
+the workspace's limit (`--rate 0`: no workspace pace, only the per-channel one and Retry-After, as before).
 
-    python bench/broadcast.py [--recipients 10000] [--cap 200] [--database sqlite|postgresql-url]
+    python bench/broadcast.py [--recipients 10000] [--cap 200] [--rate CAP] [--database sqlite|postgresql-url]
 """
 
 from __future__ import annotations
@@ -68,14 +69,14 @@ def seed(db: Database, n: int) -> int:
     return hr
 
 
-async def deliver(db: Database, api: SlackWebApi, batch: int) -> float:
+async def deliver(db: Database, api: SlackWebApi, batch: int, rate: float) -> float:
     app = web.Application()
     app.router.add_route("*", "/api/{method}", api.handle_api)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     policy = load_policy(DEFAULT_WORKFLOWS)
     client = AsyncWebClient(token="xoxb-bench", base_url=str(server.make_url("/api/")))
-    loop = SlackDelivery(db, policy, client, pace=1.0, batch=batch)
+    loop = SlackDelivery(db, policy, client, pace=1.0, rate=rate, batch=batch)
     started = time.perf_counter()
     try:
         while _left(db):
@@ -92,7 +93,8 @@ def _left(db: Database) -> int:
                                 .where(outbox.c.state.in_(("pending", "sending")))).scalar_one())
 
 
-def run(recipients: int, cap: float, url: str | None = None, batch: int = 200) -> Figures:
+def run(recipients: int, cap: float, url: str | None = None, batch: int = 200, rate: float = 0.0) -> Figures:
+    """`rate`: the delivery loop's workspace pace in messages a second (0: none)."""
     with tempfile.TemporaryDirectory() as tmp:
         db = Database(url or f"sqlite:///{Path(tmp) / 'bench.db'}")
         upgrade(db.engine)
@@ -102,7 +104,7 @@ def run(recipients: int, cap: float, url: str | None = None, batch: int = 200) -
                            datetime.now(UTC))
         assert result.ok, result.message
         api = SlackWebApi(Workspace(team_id="T1"), limits=RateLimits(per_channel=1.0, workspace=cap))
-        seconds = asyncio.run(deliver(db, api, batch))
+        seconds = asyncio.run(deliver(db, api, batch, rate))
         with db.unit_of_work(write=False) as conn:
             sent = int(conn.execute(sa.select(sa.func.count()).select_from(outbox)
                                     .where(outbox.c.state == "sent")).scalar_one())
@@ -119,9 +121,13 @@ def main() -> None:
     parser.add_argument("--recipients", type=int, default=10_000)
     parser.add_argument("--cap", type=float, default=200.0, help="workspace-wide messages per second")
     parser.add_argument("--batch", type=int, default=200, help="rows the delivery loop claims per round")
+    parser.add_argument("--rate", type=float, default=None,
+                        help="the delivery loop's workspace pace, messages per second (default: the cap; 0: none)")
     parser.add_argument("--database", default=None, help="a PostgreSQL URL (default: a temporary SQLite file)")
     args = parser.parse_args()
-    f = run(args.recipients, args.cap, args.database, args.batch)
+    rate = args.cap if args.rate is None else args.rate
+    f = run(args.recipients, args.cap, args.database, args.batch, rate)
+    print(f"workspace pace: {f'{rate:g} msg/s' if rate > 0 else 'off'}")
     print(f"recipients: {f.recipients}, seconds: {f.seconds:.1f}, 429 answers: {f.limited}")
     print(f"achieved rate: {f.rate:.1f} msg/s, cap: {f.cap:g} msg/s, rate / cap: {f.rate / f.cap:.2f} (target >= 0.9)")
     print(f"lost: {f.lost}, duplicated: {f.duplicated}")

@@ -9,7 +9,11 @@
 - Errors: 429 waits for Retry-After; 5xx, connection errors and unknown errors are retried with capped
   exponential backoff and jitter, up to `max_attempts`; permanent errors (the person or channel is gone, the
   token is bad) mark the row dead with the error, for an admin to see.
-- Pace: at most one message per channel per `pace` seconds (Slack allows about one a second).
+- Pace: at most one message per channel per `pace` seconds (Slack allows about one a second), and a
+  workspace-wide pace shared by every send of this loop (`rate` messages a second, `WorkspacePace`): Slack's
+  limits on posting are per workspace too, and a batch larger than the limit would otherwise overshoot it, get
+  429s, and wait a whole Retry-After per refused row. A 429 on a message pauses the whole workspace pace for its
+  Retry-After (the limit is the workspace's, not the row's), and the refused row waits as before.
 - Concurrency: the rows of a claimed batch are grouped by request; groups are delivered side by side, the rows of
   one request one after the other in id order (a request's earlier news goes out before its later news). The
   pace is kept per channel across groups (each message reserves its channel's next slot).
@@ -31,6 +35,7 @@ import json
 import logging
 import random
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -59,6 +64,33 @@ PERMANENT = frozenset({"user_not_found", "account_inactive", "channel_not_found"
                        "cannot_dm_bot", "missing_scope", "message_not_found", "cant_update_message"})
 
 
+# Slack's limits (docs.slack.dev/apis/web-api/rate-limits, looked up 2026-11): chat.postMessage is a "special
+# tier" method: about one message per second per channel, short bursts allowed, "while also maintaining a
+# workspace-wide limit" whose figure Slack does not publish; other methods have tiers per method per workspace
+# per app (Tier 3: 50+ a minute, e.g. chat.update and conversations.open; Tier 4: 100+). Vendors who send
+# company-wide announcements through Slack report about 525 posts a minute per workspace (Moveworks). So the
+# default is 8 messages a second (480 a minute) for posts and updates together; an operator who knows the
+# workspace's limit sets `rate` to it. Not paced here: conversations.open (one per new DM; its 429s are handled
+# as before, by retrying that row) and chat.update's own Tier 3 bucket (updates are few next to posts).
+DEFAULT_RATE = 8.0
+# The pace aims a little under `rate`: arrivals at Slack jitter by milliseconds, and a limit counted over a sliding
+# second refuses the message that lands early; the headroom also leaves room for the small burst below.
+HEADROOM = 0.95
+# A quiet spell (e.g. while the next batch is claimed and rendered) may be made up with a burst of up to 1/20
+# second's worth; the sliding-second window below still bounds every second, bursts included.
+BURST = 0.05
+# Under a workspace pace, the next batch is claimed once fewer than this many seconds' worth of the current one are
+# left to send (see `SlackDelivery.run_once`).
+LOOKAHEAD = 0.5
+# The sliding "second" sends are counted over: a little longer than Slack's, so that messages that reach Slack
+# late (a busy event loop, a new connection) still fall into a second that had room.
+WINDOW = 1.05
+
+
+def _burst(rate: float) -> int:
+    return max(1, int(rate * BURST))
+
+
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -78,14 +110,72 @@ class _Dead(Exception):
     """The row cannot be delivered, ever."""
 
 
+class WorkspacePace:
+    """The workspace-wide pace, on the event loop, shared by all the concurrent sends of one delivery loop.
+
+    Slots: a token bucket (GCRA: one "theoretical arrival time", no timer task) hands out slots at
+    `rate * HEADROOM` a second on average, with a burst of `rate * BURST` (at least 1) after a quiet spell.
+    Each sender takes the next slot with no await in between (concurrent senders get slots of their own), then
+    sleeps until it. Window: senders that wake late (a busy loop wakes several at once) could still bunch,
+    and Slack counts over a sliding second, so a send also waits until the last `WINDOW` seconds of real sends hold
+    fewer than `rate * HEADROOM`. `hold` (after a 429) pauses everyone: senders asleep on a slot from before the pause
+    take a fresh one after it, and the bucket starts empty again."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self._tat = -float("inf")  # when the bucket is next empty: a slot is free once now >= _tat - tolerance
+        self._held_until = -float("inf")
+        self._holds = 0  # bumped by every hold: a sender asleep across one takes a new slot
+        self._sent: deque[float] = deque()  # when each send of the last second went
+
+    def slot(self, rate: float) -> float:
+        """Reserve the next slot for `rate` (messages a second): the moment to send at."""
+        now = self.clock()
+        interval = 1.0 / (rate * HEADROOM)
+        tolerance = (_burst(rate) - 1) * interval  # the burst a full bucket allows
+        at = max(now, self._held_until, self._tat - tolerance)
+        self._tat = max(self._tat, at) + interval
+        return at
+
+    async def take(self, rate: float) -> None:
+        """Wait for a slot, and for room in the last second; `rate` 0 or less: no workspace pace (tests)."""
+        if rate <= 0:
+            return
+        limit = max(1, int(rate * HEADROOM))
+        holds, at = self._holds, self.slot(rate)
+        while True:
+            if holds != self._holds:  # a 429 while we slept: a fresh slot, after the pause
+                holds, at = self._holds, self.slot(rate)
+            now = self.clock()
+            while self._sent and now - self._sent[0] >= WINDOW:
+                self._sent.popleft()
+            wait = max(at, self._held_until, self._sent[0] + WINDOW if len(self._sent) >= limit else now) - now
+            if wait <= 0:
+                self._sent.append(now)
+                return
+            await asyncio.sleep(wait)
+
+    def hold(self, seconds: float, rate: float) -> None:
+        """Slack refused a message (429): nobody sends for `seconds`, then the pace starts again, unhurried."""
+        until = self.clock() + seconds
+        if rate <= 0 or until <= self._held_until:
+            return
+        self._held_until = until
+        self._tat = until + (_burst(rate) - 1) / (rate * HEADROOM)  # no burst right after it
+        self._holds += 1
+
+
 class SlackDelivery:
-    """Sends due outbox rows to Slack. `pace`: seconds between two messages to one channel (tests pass 0)."""
+    """Sends due outbox rows to Slack. `pace`: seconds between two messages to one channel (tests pass 0).
+    `rate`: messages a second to the whole workspace (see DEFAULT_RATE); None: DEFAULT_RATE while `pace` is
+    above 0, no workspace pace when `pace` is 0 (tests, which set `pace = 0`); 0: no workspace pace."""
 
     def __init__(self, db: Database, policy: Policy, client: AsyncWebClient, *, pace: float = 1.0,
-                 batch: int = 20, max_attempts: int = 5, backoff: float = 2.0, max_backoff: float = 300.0,
-                 clock: Callable[[], datetime] = _utcnow) -> None:
+                 rate: float | None = None, batch: int = 20, max_attempts: int = 5, backoff: float = 2.0,
+                 max_backoff: float = 300.0, clock: Callable[[], datetime] = _utcnow) -> None:
         self.db, self.policy, self.client = db, policy, client
-        self.pace, self.batch, self.max_attempts = pace, batch, max_attempts
+        self.pace, self.rate, self.batch, self.max_attempts = pace, rate, batch, max_attempts
+        self.workspace_pace = WorkspacePace()
         self.backoff, self.max_backoff, self.clock = backoff, max_backoff, clock
         self._last_sent: dict[str, float] = {}  # channel -> monotonic time of our last message there
         self._shown: dict[tuple[str, str], str] = {}  # (channel, ts) -> digest of what we last showed there
@@ -97,18 +187,68 @@ class SlackDelivery:
         self._due.set()
 
     async def run_once(self, now: datetime | None = None) -> int:
-        """Deliver what is due at `now` (one batch); returns how many rows were attempted."""
+        """Deliver what is due at `now` (one batch); returns how many rows were attempted.
+
+        Under a workspace pace, a full batch is followed by the next one without a pause: once fewer than
+        `LOOKAHEAD` seconds' worth of its rows are left, the next batch is claimed and rendered while they wait
+        for their slots (else each batch's claim, renders and DM lookups would leave the pace idle), until a
+        batch comes back short. A request's rows in the next batch wait for its rows in this one."""
         moment = now or self.clock()
         rows = await self._write(self._claim, moment)
+        rate = self.workspace_rate
+        if rate <= 0 or len(rows) < self.batch:
+            await self._deliver_batch(rows, moment, {}, [])
+            return len(rows)
+        total, running = 0, []
+        last: dict[Any, asyncio.Future[None]] = {}  # request -> its latest delivery under way
+        gate = asyncio.Semaphore(max(1, int(rate * LOOKAHEAD)))  # rows under way at once: no flood of renders
+        try:
+            while rows:
+                total += len(rows)
+                left = [len(rows)]
+                running.append(asyncio.ensure_future(self._deliver_batch(rows, moment, last, left, gate)))
+                if len(rows) < self.batch:
+                    break
+                while left[0] > max(1.0, rate * LOOKAHEAD) and not running[-1].done():
+                    await asyncio.sleep(min(0.05, 1.0 / rate))
+                moment = now or self.clock()
+                rows = await self._write(self._claim, moment)
+            await asyncio.gather(*running)
+        except BaseException:
+            for task in running:
+                task.cancel()
+            raise
+        return total
+
+    async def _deliver_batch(self, rows: list[OutboxMessage], now: datetime,
+                             last: dict[Any, asyncio.Future[None]], left: list[int],
+                             gate: asyncio.Semaphore | None = None) -> None:
+        """The rows of a claimed batch, grouped by request; `left[0]` counts the rows not done yet."""
         groups: dict[Any, list[OutboxMessage]] = {}
         for row in rows:  # claimed in id order, so each group is in id order too
             groups.setdefault(row.request_id if row.request_id is not None else ("row", row.id), []).append(row)
-        await asyncio.gather(*(self._deliver_in_order(group, moment) for group in groups.values()))
-        return len(rows)
+        tasks = []
+        for key, group in groups.items():
+            task = asyncio.ensure_future(self._deliver_in_order(group, now, last.get(key), left, gate))
+            last[key] = task
+            tasks.append(task)
+        await asyncio.gather(*tasks)
 
-    async def _deliver_in_order(self, rows: list[OutboxMessage], now: datetime) -> None:
+    async def _deliver_in_order(self, rows: list[OutboxMessage], now: datetime,
+                                after: asyncio.Future[None] | None = None, left: list[int] | None = None,
+                                gate: asyncio.Semaphore | None = None) -> None:
+        if after is not None:
+            await asyncio.wait([after])  # the request's earlier news, from the batch before, goes out first
         for row in rows:  # one request's news, one after the other
-            await self._deliver(row, now)
+            try:
+                if gate is None:
+                    await self._deliver(row, now)
+                else:
+                    async with gate:
+                        await self._deliver(row, now)
+            finally:
+                if left:
+                    left[0] -= 1
 
     async def run_forever(self, interval: float = 0.5) -> None:
         """Deliver until cancelled; when nothing was due, rests until `wake` or `interval` seconds have passed
@@ -193,9 +333,8 @@ class SlackDelivery:
 
     async def _post(self, user: str, message: JSON) -> JSON:
         channel = await self._dm_channel(user)
-        await self._wait_for(channel)
         try:
-            posted = await self.client.chat_postMessage(channel=channel, **message)
+            posted = await self._message(self.client.chat_postMessage, channel=channel, **message)
         except SlackApiError:
             self._dm.pop(user, None)  # the channel may be what failed: asked afresh next time
             raise
@@ -205,8 +344,7 @@ class SlackDelivery:
 
     async def _post_to_channel(self, channel: str, message: JSON) -> JSON:
         """A queue's shared card, in its channel (the bot must be a member: a permanent error otherwise)."""
-        await self._wait_for(channel)
-        posted = await self.client.chat_postMessage(channel=channel, **message)
+        posted = await self._message(self.client.chat_postMessage, channel=channel, **message)
         ref = {"channel": posted.get("channel") or channel, "ts": posted["ts"]}
         self._shown[(str(ref["channel"]), str(ref["ts"]))] = _digest(message)
         return ref
@@ -230,8 +368,7 @@ class SlackDelivery:
         key, digest = (str(ref["channel"]), str(ref["ts"])), _digest(message)
         if not (if_changed and self._shown.get(key) == digest):
             self._shown.pop(key, None)  # unknown while the call is under way (it may fail half way)
-            await self._wait_for(ref["channel"])
-            await self.client.chat_update(channel=ref["channel"], ts=ref["ts"], **message)
+            await self._message(self.client.chat_update, channel=ref["channel"], ts=ref["ts"], **message)
             self._shown[key] = digest
         return {"channel": ref["channel"], "ts": ref["ts"]}
 
@@ -245,6 +382,29 @@ class SlackDelivery:
             if exc.response.status_code == 429 or exc.response.get("error") not in PERMANENT:
                 raise
             log.warning("could not update card %s: %s", ref, exc.response.get("error"))
+
+    async def _message(self, call: Callable[..., Any], *, channel: str, **kwargs: Any) -> Any:
+        """A post or update of a message in `channel`, at the channel's and the workspace's pace; a 429 pauses the
+        workspace's pace for Retry-After (then the error goes on, and the row waits as before)."""
+        # the workspace's slot first, the channel's last: the channel's pace is then exact (its slot is taken right
+        # before the call), and a send the channel holds back only ever goes later than its workspace slot
+        await self.workspace_pace.take(self.workspace_rate)
+        await self._wait_for(channel)
+        try:
+            return await call(channel=channel, **kwargs)
+        except SlackApiError as exc:
+            if exc.response.status_code == 429:
+                after = _seconds(exc.response.headers.get("Retry-After"), default=1.0)
+                self.workspace_pace.hold(after, self.workspace_rate)
+                log.warning("Slack rate limit on %s: the workspace waits %gs", channel, after)
+            raise
+
+    @property
+    def workspace_rate(self) -> float:
+        """Messages a second to the whole workspace; 0: no workspace pace."""
+        if self.rate is not None:
+            return self.rate
+        return DEFAULT_RATE if self.pace > 0 else 0.0
 
     async def _wait_for(self, channel: str) -> None:
         """Keep to about one message per channel per `pace` seconds: take the channel's next free slot (no await
