@@ -345,6 +345,51 @@ def slack_manifest(
     sys.stdout.write(text)
 
 
+outbox_app = typer.Typer(help="Messages the bot sends (the outbox).", no_args_is_help=True)
+app.add_typer(outbox_app, name="outbox")
+
+
+@outbox_app.command("dead")
+def outbox_dead(limit: Annotated[int, typer.Option(help="How many of the latest to list.")] = 50) -> None:
+    """Messages that could not be delivered (a permanent error: the person or channel is gone, a scope is
+    missing), latest first, with the error."""
+    from workflow import delivery
+
+    settings = get_settings()
+    db = _database(settings)
+    try:
+        with db.unit_of_work(write=False) as conn:
+            count, latest = delivery.undelivered(conn, limit)
+    finally:
+        db.dispose()
+    if not count:
+        out.print("[green]✓ every message was delivered (or is still on its way)[/]")
+        return
+    for u in latest:  # one a line, never cut or wrapped: grep-able
+        request = f" ({u.number})" if u.number else ""
+        out.print(f"#{u.id} {u.created_at:%Y-%m-%d %H:%M} UTC {u.kind} → {escape(u.recipient_name('ja'))}{request}: "
+                  f"[red]{escape(u.error)}[/]", highlight=False)
+    out.print(f"{count} undelivered; `madoguchi outbox retry ID` sends one again once its cause is fixed")
+
+
+@outbox_app.command("retry")
+def outbox_retry(message_id: Annotated[int, typer.Argument(help="The id from `madoguchi outbox dead`.")]) -> None:
+    """Send an undelivered message again (after fixing the cause, e.g. inviting the bot to the channel)."""
+    from workflow import delivery
+
+    settings = get_settings()
+    db = _database(settings)
+    try:
+        with db.unit_of_work() as conn:
+            again = delivery.retry_dead(conn, message_id, datetime.now(UTC))
+    finally:
+        db.dispose()
+    if not again:
+        err.print(f"[red]✗ message {message_id} is not an undelivered one (see `madoguchi outbox dead`)[/]")
+        raise typer.Exit(1)
+    out.print(f"[green]✓ message {message_id} will be sent again by the running server[/]")
+
+
 # `madoguchi broadcast ...` lives in its own module (it reads this one's helpers when a command runs)
 from bot.broadcast_cli import broadcast_app  # noqa: E402
 

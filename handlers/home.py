@@ -13,7 +13,7 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from config.i18n import LocalText, normalize_locale
-from handlers import broadcast
+from handlers import broadcast, undelivered
 from handlers.cards import escape
 from handlers.commands import language_buttons, language_line
 from handlers.conversation import NOT_REGISTERED, Conversation
@@ -63,6 +63,8 @@ def home_for(conversation: Conversation, who: Who) -> Home:
                 _language(person, who)]
     sent = broadcast.home_section(conversation.engine, person)  # HR's recent broadcasts; [] for everyone else
     sections = [sent, *sections] if sent else sections
+    stuck = undelivered.home_section(conversation.engine, person)  # admins: what could not be delivered
+    sections = [stuck, *sections] if stuck else sections
     fixed = sum(len(s) for s in sections)
     # the inbox goes first and gets what the other sections leave of the block budget
     waiting = _waiting(conversation, person, HOME_BLOCKS - fixed)

@@ -9,15 +9,18 @@ replicas claiming at the same moment take different rows instead of waiting for 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from config.i18n import LocalText
 from models import requests as rq
 from models.messaging import OutboxMessage, outbox
-from models.people import chat_identities
+from models.people import chat_identities, employees
+from models.requests import requests
 
 LEASE = timedelta(minutes=2)  # longer than a Slack call with its own retries can take
 CLAIMABLE = ("pending", "sending")  # `sending` is claimable only once its lease has expired
@@ -101,3 +104,38 @@ def chat_user(conn: Connection, employee_id: int, platform: str) -> str | None:
         .order_by(chat_identities.c.last_used_at.desc().nulls_last(), chat_identities.c.id.desc())
         .limit(1)).first()
     return str(row.user_id) if row else None
+
+
+@dataclass(frozen=True)
+class Undelivered:
+    """A message that will never be sent as it is (the person or channel is gone, the token lacks a scope...):
+    what an admin needs to put it right."""
+
+    id: int
+    kind: str
+    recipient_name: LocalText
+    number: str | None  # the request's number, when it is about one
+    error: str
+    created_at: datetime
+
+
+def undelivered(conn: Connection, limit: int = 20) -> tuple[int, list[Undelivered]]:
+    """How many messages are dead, and the most recent `limit` of them."""
+    count = int(conn.execute(sa.select(sa.func.count()).select_from(outbox)
+                             .where(outbox.c.state == "dead")).scalar_one())
+    rows = conn.execute(
+        sa.select(outbox.c.id, outbox.c.kind, outbox.c.last_error, outbox.c.created_at, employees.c.name_ja,
+                  employees.c.name_en, requests.c.number)
+        .join(employees, employees.c.id == outbox.c.recipient_id)
+        .outerjoin(requests, requests.c.id == outbox.c.request_id)
+        .where(outbox.c.state == "dead").order_by(outbox.c.id.desc()).limit(limit))
+    return count, [Undelivered(r.id, r.kind, LocalText(ja=r.name_ja, en=r.name_en), r.number,
+                               r.last_error or "", r.created_at) for r in rows]
+
+
+def retry_dead(conn: Connection, message_id: int, now: datetime) -> bool:
+    """Send a dead message again (an admin fixed the cause, e.g. invited the bot to the channel): it becomes
+    due now with a fresh count of attempts. False if it is not dead."""
+    done = conn.execute(outbox.update().where(outbox.c.id == message_id, outbox.c.state == "dead")
+                        .values(state="pending", attempts=0, next_attempt_at=now))
+    return done.rowcount == 1
