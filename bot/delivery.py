@@ -172,8 +172,10 @@ class SlackDelivery:
 
     def __init__(self, db: Database, policy: Policy, client: AsyncWebClient, *, pace: float = 1.0,
                  rate: float | None = None, batch: int = 20, max_attempts: int = 5, backoff: float = 2.0,
-                 max_backoff: float = 300.0, clock: Callable[[], datetime] = _utcnow) -> None:
+                 max_backoff: float = 300.0, clock: Callable[[], datetime] = _utcnow,
+                 lease: timedelta = delivery.LEASE) -> None:
         self.db, self.policy, self.client = db, policy, client
+        self.lease = lease  # how long a claimed row is ours (workflow.delivery.claim_due)
         self.pace, self.rate, self.batch, self.max_attempts = pace, rate, batch, max_attempts
         self.workspace_pace = WorkspacePace()
         self.backoff, self.max_backoff, self.clock = backoff, max_backoff, clock
@@ -444,7 +446,7 @@ class SlackDelivery:
 
     def _claim(self, now: datetime) -> list[OutboxMessage]:
         with self.db.unit_of_work() as conn:
-            return delivery.claim_due(conn, now, self.batch)
+            return delivery.claim_due(conn, now, self.batch, self.lease)
 
     async def _write(self, fn: Callable[..., Any], *args: Any) -> Any:
         """A write, on the database's writer (SQLite: the one writer thread, group-committed with the clicks)."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import aiohttp
 from aiohttp import web
@@ -50,7 +50,9 @@ def make_app(settings: Settings, *, database: Database | None = None, policy: Po
     app.router.add_get("/healthz", healthz)
     if settings.slack_bot_token and settings.slack_signing_secret:
         client = AsyncWebClient(token=settings.slack_bot_token, base_url=settings.slack_api_url)
-        app[DELIVERY] = SlackDelivery(db, rules, client, clock=clock) if clock else SlackDelivery(db, rules, client)
+        lease = timedelta(seconds=settings.outbox_lease_seconds)
+        app[DELIVERY] = (SlackDelivery(db, rules, client, clock=clock, lease=lease) if clock
+                         else SlackDelivery(db, rules, client, lease=lease))
         _mount_slack(app, conversation, settings.slack_bot_token, settings.slack_signing_secret,
                      settings.slack_api_url, app[DELIVERY], warm)
         if settings.slack_app_token:

@@ -21,6 +21,9 @@ class Settings(BaseSettings):
     timezone: str | None = Field(None, validation_alias="MADOGUCHI_TIMEZONE")
     # synchronous=FULL by default: a decision a person was told about must survive a power cut.
     sqlite_synchronous: str = Field("FULL", validation_alias="MADOGUCHI_SQLITE_SYNCHRONOUS")
+    # How long a claimed outbox row stays with the process that claimed it; a process that dies mid-send leaves its
+    # rows to be sent again by another (or by itself after a restart) once this has passed.
+    outbox_lease_seconds: float = Field(120.0, gt=0, validation_alias="MADOGUCHI_OUTBOX_LEASE_SECONDS")
 
     slack_bot_token: str | None = Field(None, validation_alias="SLACK_BOT_TOKEN")
     slack_signing_secret: str | None = Field(None, validation_alias="SLACK_SIGNING_SECRET")

@@ -28,8 +28,8 @@ CARD_KINDS = ("approval_requested", "queue_posted")
 STATUS_KIND = "submitted"
 
 
-def claim_due(conn: Connection, now: datetime, limit: int) -> list[OutboxMessage]:
-    """Move up to `limit` due rows to `sending` (attempts + 1, leased until now + LEASE), oldest first."""
+def claim_due(conn: Connection, now: datetime, limit: int, lease: timedelta = LEASE) -> list[OutboxMessage]:
+    """Move up to `limit` due rows to `sending` (attempts + 1, leased until now + `lease`), oldest first."""
     due = (sa.select(outbox.c.id)
            .where(outbox.c.state.in_(CLAIMABLE), outbox.c.next_attempt_at <= now)
            .order_by(outbox.c.next_attempt_at, outbox.c.id).limit(limit))
@@ -43,7 +43,7 @@ def claim_due(conn: Connection, now: datetime, limit: int) -> list[OutboxMessage
     claimed = conn.execute(
         outbox.update()
         .where(outbox.c.id.in_(ids), outbox.c.state.in_(CLAIMABLE), outbox.c.next_attempt_at <= now)
-        .values(state="sending", attempts=outbox.c.attempts + 1, next_attempt_at=now + LEASE)
+        .values(state="sending", attempts=outbox.c.attempts + 1, next_attempt_at=now + lease)
         .returning(*outbox.c))
     return sorted((OutboxMessage(**r._mapping) for r in claimed), key=lambda m: m.id)
 
