@@ -336,16 +336,14 @@ class SlackDelivery:
     async def _post(self, user: str, message: JSON) -> JSON:
         channel = await self._dm_channel(user)
         try:
-            posted = await self._message(self.client.chat_postMessage, channel=channel, **message)
+            return await self._post_to_channel(channel, message)
         except SlackApiError:
             self._dm.pop(user, None)  # the channel may be what failed: asked afresh next time
             raise
-        ref = {"channel": posted.get("channel") or channel, "ts": posted["ts"]}
-        self._shown[(str(ref["channel"]), str(ref["ts"]))] = _digest(message)
-        return ref
 
     async def _post_to_channel(self, channel: str, message: JSON) -> JSON:
-        """A queue's shared card, in its channel (the bot must be a member: a permanent error otherwise)."""
+        """A message in a channel: a DM, or a queue's shared card (the bot must be a member there: a permanent
+        error otherwise)."""
         posted = await self._message(self.client.chat_postMessage, channel=channel, **message)
         ref = {"channel": posted.get("channel") or channel, "ts": posted["ts"]}
         self._shown[(str(ref["channel"]), str(ref["ts"]))] = _digest(message)

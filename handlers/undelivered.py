@@ -19,7 +19,7 @@ TITLE = LocalText.of("配信できなかったメッセージ", "Undelivered mes
 COUNT = LocalText.of("{n} 件のメッセージが届けられていません。原因を直したら `madoguchi outbox retry ID` で再送できます。",
                      "{n} messages could not be delivered. Once the cause is fixed, `madoguchi outbox retry ID` "
                      "sends one again.")
-LINE = LocalText.of("#{id} {when} {kind} → {name}{number}: {error}", "#{id} {when} {kind} → {name}{number}: {error}")
+LINE = "#{id} {when} {kind} → {name}{number}: {error}"  # the same in both languages
 
 
 def home_section(engine: Engine, person: Employee) -> list[Block]:
@@ -31,7 +31,7 @@ def home_section(engine: Engine, person: Employee) -> list[Block]:
     if not count:
         return []
     locale, zone = person.locale, ZoneInfo(person.timezone)
-    lines = [LINE(locale).format(id=u.id, when=u.created_at.astimezone(zone).strftime("%m-%d %H:%M"), kind=u.kind,
+    lines = [LINE.format(id=u.id, when=u.created_at.astimezone(zone).strftime("%m-%d %H:%M"), kind=u.kind,
                                  name=escape(u.recipient_name(locale)),
                                  number=f" ({u.number})" if u.number else "", error=escape(u.error[:120]))
              for u in latest]

@@ -6,7 +6,7 @@ the playground workspace, and a few requests already under way so the first scre
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from bot.playground.workspace import Person, Workspace
@@ -69,7 +69,7 @@ def seed(db: Database, policy: Policy, workspace: Workspace, *, csv: Path = DEMO
 
 def _file_examples(engine: Engine, calendar: BusinessCalendar, ids: dict[str, int], today: date) -> None:
     """Requests already under way: something for a manager to approve and for IT to claim."""
-    day = _business_day_after(calendar, today, 5)
+    day = calendar.add_business_days(today, 5)
     examples = [
         ("takahashi.yuki@example.jp", "leave",
          {"unit": "full", "period": {"start": day, "end": day}, "reason": "家族の用事"}),
@@ -86,12 +86,3 @@ def _file_examples(engine: Engine, calendar: BusinessCalendar, ids: dict[str, in
     for email, kind, payload in examples:
         if email in ids and kind in engine.policy.types:
             engine.submit(ids[email], kind, payload)  # a refusal (e.g. a changed form) just leaves it out
-
-
-def _business_day_after(calendar: BusinessCalendar, start: date, days: int) -> date:
-    day, counted = start, 0
-    while counted < days:
-        day += timedelta(days=1)
-        if calendar.is_business_day(day):
-            counted += 1
-    return day

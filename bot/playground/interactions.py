@@ -16,9 +16,7 @@ import aiohttp
 from slack_sdk.signature import SignatureVerifier
 
 from bot.playground.webapi import Hook, SlackWebApi
-from bot.playground.workspace import JSON, OpenView, Workspace
-
-APP_ID = "A0PLAYGRND"
+from bot.playground.workspace import APP_ID, JSON, OpenView, Workspace, view_payload
 
 
 class ActionRefused(Exception):
@@ -208,9 +206,7 @@ class Interactions:
         return opened
 
     def _view_payload(self, opened: OpenView, values: JSON) -> JSON:
-        return {**opened.view, "id": opened.id, "team_id": self.workspace.team_id, "hash": opened.hash,
-                "app_id": APP_ID, "bot_id": self.workspace.bot_id, "previous_view_id": opened.previous,
-                "root_view_id": opened.id, "state": {"values": values}}
+        return view_payload(opened, self.workspace, values)
 
 
 def _json_or_none(text: str) -> JSON | None:

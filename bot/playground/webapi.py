@@ -20,7 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.playground.workspace import JSON, Conversation, Workspace
+from bot.playground.workspace import JSON, Conversation, OpenView, Workspace, view_payload
 
 RESPONSE = "response_url"  # the method name response_url calls are recorded under
 TRIGGER_LIFETIME = 3.0  # seconds, as on Slack
@@ -316,11 +316,8 @@ class SlackWebApi:
             raise SlackError("invalid_arguments")
         return {"view": self._view_json(self.workspace.publish_home(user, view))}
 
-    def _view_json(self, opened: Any) -> JSON:
-        ws = self.workspace
-        return {**opened.view, "id": opened.id, "team_id": ws.team_id, "hash": opened.hash,
-                "app_id": "A0PLAYGRND", "bot_id": ws.bot_id, "previous_view_id": opened.previous,
-                "root_view_id": opened.id, "state": {"values": {}}}
+    def _view_json(self, opened: OpenView) -> JSON:
+        return view_payload(opened, self.workspace)
 
     # ------------------------------------------------------------------------------------- response_url
 

@@ -13,6 +13,7 @@ from typing import Any
 
 JSON = dict[str, Any]
 BOT_NAME = "madoguchi"
+APP_ID = "A0PLAYGRND"
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,13 @@ class OpenView:
     hash: str
     errors: dict[str, str] = field(default_factory=dict)
     previous: str | None = None  # the view under this one in the stack
+
+
+def view_payload(opened: OpenView, ws: Workspace, values: JSON | None = None) -> JSON:
+    """A view as Slack shows it (views.* answers) and sends it back (in payloads), with the state given."""
+    return {**opened.view, "id": opened.id, "team_id": ws.team_id, "hash": opened.hash, "app_id": APP_ID,
+            "bot_id": ws.bot_id, "previous_view_id": opened.previous, "root_view_id": opened.id,
+            "state": {"values": values or {}}}
 
 
 class Workspace:

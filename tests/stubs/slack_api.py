@@ -21,7 +21,6 @@ TEAM = "T1"
 BOT_USER = "UBOT"
 BOT_ID = "B1"
 __all__ = ["BOT_ID", "BOT_USER", "RESPONSE", "TEAM", "Call", "SlackApiStub", "parsed_body"]
-_parsed = parsed_body  # the name other stubs imported before the emulator existed
 
 
 @dataclass
@@ -44,10 +43,6 @@ class SlackApiStub:
     @property
     def calls(self) -> list[Call]:
         return self.emulator.calls
-
-    @property
-    def _scripted(self) -> dict[str, list[tuple[int, dict[str, Any], dict[str, str]]]]:
-        return self.emulator.scripted
 
     @property
     def workspace(self) -> Workspace:
