@@ -329,6 +329,11 @@ class SlackDelivery:
                 plan.refresh = [(ref, render_message(message, locale)) for ref, message, locale
                                 in notifications.sent_cards(conn, self.policy, self.policy.company.timezone,
                                                             request_id, reads)]
+            if request_id and (row.kind in notifications.REQUESTER_KINDS or row.kind == "card_update"):
+                # the request changed: every posted reminder digest showing it is brought up to date too
+                plan.refresh += [(ref, render_message(message, locale)) for ref, message, locale
+                                 in notifications.sent_digests(conn, self.policy, self.policy.company.timezone,
+                                                               request_id)]
             return plan
 
     # ------------------------------------------------------------------------------------- Slack calls

@@ -18,6 +18,7 @@ from handlers import broadcast
 from handlers.cards import approval_card, decided_card, requester_card, shared_queue_card
 from handlers.nudges import digest_message
 from handlers.views import Message
+from models import messaging
 from models.messaging import OutboxMessage
 from models.people import Employee, get_employee
 from workflow import delivery
@@ -91,6 +92,21 @@ def sent_cards(conn: Connection, policy: Policy, tz: str, request_id: int,
                 else approver_card(conn, policy, tz, recipient_id, request_id, assignment_id, reads))
         if card is not None:
             found.append((ref, *card))
+    return found
+
+
+def sent_digests(conn: Connection, policy: Policy, tz: str,
+                 request_id: int) -> list[tuple[dict[str, Any], Message, str]]:
+    """Every posted nudge digest that shows the request: where it is, and what it should show now (its decided
+    items as done lines)."""
+    found = []
+    for row in messaging.sent_digests(conn, request_id):
+        person = get_employee(conn, row.recipient_id)
+        if person is None or not row.message_ref:
+            continue
+        digest = digest_message(conn, policy, person.timezone or tz, person, row.id, row.payload, update=True)
+        if digest is not None:
+            found.append((dict(row.message_ref), digest, person.locale))
     return found
 
 

@@ -2,9 +2,13 @@
 
 A digest lists what waits for its reader, oldest request first, each item as its approval card (with Approve /
 Reject / Send back while the reader can act: the approver, or the manager it escalated to) under one line on why
-it is in the digest (due tomorrow, due today, N business days overdue, escalated). Items decided since the tick
-wrote the digest are left out; a digest with nothing left says nothing (None). The last block is the
+it is in the digest (due tomorrow, due today, N business days overdue, escalated). The last block is the
 "明日リマインド / Remind me tomorrow" button.
+
+When it is first sent, items decided since the tick wrote the digest are left out, and a digest with nothing left
+says nothing (None). Once posted, a decision on one of its requests updates it (`update=True`): the decided items
+move to one "done" line each, without buttons (a stale button would only answer "already decided"), and when
+nothing is left the digest says so.
 """
 
 from __future__ import annotations
@@ -38,16 +42,20 @@ ESCALATED = LocalText.of("⬆️ {name} さんの承認が {days} 営業日滞�
                          "or have it reassigned.")
 MORE = LocalText.of("…ほか {n} 件（`/madoguchi inbox` で一覧）", "…and {n} more (`/madoguchi inbox` lists them all)")
 REMIND_TOMORROW = LocalText.of("明日リマインド", "Remind me tomorrow")
+DONE = LocalText.of("*対応済み*", "*Done*")
+ALL_DONE = LocalText.of("✅ このリマインドの件はすべて対応済みです。", "✅ Everything in this reminder has been dealt with.")
 SNOOZED_UNTIL = LocalText.of("{when} にもう一度お知らせします。", "I will remind you again on {when}.")
 
 
 def digest_message(conn: Connection, policy: Policy, tz: str, person: Employee, digest_id: int,
-                   payload: dict[str, Any]) -> Message | None:
-    """The digest for its reader as things stand now; None when nothing in it is still open for them."""
+                   payload: dict[str, Any], *, update: bool = False) -> Message | None:
+    """The digest for its reader as things stand now. First sent (`update` False): None when nothing in it is
+    still open for them. An update of the posted digest: decided items as "done" lines, never None."""
     locale, calendar = person.locale, calendar_for(policy)
     approvers = get_employees(conn, {int(i["approver_id"]) for i in payload.get("items", [])})
     at = datetime.fromisoformat(payload["at"]) if payload.get("at") else None
     cards: list[tuple[Message, str]] = []
+    done: list[str] = []
     for item in payload.get("items", []):
         details = load_details(conn, policy, int(item["request_id"]))
         spec = policy.types.get(details.request.type) if details else None
@@ -57,19 +65,24 @@ def digest_message(conn: Connection, policy: Policy, tz: str, person: Employee, 
         if any(isinstance(b, Actions) for b in card.blocks):  # still something for them to do
             approver = approvers.get(int(item["approver_id"]))
             cards.append((card, _why(item, details, approver, calendar, at, locale, tz)))
-    if not cards:
+        else:
+            done.append(f"・{escape(card.fallback)}")  # the decided card's one line: what, and where it stands
+    if not cards and not update:
         return None
-    title = TITLE(locale).format(n=len(cards))
+    title = TITLE(locale).format(n=len(cards)) if cards else ALL_DONE(locale)
     blocks: list[Block] = [Text(f"*{escape(title)}*")]
     shown = 0
     for card, why in cards:
-        if len(blocks) + 2 + len(card.blocks) > DIGEST_BLOCKS:
+        if len(blocks) + 2 + len(card.blocks) + (1 if done else 0) > DIGEST_BLOCKS:
             break
         blocks += [Divider(), Context(why), *card.blocks]
         shown += 1
     if shown < len(cards):
         blocks.append(Context(MORE(locale).format(n=len(cards) - shown)))
-    blocks.append(Actions((Button(REMIND_TOMORROW(locale), SNOOZE, str(digest_id)),)))
+    if done and update:
+        blocks += [Divider(), Context("\n".join([DONE(locale), *done]))]
+    if cards:
+        blocks.append(Actions((Button(REMIND_TOMORROW(locale), SNOOZE, str(digest_id)),)))
     return Message(title, tuple(blocks))
 
 

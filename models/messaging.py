@@ -47,6 +47,14 @@ nudges = sa.Table(
     sa.Index("ix_nudges_state_due", "state", "due_at"),
 )
 
+# which digest (an outbox row of kind nudge_digest) shows which request: a decision updates every posted digest
+# that shows its request, found by request in one indexed lookup
+digest_requests = sa.Table(
+    "digest_requests", metadata,
+    sa.Column("outbox_id", sa.Integer, sa.ForeignKey("outbox.id"), primary_key=True),
+    sa.Column("request_id", sa.Integer, sa.ForeignKey("requests.id"), primary_key=True, index=True),
+)
+
 
 @dataclass(frozen=True)
 class OutboxMessage:
@@ -84,6 +92,32 @@ def enqueue(conn: Connection, rows: list[dict[str, Any]]) -> None:
     """Add messages to the outbox in the caller's transaction."""
     if rows:
         run(conn, prepared(("enqueue",), outbox.insert), rows)
+
+
+def link_digests(conn: Connection, keys: dict[str, list[int]]) -> None:
+    """Record which requests the digests just enqueued show (by their idempotency keys), in the caller's
+    transaction. A digest enqueued before (a repeated tick) keeps its links: the insert skips what exists."""
+    if not keys:
+        return
+    ids = {str(row[0]): int(row[1]) for row in conn.execute(
+        sa.select(outbox.c.idempotency_key, outbox.c.id).where(outbox.c.idempotency_key.in_(sorted(keys))))}
+    known = {(int(row[0]), int(row[1])) for row in conn.execute(
+        sa.select(digest_requests.c.outbox_id, digest_requests.c.request_id)
+        .where(digest_requests.c.outbox_id.in_(sorted(ids.values()))))} if ids else set()
+    rows = [{"outbox_id": ids[key], "request_id": r} for key, requests in keys.items() if key in ids
+            for r in sorted(set(requests)) if (ids[key], r) not in known]
+    if rows:
+        conn.execute(digest_requests.insert(), rows)
+
+
+def sent_digests(conn: Connection, request_id: int) -> list[OutboxMessage]:
+    """The digests showing a request that were posted (they have a message to update)."""
+    rows = conn.execute(
+        sa.select(outbox).join(digest_requests, digest_requests.c.outbox_id == outbox.c.id)
+        .where(digest_requests.c.request_id == request_id, outbox.c.state == "sent")
+        .order_by(outbox.c.id))
+    # filtered here: a JSON column's "no value" is stored differently by each backend
+    return [OutboxMessage(**r._mapping) for r in rows if r.message_ref]
 
 
 def outbox_for(conn: Connection, request_id: int) -> list[OutboxMessage]:

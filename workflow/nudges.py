@@ -318,6 +318,9 @@ class Nudger:
                             "items": [{k: v for k, v in i.items() if not k.startswith("_")} for i in items]},
                 "state": "pending", "attempts": 0, "next_attempt_at": now, "created_at": now})
         messaging.enqueue(conn, outbox)
+        # which requests each digest shows: a decision on one of them updates the posted digest (every copy)
+        messaging.link_digests(conn, {row["idempotency_key"]: [int(i["request_id"]) for i in row["payload"]["items"]]
+                                      for row in outbox})
         state.report.digests = len(outbox)
         self._back_off(conn, [n for n in state.sent if n.kind == "overdue"], found, now)
         self._escalated(conn, [(n, whom) for n, whom in state.escalations if n.id in sent_ids], found, now)

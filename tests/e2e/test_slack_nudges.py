@@ -64,3 +64,44 @@ async def test_a_digest_arrives_with_working_buttons_and_snooze(world: World, cl
     assert [r.recipient_id for r in rows] == [world.org.manager, world.org.manager]
     assert [i["request_id"] for i in rows[-1].payload["items"]] == [second]
     assert first != second
+
+
+async def test_a_decision_updates_the_posted_digest_until_everything_in_it_is_done(world: World,  # noqa: F811
+                                                                                  clock: Clock) -> None:
+    world.known_on_slack(world.org.alice, "U-alice")
+    world.known_on_slack(world.org.manager, "U-manager")
+    first, second = world.submit(), world.submit()
+    await world.deliver()
+    clock.now = jst(2026, 6, 4, 10, 0)
+    tick(world.db, world.engine.policy, clock.now)
+    await world.deliver()
+    digest_row = next(r for r in world.rows() if r.kind == DIGEST_KIND)
+    assert digest_row.message_ref is not None
+    ts = digest_row.message_ref["ts"]
+
+    def digest_updates() -> list[dict[str, Any]]:
+        return [checked(u) for u in world.api.called("chat.update") if u["ts"] == ts]
+
+    approves = [b for b in buttons(checked(world.api.called("chat.postMessage")[-1]))
+                if b["action_id"].startswith("approve")]
+    # one decided from the digest: the digest keeps the other with its buttons, the first as a done line
+    await world.slack.post(world.slack.click_body("U-manager", approves[0]["action_id"], approves[0]["value"]))
+    await world.deliver()
+    shown = digest_updates()[-1]
+    text = json.dumps(shown, ensure_ascii=False)
+    left = [b for b in buttons(shown) if b["action_id"].startswith("approve")]
+    assert [b["value"] for b in left] == [approves[1]["value"]]
+    assert "対応済み" in text and "EXP-2026-0001" in text.split("対応済み")[1]
+    assert any(b["action_id"].startswith("snooze_nudges") for b in buttons(shown))
+    # the other one decided from its own card (not the digest): the digest says everything is done, no buttons
+    outcome = world.engine.decide(int(approves[1]["value"]), world.org.manager, "approve")
+    assert outcome.ok
+    await world.deliver()
+    final = digest_updates()[-1]
+    assert not buttons(final)
+    assert "すべて対応済み" in json.dumps(final, ensure_ascii=False)
+    # a later round with nothing new changes nothing more (the copy already shows this)
+    count = len(digest_updates())
+    await world.deliver(minutes=1)
+    assert len(digest_updates()) == count
+    assert first != second
