@@ -22,6 +22,7 @@ from handlers.cards import (
     TO_APPLICANT,
     approval_card,
     decided_card,
+    escape,
     reason_form,
     reason_state,
 )
@@ -51,8 +52,8 @@ from handlers.events import (
 )
 from handlers.nudges import snoozed_message
 from handlers.request_forms import CALLBACK, form_for, input_errors, payload_from, read_state
-from handlers.views import Block, Context, Divider, Form, Input, Message, Option, Text
-from models import people
+from handlers.views import Actions, Block, Context, Divider, Form, Input, Message, Option, Text
+from models import messaging, people
 from models import requests as rq
 from models.people import Employee
 from models.requests import Assignment, Request
@@ -71,6 +72,8 @@ INBOX_BLOCKS = 49
 STATUS_LINES = 10
 
 # Every sentence this module shows, in both languages.
+ON_BEHALF_OF = LocalText.of("⬆️ {name} さんの承認待ちです。代わりに判断できます。",
+                            "⬆️ Waiting for {name}; you may decide in their place.")
 NOT_REGISTERED = LocalText.of(
     "申し訳ありません。まだ人事部で madoguchi の利用者として登録されていません。登録後にもう一度お試しください。",
     "Sorry, HR has not registered you in madoguchi yet. Please try again once they have added you.")
@@ -226,15 +229,28 @@ class Conversation:
         givers = {d.from_id for d in delegations}
         found = rq.pending_for(conn, sorted({person.id} | givers))
         # a delegation may cover only some request types
-        return [(a, r) for a, r in found if a.approver_id == person.id
+        mine = [(a, r) for a, r in found if a.approver_id == person.id
                 or any(d.from_id == a.approver_id and d.covers(now, r.type) for d in delegations)]
+        # what an overdue approver's step escalated to me: I may decide in their place while it stays open
+        seen = {a.id for a, _ in mine}
+        escalated = [(a, r) for a, r in rq.open_assignments(conn, messaging.escalated_assignments(conn, person.id))
+                     if a.id not in seen and r.requester_id != person.id]
+        return sorted(mine + escalated, key=lambda ar: ar[0].id)
 
     def _card(self, conn: Connection, a: Assignment, r: Request, person: Employee) -> Message | None:
         spec = self.policy.types.get(r.type)
         details = load_details(conn, self.policy, r.id)
         if spec is None or details is None:
             return None
-        return approval_card(details, spec, a.id, person.locale, person.timezone)
+        card = approval_card(details, spec, a.id, person.locale, person.timezone)
+        if a.approver_id == person.id or not any(isinstance(b, Actions) for b in card.blocks):
+            return card
+        found = details.person(a.id)
+        name = found[1].approver_name(person.locale) if found else "?"
+        # not theirs: say on whose behalf (an escalation, or a delegation), above the card's buttons
+        note = Context(ON_BEHALF_OF(person.locale).format(name=escape(name)))
+        at = next((i for i, b in enumerate(card.blocks) if isinstance(b, Context)), len(card.blocks) - 1)
+        return Message(card.fallback, (*card.blocks[:at], note, *card.blocks[at:]))
 
     # ------------------------------------------------------------------------------------------ language
 

@@ -45,6 +45,8 @@ nudges = sa.Table(
     sa.Column("claimed_at", UTCDateTime, nullable=True),
     sa.Column("sent_at", UTCDateTime, nullable=True),
     sa.Index("ix_nudges_state_due", "state", "due_at"),
+    # a person's reminders and escalations (snooze, the inbox's escalated items)
+    sa.Index("ix_nudges_target_kind", "target_id", "kind"),
 )
 
 # which digest (an outbox row of kind nudge_digest) shows which request: a decision updates every posted digest
@@ -211,6 +213,13 @@ def escalated_to(conn: Connection, assignment_id: int, person_id: int) -> bool:
         nudges.c.assignment_id == sa.bindparam("a"), nudges.c.target_id == sa.bindparam("p"),
         nudges.c.kind == "escalation", nudges.c.state == "sent").limit(1))
     return run(conn, stmt, {"a": assignment_id, "p": person_id}).first() is not None
+
+
+def escalated_assignments(conn: Connection, person_id: int) -> list[int]:
+    """The assignments escalated to this person (they may act for the approver while it stays open)."""
+    stmt = prepared(("escalated_assignments",), lambda: sa.select(nudges.c.assignment_id).distinct().where(
+        nudges.c.target_id == sa.bindparam("p"), nudges.c.kind == "escalation", nudges.c.state == "sent"))
+    return [int(row[0]) for row in run(conn, stmt, {"p": person_id})]
 
 
 def pending_reminders_of(conn: Connection, target_id: int, before: datetime) -> list[Nudge]:

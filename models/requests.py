@@ -251,11 +251,21 @@ def pending_for(conn: Connection, approver_ids: list[int]) -> list[tuple[Assignm
     """Undecided, active assignments of these approvers with their requests, oldest first (the inbox)."""
     if not approver_ids:
         return []
+    return _open_assignments(conn, assignments.c.approver_id.in_(approver_ids))
+
+
+def open_assignments(conn: Connection, assignment_ids: list[int]) -> list[tuple[Assignment, Request]]:
+    """These assignments with their requests, those still open (undecided, request pending) only, oldest first."""
+    if not assignment_ids:
+        return []
+    return _open_assignments(conn, assignments.c.id.in_(sorted(set(assignment_ids))))
+
+
+def _open_assignments(conn: Connection, which: sa.ColumnElement[bool]) -> list[tuple[Assignment, Request]]:
     rows = conn.execute(
         sa.select(assignments, *[c.label(f"r_{c.name}") for c in requests.c])
         .join(requests, requests.c.id == assignments.c.request_id)
-        .where(assignments.c.approver_id.in_(approver_ids), assignments.c.status.in_(("pending", "claimed")),
-               requests.c.status == "pending")
+        .where(which, assignments.c.status.in_(("pending", "claimed")), requests.c.status == "pending")
         .order_by(assignments.c.id)
     )
     out = []

@@ -305,22 +305,24 @@ class Nudger:
         sent_ids = set(messaging.close_nudges(conn, [n.id for n in state.sent], "sent", now))
         state.sent = [n for n in state.sent if n.id in sent_ids]
         state.report.nudges = len(state.sent)
-        outbox = []
+        outbox: list[dict[str, Any]] = []
+        shows: dict[str, list[int]] = {}  # each digest's idempotency key -> the requests it shows
         for recipient_id, items in state.items.items():
             items = _one_per_assignment([i for i in items if i["_nudge_id"] in sent_ids])
             if not items:
                 continue
             first = min(i["_nudge_id"] for i in items)
+            key = f"{DIGEST_KIND}:{recipient_id}:{first}"
+            shows[key] = [int(i["request_id"]) for i in items]
             outbox.append({
-                "idempotency_key": f"{DIGEST_KIND}:{recipient_id}:{first}", "recipient_id": recipient_id,
+                "idempotency_key": key, "recipient_id": recipient_id,
                 "kind": DIGEST_KIND, "request_id": None,
                 "payload": {"kind": DIGEST_KIND, "at": now.isoformat(),
                             "items": [{k: v for k, v in i.items() if not k.startswith("_")} for i in items]},
                 "state": "pending", "attempts": 0, "next_attempt_at": now, "created_at": now})
         messaging.enqueue(conn, outbox)
         # which requests each digest shows: a decision on one of them updates the posted digest (every copy)
-        messaging.link_digests(conn, {row["idempotency_key"]: [int(i["request_id"]) for i in row["payload"]["items"]]
-                                      for row in outbox})
+        messaging.link_digests(conn, shows)
         state.report.digests = len(outbox)
         self._back_off(conn, [n for n in state.sent if n.kind == "overdue"], found, now)
         self._escalated(conn, [(n, whom) for n, whom in state.escalations if n.id in sent_ids], found, now)

@@ -1,11 +1,12 @@
-"""Which nudge digest shows which request: digest_requests
+"""Which nudge digest shows which request: digest_requests; a person's nudges by kind: ix_nudges_target_kind
 
 Revision ID: 0004
 Revises: 0003
 Create Date: 2026-12-02 16:00:00.000000
 
 A digest (an outbox row of kind nudge_digest) lists several requests; when one of them is decided, every posted
-digest that shows it is updated. This table finds them by request in one indexed lookup.
+digest that shows it is updated. This table finds them by request in one indexed lookup. The inbox lists what was
+escalated to a person, found through the new index on nudges (target_id, kind).
 """
 import sqlalchemy as sa
 from alembic import op
@@ -25,8 +26,10 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('outbox_id', 'request_id', name=op.f('pk_digest_requests'))
     )
     op.create_index('ix_digest_requests_request_id', 'digest_requests', ['request_id'], unique=False)
+    op.create_index('ix_nudges_target_kind', 'nudges', ['target_id', 'kind'], unique=False)
 
 
 def downgrade() -> None:
+    op.drop_index('ix_nudges_target_kind', table_name='nudges')
     op.drop_index('ix_digest_requests_request_id', table_name='digest_requests')
     op.drop_table('digest_requests')

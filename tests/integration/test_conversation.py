@@ -7,6 +7,7 @@ view.state.values, and read back with `read_submission` (so keyed by Input.name)
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -31,9 +32,11 @@ from models import people
 from models.base import metadata
 from models.db import Database
 from tests.conftest import Clock, Org
+from tests.integration.test_engine import expense
 from tests.unit.test_blockkit import valid_message, valid_view
 from workflow.engine import Engine
 from workflow.identity import identify
+from workflow.nudges import Nudger
 
 EMAILS = {"alice": "alice@example.jp", "bob": "bob@example.jp", "manager": "mgr@example.jp",
           "it1": "it1@example.jp", "it2": "it2@example.jp", "sales_head": "head@example.jp"}
@@ -318,3 +321,33 @@ def test_malformed_and_foreign_clicks_change_nothing(talk: Conversation, db: Dat
     assert "no longer valid" in reply_text(shown(talk.on_submit(SubmitEvent(who["bob"], "other", "", {}))))
     assert counts(db) == before
     assert request_status(db) == ["pending"]
+
+
+# ------------------------------------------------------------------------------------------------ escalation
+
+
+def test_an_escalated_request_waits_in_the_inbox_of_whom_it_escalated_to(talk: Conversation, db: Database,
+                                                                         policy: Policy, clock: Clock, org: Org,
+                                                                         who: dict[str, Who]) -> None:
+    outcome = talk.engine.submit(org.alice, "expense", expense(5000))
+    assert outcome.ok and outcome.request is not None
+    empty = shown(talk.on_command(CommandEvent(who["sales_head"], "inbox")))
+    assert isinstance(empty, Reply) and not [b for b in buttons(empty.message) if b.action == "approve"]
+    # a week later (the shipped expense SLA is 3 business days; escalation follows overdue): the manager's step
+    # escalated to their own manager, the sales head
+    later = datetime(2026, 6, 16, 1, 0, tzinfo=UTC)
+    assert Nudger(db, policy).tick(later).escalated == 1
+    clock.now = later
+    response = shown(talk.on_command(CommandEvent(who["sales_head"], "承認")))
+    assert isinstance(response, Reply)
+    approve = next(b for b in buttons(response.message) if b.action == "approve")
+    assert approve.value == str(outcome.open_assignments[0])
+    assert "代わりに判断できます" in text_of(response.message)
+    # the manager's own inbox shows the same item without the note (it is theirs)
+    own = shown(talk.on_command(CommandEvent(who["manager"], "inbox")))
+    assert isinstance(own, Reply) and "代わりに" not in text_of(own.message)
+    # the sales head acts from their inbox; then it is gone from it
+    clicked = talk.on_click(ClickEvent(who["sales_head"], "approve", approve.value))
+    assert "EXP-2026-0001" in reply_text(clicked)
+    after = shown(talk.on_command(CommandEvent(who["sales_head"], "inbox")))
+    assert isinstance(after, Reply) and not [b for b in buttons(after.message) if b.action == "approve"]
