@@ -345,6 +345,31 @@ def slack_manifest(
     sys.stdout.write(text)
 
 
+teams_app = typer.Typer(help="The Teams app.", no_args_is_help=True)
+app.add_typer(teams_app, name="teams")
+
+
+@teams_app.command("package")
+def teams_package(
+    app_id: Annotated[str, typer.Option(help="The bot's Microsoft App ID (a GUID): the app id and the bot id.")],
+    name: Annotated[str, typer.Option(help="The app's short name in Teams (at most 30 characters).")]
+    = "madoguchi",
+    out_file: Annotated[Path, typer.Option("--out", help="The zip to write.")] = Path("madoguchi-teams.zip"),
+    domain: Annotated[str | None, typer.Option(help="This server's host, e.g. bot.example.com "
+                                                    "(validDomains and the developer URLs).")] = None,
+) -> None:
+    """Write the Teams app package (manifest.json, ja-jp.json, icons) to upload in Teams or its admin center."""
+    from bot.teams.package import PackageError, write_package
+
+    try:
+        write_package(out_file, app_id, name=name, domain=domain)
+    except PackageError as exc:
+        err.print(f"[red]✗ {escape(str(exc))}[/]", highlight=False)
+        raise typer.Exit(2) from None
+    out.print(f"[green]✓ wrote {escape(str(out_file))}[/]: upload it in Teams (Apps → Manage your apps → "
+              "Upload an app) / Teams の「アプリ → アプリを管理 → アプリをアップロード」から追加してください", highlight=False)
+
+
 outbox_app = typer.Typer(help="Messages the bot sends (the outbox).", no_args_is_help=True)
 app.add_typer(outbox_app, name="outbox")
 

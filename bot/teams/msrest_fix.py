@@ -51,5 +51,5 @@ def apply() -> bool:
                      "not applied (see bot/teams/msrest_fix.py)", type(codes).__name__)
         return False
     # a frozenset answers `in` exactly as the list did for ints, in constant time
-    ClientRetryPolicy.safe_codes = frozenset(codes)
+    ClientRetryPolicy.safe_codes = frozenset(codes)  # type: ignore[assignment]  # msrest declares a list
     return True
