@@ -1,0 +1,431 @@
+"""Teams baselines: what one `adaptiveCard/action` invoke costs a bare bot, per SDK, in one run.
+
+The same anonymous invoke (Action.Execute, verb "approve", shaped like the one Teams sends: channelId msteams,
+from / recipient / conversation ids, a serviceUrl on a loopback stub connector this bench starts) is POSTed to
+`/api/messages` of each row's server, at concurrency 1 and 50:
+
+- `botbuilder (stock)`: botbuilder-integration-aiohttp 4.17's CloudAdapter with an anonymous
+  ConfigurationBotFrameworkAuthentication; an ActivityHandler whose on_invoke_activity returns
+  InvokeResponse(200, AdaptiveCardInvokeResponse) (the shape DESIGN.md prescribes for Action.Execute);
+- `botbuilder + msrest fix`: the same bot after `bot.teams.msrest_fix.apply()`;
+- `agents-sdk`: the same bare bot on the Microsoft 365 Agents SDK (microsoft-agents-hosting-aiohttp 1.9:
+  ActivityHandler + CloudAdapter, no jwt_authorization_middleware, so anonymous).
+
+Each row is served by aiohttp on 127.0.0.1 in a process of its own (so the stock row never sees the patch; each
+child says what its msrest `safe_codes` is), started and stopped by this script. Per row and concurrency it
+prints p50 / p99 latency seen by the client, requests/s, and CPU ms per request of the server process (its
+getrusage, read through `GET /_bench/cpu` before and after the timed requests). Every answer is checked (HTTP
+200 and the card's statusCode 200), so no row can do less than the others unnoticed.
+
+Adding a row (e.g. "ours", the real madoguchi Teams edge): write `def serve_x() -> web.Application` returning an
+application that serves `POST /api/messages`, and append `Row("ours", "label", "serve_x")` to `ROWS` (with a
+`requires` function naming what is missing, if anything can be). The driver, the stub connector and the
+table need no change.
+
+Usage, from the repository root::
+
+    python bench/teams_baselines.py [--n 200] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import json
+import logging
+import math
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as a script: make ``import bench.*`` / ``bot.*`` work
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import aiohttp
+from aiohttp import web
+
+DEFAULT_N = 200
+QUICK_N = 20
+CONCURRENCIES = (1, 50)
+WARMUP = 20  # requests before the first timed phase of a row: imports, first-use caches
+REQUEST_TIMEOUT = 60.0  # seconds
+START_TIMEOUT = 60.0  # seconds for a row's server to listen
+CPU_PATH = "/_bench/cpu"
+# the invoke's answer: the card that replaces the clicked one (what a real approval answers with)
+CARD_TYPE = "application/vnd.microsoft.card.adaptive"
+CARD_VALUE = {"type": "AdaptiveCard", "version": "1.4",
+              "body": [{"type": "TextBlock", "text": "承認しました / Approved", "wrap": True}]}
+
+
+# ------------------------------------------------------------------------------------------ the activity
+
+
+def invoke_activity(seq: int, service_url: str) -> dict[str, Any]:
+    """An Action.Execute invoke as Teams sends it when a person clicks Approve on a card in a 1:1 chat."""
+    return {
+        "name": "adaptiveCard/action", "type": "invoke", "id": f"f:bench-{seq}", "channelId": "msteams",
+        "timestamp": "2026-06-01T01:00:00.000Z", "localTimestamp": "2026-06-01T10:00:00.000+09:00",
+        "serviceUrl": service_url, "locale": "ja-JP", "localTimezone": "Asia/Tokyo",
+        "from": {"id": "29:1-bench-person", "name": "山田 花子", "aadObjectId": "00000000-0000-4000-8000-000000000001"},
+        "recipient": {"id": "28:00000000-0000-4000-8000-0000000000b0", "name": "madoguchi"},
+        "conversation": {"conversationType": "personal", "tenantId": "00000000-0000-4000-8000-0000000000e0",
+                         "id": "a:1-bench-conversation"},
+        "replyToId": "1780000000000",
+        "entities": [{"type": "clientInfo", "locale": "ja-JP", "country": "JP", "platform": "Web",
+                      "timezone": "Asia/Tokyo"}],
+        "channelData": {"tenant": {"id": "00000000-0000-4000-8000-0000000000e0"}, "source": {"name": "message"},
+                        "legacy": {"replyToId": "1780000000000"}},
+        "value": {"action": {"type": "Action.Execute", "title": "承認", "verb": "approve",
+                             "data": {"assignment": f"a-{seq}"}},
+                  "trigger": "manual"},
+    }
+
+
+# ------------------------------------------------------------------------------------------ the rows' bots
+
+
+def _cpu_route(app: web.Application) -> None:
+    async def cpu(_: web.Request) -> web.Response:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return web.json_response({"cpu": usage.ru_utime + usage.ru_stime})
+
+    app.router.add_get(CPU_PATH, cpu)
+
+
+def _botbuilder_app() -> web.Application:
+    from botbuilder.core import ActivityHandler, InvokeResponse, TurnContext
+    from botbuilder.integration.aiohttp import CloudAdapter, ConfigurationBotFrameworkAuthentication
+    from botbuilder.schema import AdaptiveCardInvokeResponse
+
+    class Anonymous:  # no app id, no password: botbuilder skips authentication
+        APP_ID = ""
+        APP_PASSWORD = ""
+
+    class ApproveBot(ActivityHandler):
+        async def on_invoke_activity(self, turn_context: TurnContext) -> InvokeResponse:
+            return InvokeResponse(status=200, body=AdaptiveCardInvokeResponse(
+                status_code=200, type=CARD_TYPE, value=CARD_VALUE))
+
+    adapter, bot = CloudAdapter(ConfigurationBotFrameworkAuthentication(Anonymous())), ApproveBot()
+
+    async def messages(request: web.Request) -> web.StreamResponse:
+        response = await adapter.process(request, bot)
+        return response if response is not None else web.Response(status=201)
+
+    app = web.Application()
+    app.router.add_post("/api/messages", messages)
+    return app
+
+
+def serve_botbuilder_stock() -> web.Application:
+    return _botbuilder_app()
+
+
+def serve_botbuilder_fixed() -> web.Application:
+    from bot.teams import msrest_fix
+
+    if not msrest_fix.apply():
+        raise RuntimeError("bot.teams.msrest_fix.apply() refused: see its warning")
+    return _botbuilder_app()
+
+
+def serve_agents() -> web.Application:
+    from microsoft_agents.activity import AdaptiveCardInvokeResponse, InvokeResponse
+    from microsoft_agents.hosting.aiohttp import CloudAdapter
+    from microsoft_agents.hosting.core import ActivityHandler, TurnContext
+    from microsoft_agents.hosting.core.authorization import (
+        AgentAuthConfiguration,
+        AnonymousTokenProvider,
+        ConnectionManager,
+    )
+
+    class ApproveBot(ActivityHandler):
+        async def on_invoke_activity(self, turn_context: TurnContext) -> InvokeResponse:  # type: ignore[override]
+            return InvokeResponse(status=200, body=AdaptiveCardInvokeResponse(
+                status_code=200, type=CARD_TYPE, value=CARD_VALUE))
+
+    # anonymous: no jwt_authorization_middleware (the SDK's only authentication), and a connection that never
+    # asks Entra for a token
+    connections = ConnectionManager(provider_factory=lambda _: AnonymousTokenProvider(),
+                                    connections_configurations={
+                                        "SERVICE_CONNECTION": AgentAuthConfiguration(anonymous_allowed=True)})
+    adapter, bot = CloudAdapter(connection_manager=connections), ApproveBot()
+    # with no app id the SDK logs a warning per request (stderr, in the timed part); a configured bot never does
+    logging.getLogger("microsoft_agents.hosting.core.connector.client.user_token_client").setLevel(logging.ERROR)
+
+    async def messages(request: web.Request) -> web.StreamResponse:
+        response = await adapter.process(request, bot)
+        return response if response is not None else web.Response(status=201)
+
+    app = web.Application()
+    app.router.add_post("/api/messages", messages)
+    return app
+
+
+def _agents_missing() -> str | None:
+    if importlib.util.find_spec("microsoft_agents.hosting.aiohttp") is None:
+        return "microsoft-agents-hosting-aiohttp not installed (pip install -e '.[bench]')"
+    return None
+
+
+@dataclass(frozen=True)
+class Row:
+    """One server to measure: `serve` names a function of this module returning its aiohttp application."""
+
+    key: str
+    label: str
+    serve: str
+    requires: Callable[[], str | None] = lambda: None  # why the row cannot run here, or None
+
+
+ROWS = (
+    Row("stock", "botbuilder 4.17 (stock)", "serve_botbuilder_stock"),
+    Row("fixed", "botbuilder 4.17 + msrest fix", "serve_botbuilder_fixed"),
+    Row("agents", "agents-sdk 1.9", "serve_agents", _agents_missing),
+)
+
+
+# ------------------------------------------------------------------------------------------ a row's process
+
+
+def child_main(key: str) -> None:
+    """`--serve KEY`: build the row's application, listen on a free loopback port, say which, serve forever."""
+    row = next(r for r in ROWS if r.key == key)
+    factory: Callable[[], web.Application] = globals()[row.serve]
+
+    async def serve() -> None:
+        app = factory()
+        _cpu_route(app)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        msrest = sys.modules.get("msrest.universal_http.requests")  # what the row's own imports loaded
+        codes = type(msrest.ClientRetryPolicy.safe_codes).__name__ if msrest else "-"
+        print(f"listening {port} safe_codes={codes}", flush=True)
+        await asyncio.Event().wait()
+
+    asyncio.run(serve())
+
+
+@dataclass
+class Server:
+    """A row's server process, started by this script (and stopped by it, by its own pid only)."""
+
+    process: subprocess.Popen[str]
+    url: str
+    safe_codes: str
+
+    @classmethod
+    def start(cls, key: str) -> Server:
+        process = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--serve", key],
+                                   stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[1])
+        assert process.stdout is not None
+        line = _read_line(process, START_TIMEOUT)
+        if not line.startswith("listening "):
+            process.kill()
+            raise RuntimeError(f"row {key}: its server did not start (said {line!r})")
+        _, port, codes = line.split()
+        return cls(process, f"http://127.0.0.1:{port}", codes.removeprefix("safe_codes="))
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def _read_line(process: subprocess.Popen[str], timeout: float) -> str:
+    import selectors
+
+    assert process.stdout is not None
+    with selectors.DefaultSelector() as selector:
+        selector.register(process.stdout, selectors.EVENT_READ)
+        if not selector.select(timeout):
+            return f"(nothing within {timeout:.0f} s)"
+    return process.stdout.readline().strip() or f"(exited with {process.wait()})"
+
+
+# ------------------------------------------------------------------------------------------ the stub connector
+
+
+class StubConnector:
+    """The Bot Framework connector on loopback: answers any POST / PUT under /v3/conversations and counts them.
+    A bare bot answering an invoke should never call it (the invoke response rides on the HTTP answer)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+
+    async def start(self) -> None:
+        async def activity(request: web.Request) -> web.Response:
+            self.calls += 1
+            await request.read()
+            return web.json_response({"id": f"stub-{self.calls}"})
+
+        app = web.Application()
+        app.router.add_route("POST", "/v3/conversations/{tail:.*}", activity)
+        app.router.add_route("PUT", "/v3/conversations/{tail:.*}", activity)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.url = f"http://127.0.0.1:{self._runner.addresses[0][1]}/"
+
+    async def stop(self) -> None:
+        if self._runner:
+            await self._runner.cleanup()
+
+
+# ------------------------------------------------------------------------------------------ the driver
+
+
+@dataclass
+class Phase:
+    """One row at one concurrency: the latencies seen by the client, the wall time and the server's CPU."""
+
+    latencies: list[float]
+    wall: float
+    cpu: float
+
+    def p50(self) -> float:
+        return statistics.median(self.latencies) * 1000
+
+    def p99(self) -> float:
+        ordered = sorted(self.latencies)
+        return ordered[max(0, math.ceil(0.99 * len(ordered)) - 1)] * 1000
+
+    def per_second(self) -> float:
+        return len(self.latencies) / self.wall
+
+    def cpu_ms(self) -> float:
+        return self.cpu / len(self.latencies) * 1000
+
+
+async def _server_cpu(session: aiohttp.ClientSession, url: str) -> float:
+    async with session.get(url + CPU_PATH) as response:
+        return float((await response.json())["cpu"])
+
+
+async def _post(session: aiohttp.ClientSession, url: str, body: bytes) -> float:
+    started = time.perf_counter()
+    async with session.post(url + "/api/messages", data=body,
+                            headers={"Content-Type": "application/json"}) as response:
+        answer = await response.read()
+    took = time.perf_counter() - started
+    if response.status != 200:
+        raise RuntimeError(f"{url}: HTTP {response.status}: {answer[:300]!r}")
+    card = json.loads(answer)
+    if card.get("statusCode") != 200 or card.get("value") != CARD_VALUE:
+        raise RuntimeError(f"{url}: not the card's answer: {answer[:300]!r}")
+    return took
+
+
+async def run_phase(url: str, stub_url: str, n: int, concurrency: int, first: int) -> Phase:
+    """n invokes, `concurrency` at a time, each its own activity (ids from `first`)."""
+    bodies = [json.dumps(invoke_activity(first + i, stub_url)).encode() for i in range(n)]
+    latencies: list[float] = []
+    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency), timeout=timeout) as session:
+        await _post(session, url, bodies[0])  # the connections of this session are open before timing
+        pending = iter(bodies)
+
+        async def worker() -> None:
+            for body in pending:  # one shared iterator: each body is posted once
+                latencies.append(await _post(session, url, body))
+
+        cpu_before = await _server_cpu(session, url)
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        wall = time.perf_counter() - started
+        cpu_after = await _server_cpu(session, url)
+    return Phase(latencies, wall, cpu_after - cpu_before)
+
+
+async def measure_row(row: Row, stub: StubConnector, n: int) -> tuple[str, dict[int, Phase]]:
+    server = Server.start(row.key)
+    try:
+        await run_phase(server.url, stub.url, WARMUP, 1, first=0)
+        phases = {c: await run_phase(server.url, stub.url, n, c, first=(i + 1) * 100_000)
+                  for i, c in enumerate(CONCURRENCIES)}
+    finally:
+        server.stop()
+    return server.safe_codes, phases
+
+
+# ------------------------------------------------------------------------------------------ output
+
+
+def _version(name: str) -> str:
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "absent"
+
+
+def print_header(n: int) -> None:
+    names = ("botbuilder-core", "botbuilder-integration-aiohttp", "msrest", "microsoft-agents-hosting-aiohttp",
+             "aiohttp")
+    print(f"python {platform.python_version()} ({platform.python_implementation()}), {os.cpu_count()} CPUs, "
+          f"{platform.platform()}")
+    print(", ".join(f"{name} {_version(name)}" for name in names))
+    print(f"settings: n={n} invokes per row and concurrency, {WARMUP} untimed first; concurrency "
+          f"{', '.join(map(str, CONCURRENCIES))}; every answer checked (HTTP 200, card statusCode 200)")
+    print("each row: its own server process (aiohttp, 127.0.0.1); the client and the stub connector in this one; "
+          "CPU = the server process's getrusage (user + system) over the timed invokes")
+    print()
+
+
+async def run(n: int) -> int:
+    print_header(n)
+    stub = StubConnector()
+    await stub.start()
+    print(f"{'row':<30} {'conc':>4} {'p50 ms':>9} {'p99 ms':>9} {'req/s':>8} {'CPU ms/req':>11}  safe_codes")
+    try:
+        for row in ROWS:
+            missing = row.requires()
+            if missing:
+                print(f"{row.label:<30} skipped: {missing}")
+                continue
+            safe_codes, phases = await measure_row(row, stub, n)
+            for concurrency, phase in phases.items():
+                print(f"{row.label:<30} {concurrency:>4} {phase.p50():>9.2f} {phase.p99():>9.2f} "
+                      f"{phase.per_second():>8.0f} {phase.cpu_ms():>11.2f}  {safe_codes}", flush=True)
+    finally:
+        await stub.stop()
+    print()
+    print(f"stub connector calls: {stub.calls} (a bare bot answers an invoke on the HTTP response, so 0)")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0] if __doc__ else None)
+    parser.add_argument("--n", type=int, default=DEFAULT_N, help=f"invokes per row and concurrency ({DEFAULT_N})")
+    parser.add_argument("--quick", action="store_true", help=f"n={QUICK_N}: a smoke run")
+    parser.add_argument("--serve", help=argparse.SUPPRESS)  # internal: run one row's server (a child process)
+    args = parser.parse_args(argv)
+    if args.serve:
+        child_main(args.serve)
+        return 0
+    n = QUICK_N if args.quick else args.n
+    if n < 1:
+        parser.error("--n must be at least 1")
+    return asyncio.run(run(n))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
