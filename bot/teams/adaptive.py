@@ -124,6 +124,7 @@ _WORDS: dict[str, dict[str, str]] = {
 
 _STYLES = {"primary": "positive", "danger": "destructive"}
 _LINK = re.compile(r"<([^<>|]+)(?:\|([^<>]*))?>")
+_URL_UNSAFE = str.maketrans({" ": "%20", "(": "%28", ")": "%29", "<": "%3C", ">": "%3E"})
 _BOLD = re.compile(r"(?<![\w*])\*(?=\S)([^*\n]+?)(?<=\S)\*(?![\w*])")
 
 
@@ -269,12 +270,17 @@ def _inline(text: str) -> str:
 def _link(target: str, label: str | None) -> str:
     if target.startswith(("http://", "https://", "mailto:")):
         shown = _unescape(label) if label else _unescape(target)
-        return f"[{shown.replace('[', '(').replace(']', ')')}]({_unescape(target).replace(')', '%29')})"
+        return f"[{shown.replace('[', '(').replace(']', ')')}]({_url(_unescape(target))})"
     if target.startswith(("@", "#")):  # a Slack mention or channel: its name if given, else the id
         return target[0] + _unescape(label or target[1:])
     if target.startswith("!"):  # <!channel>, <!here>
         return "@" + _unescape(label or target[1:])
     return _unescape(label or target)
+
+
+def _url(url: str) -> str:
+    # A Markdown link target ends at a space or an unbalanced parenthesis; these are safe percent-encoded.
+    return url.translate(_URL_UNSAFE)
 
 
 def _unescape(text: str) -> str:

@@ -18,7 +18,7 @@ import os
 import shutil
 import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -70,6 +70,7 @@ from handlers.views import (
 from models.db import Database
 from models.messaging import OutboxMessage, outbox
 from tests.conftest import Clock, Org, make_org
+from tests.unit.test_cards import expense_details
 from tests.unit.test_request_forms import GOOD
 from workflow.engine import Engine
 from workflow.forms import validate_payload
@@ -94,8 +95,8 @@ BROADCAST = {"audience": "people", "targets": "alice@example.jp, bob@example.jp"
              "send_time": None, "repeat": "none", "until": None}
 
 
-def jst(*args: int) -> datetime:
-    return datetime(*args, tzinfo=JST).astimezone(UTC)
+def jst(year: int, month: int, day: int, hour: int, minute: int) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=JST).astimezone(UTC)
 
 
 # ------------------------------------------------------------------------------------------------ the check
@@ -426,6 +427,8 @@ def test_mrkdwn_becomes_markdown() -> None:
     assert mrkdwn_to_markdown("一行目\n二行目") == "一行目\n\n二行目"
     assert mrkdwn_to_markdown("2*3*4 and *not bold") == "2*3*4 and *not bold"
     assert mrkdwn_to_markdown("<https://a.jp/x|[label]>") == "[(label)](https://a.jp/x)"
+    assert mrkdwn_to_markdown("<https://a.jp/r?a=1&amp;b=&lt;2&gt; (x)|領収書>") == (
+        "[領収書](https://a.jp/r?a=1&b=%3C2%3E%20%28x%29)")
 
 
 def test_truncated_markdown_never_shows_half_a_link_or_bold() -> None:
@@ -640,8 +643,21 @@ def _sixty_items_message() -> dict[str, Any]:
     return render_home(Home((Header("明細"), Fields(pairs), *(Text(f"*{i}* " + "行" * 800) for i in range(60)))), "en")
 
 
+def _huge_request_card() -> dict[str, Any]:
+    d = expense_details()
+    items = [{"date": "2026-06-01", "payee": f"取引先{i} <&>", "amount": 1000 + i, "tax_rate": "10",
+              "category": "travel", "receipt": f"https://files.example.jp/r/{i}.pdf"} for i in range(60)]
+    request = replace(d.request, payload={"purpose": "目的 *x* " * 7000, "items": items})
+    return render_message(approval_card(replace(d, request=request), POLICY.types["expense"], 12, "ja", TZ), "ja")
+
+
+def _folded_form() -> dict[str, Any]:
+    return render_form(form(*(Input(f"q{i}", f"質問 {i} " + "問" * 300, "text") for i in range(300))))
+
+
 HUGE = {"description": _long_description, "options": _many_options, "long options": _many_long_options,
-        "items form": _sixty_items_form, "items home": _sixty_items_message}
+        "items form": _sixty_items_form, "items home": _sixty_items_message, "request card": _huge_request_card,
+        "folded form": _folded_form}
 
 
 @pytest.mark.parametrize("name", sorted(HUGE))
@@ -683,6 +699,23 @@ def test_sixty_line_items_keep_every_input_the_card_shows_in_its_submission() ->
     listed = card["actions"][0]["data"][DATA_KEY]["inputs"]
     assert set(listed) == ids and "items[0].amount" in ids
     assert any("全60件のうち" in str(b.get("text", "")) for b in body_of(card))  # the handler's own notice
+
+
+def test_a_request_with_a_huge_purpose_and_60_items_keeps_its_buttons() -> None:
+    body = body_of(_huge_request_card())
+    assert body[0]["text"] == "経費精算 EXP-2026-0001"
+    assert [a["verb"] for a in body[-1]["actions"]] == ["approve", "reject", "send_back"]
+    assert all(len(f["value"]) <= 2000 for b in body if b["type"] == "FactSet" for f in b["facts"])
+
+
+def test_a_folded_form_submits_only_the_inputs_it_shows() -> None:
+    card = _folded_form()
+    body = body_of(card)
+    shown = [e["id"] for e in body if e["type"] == "Input.Text"]
+    assert 0 < len(shown) < 300 and body[-1]["text"] == f"…ほか {300 - len(shown)} 件"
+    assert list(card["actions"][0]["data"][DATA_KEY]["inputs"]) == shown
+    values = read_submission(teams_data(card, {name: "回答" for name in shown} | {"q299": "hidden"}))
+    assert values == {name: "回答" for name in shown}
 
 
 def test_a_body_too_big_for_any_text_limit_folds_its_tail_into_one_line() -> None:
