@@ -378,8 +378,8 @@ class _Renderer:
         # A TextRun is never read as Markdown: plain text stays exactly what the handler wrote.
         return {"type": "RichTextBlock", "inlines": [{"type": "TextRun", "text": self.cut(_visible(text), limit)}]}
 
-    def context(self, text: str) -> JSON:
-        return self.text(text, CONTEXT_TEXT, size="small", isSubtle=True, spacing="small")
+    def context(self, text: str, limit: int = CONTEXT_TEXT) -> JSON:
+        return self.text(text, limit, size="small", isSubtle=True, spacing="small")
 
     def attention(self, text: str) -> JSON:
         return {"type": "TextBlock", "text": self.cut(f"⚠ {text}", ERROR), "color": "attention",
@@ -437,7 +437,7 @@ class _Renderer:
         if block.error:
             elements.append(self.attention(block.error))
         if block.hint:
-            elements.append(self.context(block.hint))
+            elements.append(self.context(block.hint, HINT))
         return elements
 
     def kind_inputs(self, block: Input) -> list[JSON]:
