@@ -48,7 +48,7 @@ from config.settings import DEFAULT_WORKFLOWS
 from handlers import broadcast, notifications
 from handlers.cards import approval_card, decided_card, reason_form, requester_card, shared_queue_card
 from handlers.conversation import Conversation
-from handlers.events import CloseForm, CommandEvent, OpenForm, Reply, Response, SubmitEvent, Who
+from handlers.events import CloseForm, CommandEvent, FormErrors, OpenForm, Reply, Response, SubmitEvent, Who
 from handlers.home import home_for, not_registered_home
 from handlers.nudges import snoozed_message
 from handlers.request_forms import form_for, payload_from
@@ -142,6 +142,7 @@ class World:
     who: dict[str, Who]
     messages: dict[str, Message] = field(default_factory=dict)  # name -> (message) in its locale
     locales: dict[str, str] = field(default_factory=dict)
+    submitted: dict[str, Response] = field(default_factory=dict)  # what the conversation answered a card's submit
 
 
 def _identify(db: Database, now: datetime) -> dict[str, Who]:
@@ -251,6 +252,44 @@ def _rendered(response: Response, locale: str) -> list[tuple[str, dict[str, Any]
     return []
 
 
+def teams_data(card: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+    """What Teams sends for a press of the card's submit button: the action's data with the inputs beside it."""
+    submit = card["actions"][0]
+    return {**submit["data"], **values}
+
+
+def as_typed(values: dict[str, Any]) -> dict[str, Any]:
+    """Neutral answers as a Teams client sends its inputs: strings, a date range as its two date inputs."""
+    typed: dict[str, Any] = {}
+    for name, value in values.items():
+        if isinstance(value, dict):
+            typed |= {f"{name}.{part}": day.isoformat() for part, day in value.items()}
+        else:
+            typed[name] = value.isoformat() if isinstance(value, date) else ("" if value is None else value)
+    return typed
+
+
+def submit_through_teams(w: World) -> dict[str, dict[str, Any]]:
+    """Each type's form as a card, filled in and submitted as Teams sends it, read back, and given to the real
+    conversation: well filled (the request is filed) and with its required inputs left empty (the errors come
+    back, and the card shown again with them is returned, for the validator)."""
+    again: dict[str, dict[str, Any]] = {}
+    for who, locale in (("alice", "ja"), ("bob", "en")):
+        for key, spec in sorted(POLICY.types.items()):
+            card = render_form(form_for(key, spec, locale), locale)
+            for case, typed in (("good", as_typed(GOOD[key])), ("empty", {})):
+                data = teams_data(card, typed)
+                action = read_action(data, card["actions"][0]["verb"])
+                assert action is not None and action.kind == "submit"
+                values = read_submission(data)
+                response = w.talk.on_submit(SubmitEvent(w.who[who], action.name, action.value, values))
+                w.submitted[f"{key} {locale} {case}"] = response
+                if isinstance(response, FormErrors):
+                    again[f"{key} {locale}"] = errors_card(form_for(key, spec, locale), response.errors, values,
+                                                           locale)
+    return again
+
+
 # Cards the library must refuse: if these passed, the check could not fail.
 BROKEN: dict[str, dict[str, Any]] = {
     "unknown element": {"type": "AdaptiveCard", "version": "1.5", "body": [{"type": "Banner", "text": "x"}]},
@@ -292,6 +331,7 @@ def cards(world: World) -> dict[str, dict[str, Any]]:
         rendered[f"snoozed {locale}"] = render_message(snoozed_message(until, locale, TZ), locale)
     rendered |= {f"huge {name}": card for name, card in huge_cards().items()}
     rendered |= {f"errors {name}": card for name, card in error_cards().items()}
+    rendered |= {f"submitted again {name}": card for name, card in submit_through_teams(world).items()}
     return rendered
 
 
@@ -516,12 +556,6 @@ def test_identifiers_and_state_are_never_cut() -> None:
 # ------------------------------------------------------------------------------------------------ submissions
 
 
-def teams_data(card: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
-    """What Teams sends for a press of the card's submit button: the action's data with the inputs beside it."""
-    submit = card["actions"][0]
-    return {**submit["data"], **values}
-
-
 def test_read_submission_round_trip_of_every_kind() -> None:
     card = render_form(form(*EVERY_KIND))
     data = teams_data(card, {"purpose": "大阪出張", "note": "", "hours": 1.5, "amount": "12800", "day": "2026-06-08",
@@ -555,12 +589,7 @@ def test_read_submission_is_tolerant() -> None:
 def test_every_shipped_form_reads_back_what_the_engine_accepts(key: str, locale: str) -> None:
     spec = POLICY.types[key]
     card = render_form(form_for(key, spec, locale), locale)
-    typed = {k: (v.isoformat() if isinstance(v, date) else v) for k, v in GOOD[key].items()
-             if not isinstance(v, dict)}
-    for name, value in GOOD[key].items():
-        if isinstance(value, dict):  # a date range: two date inputs
-            typed |= {f"{name}.{p}": d.isoformat() for p, d in value.items()}
-    values = read_submission(teams_data(card, typed))
+    values = read_submission(teams_data(card, as_typed(GOOD[key])))
     assert set(values) == {e["id"].rsplit(".", 1)[0] if e["id"].endswith((".start", ".end")) else e["id"]
                            for e in body_of(card) if e["type"].startswith("Input.")}
     validate_payload(spec, payload_from(spec, values))  # raises when the engine refuses it
@@ -590,6 +619,23 @@ def test_errors_go_under_their_inputs_and_what_was_typed_stays() -> None:
     assert "value" not in element(card, "receipt")  # submitted empty: the prefill is not brought back
     assert "value" not in element(card, "day")
     assert element(card, "hours")["value"] == 1.5
+
+
+def test_a_teams_submission_files_the_request_and_bad_answers_come_back_under_their_inputs(
+        world: World, cards: dict[str, dict[str, Any]]) -> None:
+    for key in POLICY.types:
+        for locale in LOCALES:
+            filed = world.submitted[f"{key} {locale} good"]
+            assert isinstance(filed, CloseForm) and filed.reply is not None, filed
+            refused = world.submitted[f"{key} {locale} empty"]
+            assert isinstance(refused, FormErrors) and refused.errors, refused
+            card = cards[f"submitted again {key} {locale}"]
+            body = body_of(card)
+            for name, message in refused.errors.items():
+                ids = [e["id"] for e in body if e.get("id") in (name, f"{name}.end")]
+                assert ids, name
+                under = body[body.index(element(card, ids[-1])) + 1]
+                assert under["color"] == "attention" and message in under["text"]
 
 
 def error_cards() -> dict[str, dict[str, Any]]:
