@@ -73,18 +73,17 @@ PERMANENT = frozenset({"user_not_found", "account_inactive", "channel_not_found"
 # workspace's limit sets `rate` to it. Not paced here: conversations.open (one per new DM; its 429s are handled
 # as before, by retrying that row) and chat.update's own Tier 3 bucket (updates are few next to posts).
 DEFAULT_RATE = 8.0
-# The pace aims a little under `rate`: arrivals at Slack jitter by milliseconds, and a limit counted over a sliding
-# second refuses the message that lands early; the headroom also leaves room for the small burst below.
-HEADROOM = 0.95
+# The token bucket aims a little under `rate` on average (arrivals at Slack jitter by milliseconds); the window
+# below is what guarantees the limit.
+HEADROOM = 0.98
 # A quiet spell (e.g. while the next batch is claimed and rendered) may be made up with a burst of up to 1/20
 # second's worth; the sliding-second window below still bounds every second, bursts included.
 BURST = 0.05
 # Under a workspace pace, the next batch is claimed once fewer than this many seconds' worth of the current one are
 # left to send (see `SlackDelivery.run_once`).
 LOOKAHEAD = 0.5
-# The sliding "second" sends are counted over: a little longer than Slack's, so that messages that reach Slack
-# late (a busy event loop, a new connection) still fall into a second that had room.
-WINDOW = 1.05
+# The sliding second Slack counts over.
+WINDOW = 1.0
 
 
 def _burst(rate: float) -> int:
@@ -113,20 +112,30 @@ class _Dead(Exception):
 class WorkspacePace:
     """The workspace-wide pace, on the event loop, shared by all the concurrent sends of one delivery loop.
 
-    Slots: a token bucket (GCRA: one "theoretical arrival time", no timer task) hands out slots at
-    `rate * HEADROOM` a second on average, with a burst of `rate * BURST` (at least 1) after a quiet spell.
-    Each sender takes the next slot with no await in between (concurrent senders get slots of their own), then
-    sleeps until it. Window: senders that wake late (a busy loop wakes several at once) could still bunch,
-    and Slack counts over a sliding second, so a send also waits until the last `WINDOW` seconds of real sends hold
-    fewer than `rate * HEADROOM`. `hold` (after a 429) pauses everyone: senders asleep on a slot from before the pause
-    take a fresh one after it, and the bucket starts empty again."""
+    Window (the guarantee): Slack counts the messages that ARRIVE in any sliding second. A message arrives at some
+    moment between the start of our call and its answer, and a late or early arrival is what made a pace counted
+    by send times overshoot (a busy event loop sends late, the network delivers several at once). So a send
+    (`take`) counts every earlier message whose call is still under way or was answered less than `WINDOW` ago,
+    and goes only while those are fewer than `rate`; `done` records the answer. Then no sliding second at Slack
+    can hold more than `rate` of ours, whatever the latency: for the last-sent message of any such second, every
+    other message in it was answered after that second began, so it was counted when the last one went.
+
+    Slots: a token bucket (GCRA: one "theoretical arrival time", no timer task) spreads sends at `rate * HEADROOM`
+    a second on average, with a burst of `rate * BURST` (at least 1) after a quiet spell, so the window is not
+    filled in one rush and then starved. Each sender takes the next slot with no await in between (concurrent
+    senders get slots of their own), then sleeps until it.
+
+    `hold` (after a 429) pauses everyone: senders asleep on a slot from before the pause take a fresh one after
+    it, and the bucket starts empty again."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock
         self._tat = -float("inf")  # when the bucket is next empty: a slot is free once now >= _tat - tolerance
         self._held_until = -float("inf")
         self._holds = 0  # bumped by every hold: a sender asleep across one takes a new slot
-        self._sent: deque[float] = deque()  # when each send of the last second went
+        self._flying = 0  # calls under way
+        self._answered: deque[float] = deque()  # when each call of the last WINDOW was answered, in order
+        self._changed = asyncio.Event()  # a call was answered: a sender waiting for room looks again
 
     def slot(self, rate: float) -> float:
         """Reserve the next slot for `rate` (messages a second): the moment to send at."""
@@ -138,22 +147,51 @@ class WorkspacePace:
         return at
 
     async def take(self, rate: float) -> None:
-        """Wait for a slot, and for room in the last second; `rate` 0 or less: no workspace pace (tests)."""
+        """Wait for a slot of the token bucket (and out any hold); `rate` 0 or less: no workspace pace (tests)."""
         if rate <= 0:
             return
-        limit = max(1, int(rate * HEADROOM))
         holds, at = self._holds, self.slot(rate)
         while True:
             if holds != self._holds:  # a 429 while we slept: a fresh slot, after the pause
                 holds, at = self._holds, self.slot(rate)
-            now = self.clock()
-            while self._sent and now - self._sent[0] >= WINDOW:
-                self._sent.popleft()
-            wait = max(at, self._held_until, self._sent[0] + WINDOW if len(self._sent) >= limit else now) - now
+            wait = max(at, self._held_until) - self.clock()
             if wait <= 0:
-                self._sent.append(now)
                 return
             await asyncio.sleep(wait)
+
+    async def enter(self, rate: float) -> bool:
+        """Wait for room in the window, right before the call (no await may come between this and the call);
+        True: the caller must call `done` once its call has been answered or has failed. `rate` 0 or less: no
+        workspace pace, False."""
+        if rate <= 0:
+            return False
+        limit = max(1, int(rate))
+        while True:
+            now = self.clock()
+            while self._answered and now - self._answered[0] >= WINDOW:
+                self._answered.popleft()
+            if self._held_until > now:  # a 429 meanwhile
+                await asyncio.sleep(self._held_until - now)
+            elif self._flying + len(self._answered) < limit:
+                self._flying += 1
+                return True
+            elif self._answered:  # room comes when the oldest answer leaves the window, or a call is answered
+                await self._wait_changed(self._answered[0] + WINDOW - now)
+            else:  # the window is all calls under way: room comes with an answer
+                await self._wait_changed(WINDOW)
+
+    def done(self) -> None:
+        """A call that `take` let through has been answered (or has failed): it counts for one more WINDOW."""
+        self._flying = max(0, self._flying - 1)
+        self._answered.append(self.clock())
+        self._changed.set()
+
+    async def _wait_changed(self, timeout: float) -> None:
+        self._changed.clear()
+        try:
+            await asyncio.wait_for(self._changed.wait(), max(timeout, 0.0005))
+        except TimeoutError:
+            pass
 
     def hold(self, seconds: float, rate: float) -> None:
         """Slack refused a message (429): nobody sends for `seconds`, then the pace starts again, unhurried."""
@@ -391,10 +429,11 @@ class SlackDelivery:
     async def _message(self, call: Callable[..., Any], *, channel: str, **kwargs: Any) -> Any:
         """A post or update of a message in `channel`, at the channel's and the workspace's pace; a 429 pauses the
         workspace's pace for Retry-After (then the error goes on, and the row waits as before)."""
-        # the workspace's slot first, the channel's last: the channel's pace is then exact (its slot is taken right
-        # before the call), and a send the channel holds back only ever goes later than its workspace slot
+        # the bucket's slot first, then the channel's, then room in the workspace's window right before the call
+        # (which is what the window counts); a window that is full only ever makes a send later than its channel slot
         await self.workspace_pace.take(self.workspace_rate)
         await self._wait_for(channel)
+        paced = await self.workspace_pace.enter(self.workspace_rate)
         try:
             return await call(channel=channel, **kwargs)
         except SlackApiError as exc:
@@ -403,6 +442,9 @@ class SlackDelivery:
                 self.workspace_pace.hold(after, self.workspace_rate)
                 log.warning("Slack rate limit on %s: the workspace waits %gs", channel, after)
             raise
+        finally:
+            if paced:
+                self.workspace_pace.done()
 
     @property
     def workspace_rate(self) -> float:
