@@ -1,5 +1,5 @@
-"""The one aiohttp application of the process: `POST /slack/events` (the Bolt app, when Slack is configured)
-and `GET /healthz`; the delivery loop and the scheduler's tick (bot/scheduler.py) run beside them. The Bolt app
+"""The one aiohttp application of the process: `POST /slack/events` (the Bolt app, when Slack is configured),
+`POST /api/messages` (the Teams bot) and `GET /healthz`; the delivery loop and the scheduler's tick (bot/scheduler.py) run beside them. The Bolt app
 is mounted with its aiohttp adapter's request/response converters on this application, not run as a second
 server."""
 
@@ -20,6 +20,8 @@ from bot.delivery import SlackDelivery
 from bot.scheduler import Ticker
 from bot.slack.app import Background, BotAuthorization, build_slack_app
 from bot.slack.socket_mode import SocketModeConnection
+from bot.teams.edge import MESSAGES, TeamsBot, anonymous, make_adapter
+from bot.teams.edge import messages as teams_messages
 from config.policy import Policy, load_policy, with_timezone
 from config.settings import Settings
 from handlers.conversation import Conversation
@@ -48,6 +50,7 @@ def make_app(settings: Settings, *, database: Database | None = None, policy: Po
     engine = Engine(db, rules, clock=clock) if clock else Engine(db, rules)
     conversation = Conversation(engine)
     app.router.add_get("/healthz", healthz)
+    _mount_teams(app, conversation, settings)
     if settings.slack_bot_token and settings.slack_signing_secret:
         client = AsyncWebClient(token=settings.slack_bot_token, base_url=settings.slack_api_url)
         lease = timedelta(seconds=settings.outbox_lease_seconds)
@@ -121,6 +124,22 @@ def _mount_slack(app: web.Application, conversation: Conversation, token: str, s
     if warm:
         app.on_startup.append(warm_up)
     app.router.add_post(SLACK_EVENTS, slack_events)
+
+
+def _mount_teams(app: web.Application, conversation: Conversation, settings: Settings) -> None:
+    """`POST /api/messages` for Teams: authenticated with the bot's credentials, or anonymous for loopback clients
+    only (local use) when there are none."""
+    adapter, bot, loopback_only = make_adapter(settings), TeamsBot(conversation, lambda: _wake(app)), anonymous(settings)
+
+    async def handle(request: web.Request) -> web.Response:
+        return await teams_messages(request, adapter, bot, loopback_only)
+
+    app.router.add_post(MESSAGES, handle)
+
+
+def _wake(app: web.Application) -> None:
+    if DELIVERY in app:
+        app[DELIVERY].wake()
 
 
 async def slack_events(request: web.Request) -> web.Response:

@@ -138,12 +138,12 @@ def on_submit(engine: Engine, person: Employee, values: Mapping[str, Any]) -> Re
         return CloseForm(_reply(REFUSED(locale)))
     draft, errors = read_draft(values, person.id, engine.policy.company.timezone, engine.clock())
     if draft is None:
-        return FormErrors({k: v(locale) for k, v in errors.items()})
+        return FormErrors({k: v(locale) for k, v in errors.items()}, form(locale))
     result = bc.create(engine.db, engine.policy, draft, engine.clock())
     if not result.ok:
         if not result.errors:
             return CloseForm(_reply(result.message(locale)))
-        return FormErrors({FIELD_OF.get(k, k): v(locale) for k, v in result.errors.items()})
+        return FormErrors({FIELD_OF.get(k, k): v(locale) for k, v in result.errors.items()}, form(locale))
     return CloseForm(_reply(result.message(locale)))
 
 

@@ -377,16 +377,20 @@ class Conversation:
             outcome = self.engine.submit(person.id, state.type_key, payload)
         if outcome.ok:
             return CloseForm(Reply(_outcome_message(outcome, locale)))
+        note = self._leave_note(person, None) if spec.behaviour == "leave" else None
+        form = form_for(state.type_key, spec, locale, initial=payload, note=note, request_id=state.request_id)
         if outcome.errors:
-            return FormErrors(input_errors(outcome.errors, locale, ev.values))
+            return FormErrors(input_errors(outcome.errors, locale, ev.values), form)
         # no field is wrong (e.g. no approver could be found): the form can show it only under an input
-        return FormErrors({_first_input(state.type_key, spec, locale, ev.values): outcome.message(locale)})
+        return FormErrors({_first_input(state.type_key, spec, locale, ev.values): outcome.message(locale)}, form)
 
     def _picked(self, person: Employee, ev: SubmitEvent) -> Response:
         """The shortcut's picker submitted: the same modal becomes the chosen type's form."""
         chosen = ev.values.get(PICK_INPUT)
         if not isinstance(chosen, str) or chosen not in self.policy.types:
-            return FormErrors({PICK_INPUT: PICKER_CHOOSE(person.locale)})
+            picker = self.on_shortcut(ev.who)
+            return FormErrors({PICK_INPUT: PICKER_CHOOSE(person.locale)},
+                              picker.form if isinstance(picker, OpenForm) else None)
         return OpenForm(self._request_form(person, chosen))
 
     def _submit_reason(self, person: Employee, ev: SubmitEvent) -> Response:
@@ -401,7 +405,8 @@ class Conversation:
                                      to_step=to_step if isinstance(to_step, str) and to_step != TO_APPLICANT
                                      else None)
         if not outcome.ok and outcome.errors:
-            return FormErrors(input_errors(outcome.errors, locale))
+            again = self._reason_form(person, action, assignment_id)
+            return FormErrors(input_errors(outcome.errors, locale), again.form if isinstance(again, OpenForm) else None)
         return CloseForm(Reply(_outcome_message(outcome, locale)))
 
     # ------------------------------------------------------------------------------------------ identity

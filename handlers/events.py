@@ -73,9 +73,12 @@ class Reply:
 
 @dataclass(frozen=True)
 class FormErrors:
-    """Keep the form open and show these messages under its inputs ({Input.name: text})."""
+    """Keep the form open and show these messages under its inputs ({Input.name: text}). `form` is the form
+    that was submitted, for a platform that cannot keep it open and shows it again instead (a Teams card is
+    replaced by the same form with the errors and what was typed); Slack keeps its modal and needs no form."""
 
     errors: dict[str, str]
+    form: Form | None = None
 
 
 @dataclass(frozen=True)

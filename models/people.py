@@ -63,6 +63,9 @@ chat_identities = sa.Table(
     sa.Column("workspace", sa.String(100), nullable=False),  # Slack team id / Teams tenant id
     sa.Column("user_id", sa.String(200), nullable=False),
     sa.Column("last_used_at", UTCDateTime, nullable=True),
+    # how the platform reaches this person unprompted (Teams: the conversation reference of their personal chat
+    # with the bot); None where the user id is enough (Slack)
+    sa.Column("address", JSONType, nullable=True),
     sa.UniqueConstraint("platform", "workspace", "user_id", name="uq_chat_identities_platform_user"),
 )
 
@@ -360,3 +363,19 @@ def touch_identity(conn: Connection, platform: str, workspace: str, user_id: str
     conn.execute(chat_identities.update().where(
         chat_identities.c.platform == platform, chat_identities.c.workspace == workspace,
         chat_identities.c.user_id == user_id).values(last_used_at=now))
+
+
+def identity_address(conn: Connection, platform: str, workspace: str, user_id: str) -> tuple[bool, dict | None]:
+    """(whether the identity is known, the address stored for it)."""
+    row = conn.execute(sa.select(chat_identities.c.address).where(
+        chat_identities.c.platform == platform, chat_identities.c.workspace == workspace,
+        chat_identities.c.user_id == user_id)).first()
+    if row is None:
+        return False, None
+    return True, dict(row.address) if row.address else None
+
+
+def set_identity_address(conn: Connection, platform: str, workspace: str, user_id: str, address: dict) -> None:
+    conn.execute(chat_identities.update().where(
+        chat_identities.c.platform == platform, chat_identities.c.workspace == workspace,
+        chat_identities.c.user_id == user_id).values(address=address))

@@ -24,7 +24,6 @@ the commit: a click acknowledged is a decision recorded.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -48,6 +47,7 @@ from bot.slack.blockkit import (
     render_home,
     render_message,
 )
+from bot.writer import on_writer
 from handlers.conversation import Conversation
 from handlers.events import (
     ClickEvent,
@@ -61,7 +61,6 @@ from handlers.events import (
     Who,
 )
 from handlers.home import home_for
-from models.db import GroupCommitWriter
 
 log = logging.getLogger(__name__)
 
@@ -78,10 +77,7 @@ def _nothing() -> None:
 
 async def _hop(conversation: Conversation, fn: Callable[..., T], *args: Any) -> T:
     """Run a (synchronous) conversation call on the database's writer; returns once it is committed."""
-    writer = conversation.engine.db.writer
-    if isinstance(writer, GroupCommitWriter):  # a person waits: ahead of the delivery loop's bookkeeping
-        return await asyncio.wrap_future(writer.submit_first(fn, *args))
-    return await asyncio.get_running_loop().run_in_executor(writer, functools.partial(fn, *args))
+    return await on_writer(conversation.engine.db, fn, *args)
 
 
 class Background:

@@ -1,4 +1,4 @@
-"""Which nudge digest shows which request: digest_requests; a person's nudges by kind: ix_nudges_target_kind
+"""digest_requests, ix_nudges_target_kind, chat_identities.address
 
 Revision ID: 0004
 Revises: 0003
@@ -6,15 +6,19 @@ Create Date: 2026-12-02 16:00:00.000000
 
 A digest (an outbox row of kind nudge_digest) lists several requests; when one of them is decided, every posted
 digest that shows it is updated. This table finds them by request in one indexed lookup. The inbox lists what was
-escalated to a person, found through the new index on nudges (target_id, kind).
+escalated to a person, found through the new index on nudges (target_id, kind). A chat identity gets an
+address: how its platform reaches the person unprompted (Teams: a conversation reference).
 """
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import postgresql
 
 revision = '0004'
 down_revision = '0003'
 branch_labels = None
 depends_on = None
+
+JSON = sa.JSON().with_variant(postgresql.JSONB(), 'postgresql')
 
 
 def upgrade() -> None:
@@ -27,9 +31,13 @@ def upgrade() -> None:
     )
     op.create_index('ix_digest_requests_request_id', 'digest_requests', ['request_id'], unique=False)
     op.create_index('ix_nudges_target_kind', 'nudges', ['target_id', 'kind'], unique=False)
+    with op.batch_alter_table('chat_identities', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('address', JSON, nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('chat_identities', schema=None) as batch_op:
+        batch_op.drop_column('address')
     op.drop_index('ix_nudges_target_kind', table_name='nudges')
     op.drop_index('ix_digest_requests_request_id', table_name='digest_requests')
     op.drop_table('digest_requests')

@@ -1,0 +1,25 @@
+"""The one thread hop from an async edge (Slack, Teams) into the synchronous core: a conversation call runs on
+the database's writer (`Database.writer`) and the edge gets its result once it is committed.
+
+On SQLite the writer is one thread that group-commits the calls waiting together; a call a person waits for
+(a click, a command) goes ahead of the delivery loop's bookkeeping. On PostgreSQL it is a pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from models.db import Database, GroupCommitWriter
+
+T = TypeVar("T")
+
+
+async def on_writer(db: Database, fn: Callable[..., T], *args: Any) -> T:
+    """Run a (synchronous) call on the database's writer; returns once it is committed."""
+    writer = db.writer
+    if isinstance(writer, GroupCommitWriter):  # a person waits: ahead of the delivery loop's bookkeeping
+        return await asyncio.wrap_future(writer.submit_first(fn, *args))
+    return await asyncio.get_running_loop().run_in_executor(writer, functools.partial(fn, *args))

@@ -1,0 +1,264 @@
+"""The Teams edge end to end on loopback: Bot Framework activities POSTed to the real aiohttp server (make_app,
+botbuilder's CloudAdapter, anonymous as for local use), the connector replaced by a stub HTTP server that the
+activities' serviceUrl points at, on SQLite and PostgreSQL. The cards the bot sends are checked by Microsoft's
+adaptivecards library."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import pytest
+import sqlalchemy as sa
+from aiohttp.test_utils import TestServer
+
+from bot.server import make_app
+from config.policy import Policy
+from config.settings import Settings
+from models import people
+from models.db import Database
+from models.requests import requests
+from tests.conftest import Clock, Org
+from tests.stubs.teams_connector import TeamsConnectorStub
+from tests.unit.test_adaptive_cards import validate
+
+TENANT = "tenant-1"
+MEMBERS = {
+    "29:alice": {"id": "29:alice", "name": "Alice", "email": "alice@example.jp",
+                 "userPrincipalName": "alice@example.jp", "aadObjectId": "aad-alice"},
+    "29:manager": {"id": "29:manager", "name": "Manager", "email": "mgr@example.jp",
+                   "userPrincipalName": "mgr@example.jp", "aadObjectId": "aad-manager"},
+    "29:stranger": {"id": "29:stranger", "name": "Stranger", "email": "stranger@example.jp",
+                    "userPrincipalName": "stranger@example.jp", "aadObjectId": "aad-stranger"},
+}
+JSON = dict[str, Any]
+
+
+@dataclass
+class Teams:
+    """What Teams does to the bot (activities POSTed to /api/messages) and what it saw (`connector`)."""
+
+    url: str
+    connector: TeamsConnectorStub
+    session: aiohttp.ClientSession
+    seq: int = 0
+
+    def activity(self, user: str, kind: str, **fields: Any) -> JSON:
+        self.seq += 1
+        member = MEMBERS[user]
+        return {"type": kind, "id": f"in-{self.seq}", "timestamp": "2026-06-02T01:00:00Z", "channelId": "msteams",
+                "serviceUrl": self.connector.url, "locale": "ja-JP",
+                "from": {"id": user, "name": member["name"], "aadObjectId": member["aadObjectId"]},
+                "conversation": {"id": f"a:{user}", "conversationType": "personal", "tenantId": TENANT},
+                "recipient": {"id": "28:madoguchi", "name": "madoguchi"},
+                "channelData": {"tenant": {"id": TENANT}}, **fields}
+
+    async def post(self, body: Any, headers: dict[str, str] | None = None, raw: bytes | None = None) -> tuple[int, Any]:
+        data = raw if raw is not None else json.dumps(body).encode()
+        sent = {"Content-Type": "application/json", **(headers or {})}
+        async with self.session.post(self.url, data=data, headers=sent) as response:
+            text = await response.text()
+            try:
+                return response.status, json.loads(text) if text else None
+            except ValueError:
+                return response.status, text
+
+    async def say(self, user: str, text: str) -> int:
+        status, _ = await self.post(self.activity(user, "message", text=text))
+        return status
+
+    async def execute(self, user: str, data: JSON, verb: str = "x", reply_to: str = "bot-1") -> tuple[int, Any]:
+        value = {"action": {"type": "Action.Execute", "verb": verb, "data": data}, "trigger": "manual"}
+        return await self.post(self.activity(user, "invoke", name="adaptiveCard/action", value=value,
+                                             replyToId=reply_to))
+
+
+@pytest.fixture
+async def teams(db: Database, org: Org, policy: Policy, clock: Clock) -> AsyncIterator[Teams]:
+    connector = TeamsConnectorStub(members=dict(MEMBERS))
+    await connector.start()
+    server = TestServer(make_app(Settings.model_validate({}), database=db, policy=policy, clock=clock),
+                        host="127.0.0.1")
+    await server.start_server()
+    async with aiohttp.ClientSession() as session:
+        yield Teams(str(server.make_url("/api/messages")), connector, session)
+    await server.close()
+    await connector.close()
+
+
+def inputs(card: JSON) -> dict[str, JSON]:
+    found: dict[str, JSON] = {}
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if str(node.get("type", "")).startswith("Input.") and "id" in node:
+                found[node["id"]] = node
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(card)
+    return found
+
+
+def executes(card: JSON) -> list[JSON]:
+    """Every Action.Execute of a card (in ShowCards too)."""
+    found: list[JSON] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if node.get("type") == "Action.Execute":
+                found.append(node)
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(card)
+    return found
+
+
+def submit_data(card: JSON, values: JSON) -> JSON:
+    """What Teams sends for the form's submit: the submit action's data with the inputs beside it."""
+    submit = next(a for a in card["actions"] if a.get("type") == "Action.Execute")
+    return {**submit["data"], **values}
+
+
+def text_of(card: JSON) -> str:
+    return json.dumps(card, ensure_ascii=False)
+
+
+def request_rows(db: Database) -> list[Any]:
+    with db.unit_of_work(write=False) as conn:
+        return list(conn.execute(sa.select(requests.c.number, requests.c.status).order_by(requests.c.id)))
+
+
+LEAVE = {"unit": "full", "period.start": "2026-06-08", "period.end": "2026-06-08"}
+
+
+async def test_typed_words_open_the_form_and_a_filled_form_files_the_request(teams: Teams, db: Database) -> None:
+    assert await teams.say("29:alice", "休暇") in (200, 201)
+    form = teams.connector.cards("reply")[-1]
+    assert {"unit", "period.start", "period.end"} <= set(inputs(form))
+    # left empty: the same form comes back in place with the errors under its inputs; nothing stored
+    status, errors = await teams.execute("29:alice", submit_data(form, {}))
+    assert status == 200 and errors["statusCode"] == 200 and errors["type"] == "application/vnd.microsoft.card.adaptive"
+    assert "attention" in text_of(errors["value"]) and request_rows(db) == []
+    # filled in: the form is replaced by the outcome
+    status, answer = await teams.execute("29:alice", submit_data(form, LEAVE))
+    assert status == 200 and answer["type"] == "application/vnd.microsoft.card.adaptive"
+    assert "LV-2026-0001" in text_of(answer["value"])
+    assert [tuple(r) for r in request_rows(db)] == [("LV-2026-0001", "pending")]
+    verdicts = validate([*teams.connector.cards(), errors["value"], answer["value"]])
+    assert [v["events"] for v in verdicts if not v["ok"]] == []
+
+
+async def test_the_manager_approves_from_a_card_and_a_second_click_changes_nothing(teams: Teams, db: Database,
+                                                                                  org: Org) -> None:
+    await teams.say("29:alice", "休暇")
+    await teams.execute("29:alice", submit_data(teams.connector.cards("reply")[-1], LEAVE))
+    await teams.say("29:manager", "承認")  # the inbox: the approval card with its buttons
+    inbox = teams.connector.cards("reply")[-1]
+    approve = next(a for a in executes(inbox) if a["verb"] == "approve")
+    status, answer = await teams.execute("29:manager", approve["data"], approve["verb"])
+    assert status == 200 and answer["type"] == "application/vnd.microsoft.activity.message"
+    assert "LV-2026-0001" in answer["value"]
+    assert [tuple(r) for r in request_rows(db)] == [("LV-2026-0001", "approved")]
+    _, again = await teams.execute("29:manager", approve["data"], approve["verb"])
+    assert "承認済み" in again["value"] or "already" in again["value"].lower()
+    assert [tuple(r) for r in request_rows(db)] == [("LV-2026-0001", "approved")]
+    # the requester cannot approve their own request with the same data
+    _, own = await teams.execute("29:alice", approve["data"], approve["verb"])
+    assert own["type"] == "application/vnd.microsoft.activity.message"
+
+
+async def test_reject_opens_the_reason_form_below_and_its_submit_rejects(teams: Teams, db: Database) -> None:
+    await teams.say("29:alice", "休暇")
+    await teams.execute("29:alice", submit_data(teams.connector.cards("reply")[-1], LEAVE))
+    await teams.say("29:manager", "inbox")
+    reject = next(a for a in executes(teams.connector.cards("reply")[-1]) if a["verb"] == "reject")
+    before = len(teams.connector.sent)
+    _, answer = await teams.execute("29:manager", reject["data"], reject["verb"])
+    assert answer["type"] == "application/vnd.microsoft.activity.message"
+    reason = teams.connector.cards()[-1]
+    assert len(teams.connector.sent) == before + 1 and "comment" in inputs(reason)
+    _, empty = await teams.execute("29:manager", submit_data(reason, {}))  # a reason is required
+    assert "attention" in text_of(empty["value"]) and [r.status for r in request_rows(db)] == ["pending"]
+    _, done = await teams.execute("29:manager", submit_data(reason, {"comment": "繁忙期のため"}))
+    assert "LV-2026-0001" in text_of(done["value"])
+    assert [r.status for r in request_rows(db)] == ["rejected"]
+
+
+async def test_someone_hr_has_not_registered_is_told_so_and_nothing_is_stored(teams: Teams, db: Database) -> None:
+    assert await teams.say("29:stranger", "休暇") in (200, 201)
+    reply = text_of(teams.connector.cards("reply")[-1])
+    assert "登録" in reply
+    with db.unit_of_work(write=False) as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(people.chat_identities)).scalar_one() == 0
+    assert request_rows(db) == []
+
+
+async def test_the_conversation_reference_is_stored_for_proactive_messages(teams: Teams, db: Database,
+                                                                           org: Org) -> None:
+    update = teams.activity("29:alice", "conversationUpdate",
+                            membersAdded=[{"id": "28:madoguchi", "name": "madoguchi"}])
+    status, _ = await teams.post(update)
+    assert status in (200, 201)
+    assert "ヘルプ" in text_of(teams.connector.cards()[-1]) or "help" in text_of(teams.connector.cards()[-1])
+    with db.unit_of_work(write=False) as conn:
+        row = conn.execute(sa.select(people.chat_identities.c.employee_id, people.chat_identities.c.user_id,
+                                     people.chat_identities.c.address)).one()
+    assert row.employee_id == org.alice and row.user_id == "aad-alice"
+    assert row.address["conversation"]["id"] == "a:29:alice"
+    assert row.address["serviceUrl"] == teams.connector.url
+
+
+@pytest.mark.parametrize(("raw", "headers", "status"), [
+    (b"{not json", {}, 400),
+    (b"[1, 2]", {}, 400),
+    (b'{"type": "message"}', {}, 400),
+    (b'{"type": "message", "text": "x"}', {"Content-Type": "text/plain"}, 415),
+])
+async def test_malformed_activities_get_a_4xx_and_change_nothing(teams: Teams, db: Database, raw: bytes,
+                                                                 headers: dict[str, str], status: int) -> None:
+    got, body = await teams.post(None, headers=headers, raw=raw)
+    assert got == status and "error" in body
+    assert teams.connector.sent == [] and request_rows(db) == []
+
+
+async def test_unknown_invokes_and_foreign_card_data_are_refused_clearly(teams: Teams, db: Database) -> None:
+    status, body = await teams.post(teams.activity("29:alice", "invoke", name="composeExtension/query", value={}))
+    assert status == 400 and "adaptiveCard/action" in body["error"]
+    status, body = await teams.execute("29:alice", {"someone": "else"}, verb="")
+    assert status == 200 and body["statusCode"] == 400 and body["type"] == "application/vnd.microsoft.error"
+    status, body = await teams.execute("29:alice", {"madoguchi": {"kind": "submit", "callback": "submit_request",
+                                                                  "state": "garbage"}, "nope": "1"})
+    assert status == 200 and body["statusCode"] == 200  # a clear card: the form is no longer valid
+    assert request_rows(db) == []
+
+
+async def test_with_credentials_an_unauthenticated_request_gets_401(db: Database, org: Org, policy: Policy,
+                                                                    clock: Clock) -> None:
+    connector = TeamsConnectorStub(members=dict(MEMBERS))
+    await connector.start()
+    settings = Settings.model_validate({"MICROSOFT_APP_ID": "00000000-0000-0000-0000-000000000001",
+                                        "MICROSOFT_APP_PASSWORD": "secret", "MICROSOFT_APP_TENANT_ID": TENANT,
+                                        "MICROSOFT_APP_TYPE": "SingleTenant"})
+    server = TestServer(make_app(settings, database=db, policy=policy, clock=clock), host="127.0.0.1")
+    await server.start_server()
+    try:
+        async with aiohttp.ClientSession() as session:
+            teams = Teams(str(server.make_url("/api/messages")), connector, session)
+            for headers in ({}, {"Authorization": "Bearer not-a-token"}):
+                status, _ = await teams.post(teams.activity("29:alice", "message", text="休暇"), headers=headers)
+                assert status == 401
+    finally:
+        await server.close()
+        await connector.close()
+    assert connector.sent == [] and request_rows(db) == []
