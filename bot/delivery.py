@@ -46,8 +46,12 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.slack.blockkit import render_message
+from bot.teams.adaptive import render_message as render_card
+from bot.teams.proactive import PLATFORM as TEAMS
+from bot.teams.proactive import TeamsError, TeamsSender, is_teams_ref
 from config.policy import Policy
 from handlers import notifications
+from handlers.views import Message
 from models.db import Database
 from models.messaging import OutboxMessage
 from workflow import broadcasts, delivery
@@ -57,6 +61,9 @@ log = logging.getLogger(__name__)
 PLATFORM = "slack"
 JSON = dict[str, Any]
 NO_IDENTITY = "not reachable on Slack (no identity)"
+NOT_INSTALLED = "not reachable on Teams (app not installed)"
+NO_SLACK = "not reachable: Slack is not configured (SLACK_BOT_TOKEN)"
+NO_TEAMS = "not reachable: Teams is not configured"
 GONE = "nothing to send: the request or the recipient is gone"
 # Slack errors that no retry can fix: the person, the channel or our token is gone.
 PERMANENT = frozenset({"user_not_found", "account_inactive", "channel_not_found", "not_in_channel",
@@ -96,13 +103,17 @@ def _utcnow() -> datetime:
 
 @dataclass
 class _Plan:
-    """Everything one row needs from the database, read in one thread hop before any Slack call."""
+    """Everything one row needs from the database, read in one thread hop before any chat call. Messages are
+    neutral (with their reader's language) until sent: each copy is rendered for the platform it is on."""
 
     user: str | None = None  # the Slack user to DM, or the channel of a queue's shared card
-    message: JSON | None = None
+    message: tuple[Message, str] | None = None
     channel: bool = False  # `user` is a channel: post there, no DM to open
     target: JSON | None = None  # the message to update instead of posting
-    refresh: list[tuple[JSON, JSON]] = field(default_factory=list)  # approver cards to bring up to date
+    # other copies (approver cards, digests) to bring up to date, each on its own platform
+    refresh: list[tuple[JSON, Message, str]] = field(default_factory=list)
+    platform: str = PLATFORM  # where the recipient is reached: slack, or teams
+    address: JSON | None = None  # Teams: the conversation reference of the person's chat with the bot
 
 
 class _Dead(Exception):
@@ -208,11 +219,13 @@ class SlackDelivery:
     `rate`: messages a second to the whole workspace (see DEFAULT_RATE); None: DEFAULT_RATE while `pace` is
     above 0, no workspace pace when `pace` is 0 (tests, which set `pace = 0`); 0: no workspace pace."""
 
-    def __init__(self, db: Database, policy: Policy, client: AsyncWebClient, *, pace: float = 1.0,
+    def __init__(self, db: Database, policy: Policy, client: AsyncWebClient | None, *, pace: float = 1.0,
                  rate: float | None = None, batch: int = 20, max_attempts: int = 5, backoff: float = 2.0,
                  max_backoff: float = 300.0, clock: Callable[[], datetime] = _utcnow,
-                 lease: timedelta = delivery.LEASE) -> None:
+                 lease: timedelta = delivery.LEASE, teams: TeamsSender | None = None) -> None:
         self.db, self.policy, self.client = db, policy, client
+        self.teams = teams  # None: Teams is not configured (its recipients' rows are dead, with the reason)
+        self.teams_pace = WorkspacePace()  # the Teams bot's own pace: its limits are not Slack's
         self.lease = lease  # how long a claimed row is ours (workflow.delivery.claim_due)
         self.pace, self.rate, self.batch, self.max_attempts = pace, rate, batch, max_attempts
         self.workspace_pace = WorkspacePace()
@@ -316,42 +329,64 @@ class SlackDelivery:
             await self._record(delivery.mark_dead, row.id, str(exc))
         except SlackApiError as exc:
             await self._failed_on_slack(row, exc, now)
+        except TeamsError as exc:
+            await self._failed_on_teams(row, exc, now)
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             await self._transient(row, f"{type(exc).__name__}: {exc}", now)
         except Exception as exc:  # a bug in one row must not stall the others or the loop
             log.exception("delivering outbox row %s failed", row.id)
             await self._transient(row, f"{type(exc).__name__}: {exc}", now)
         else:
-            await self._record(delivery.mark_sent, row.id, ref, PLATFORM, self.clock())
+            platform = TEAMS if is_teams_ref(ref) else PLATFORM
+            await self._record(delivery.mark_sent, row.id, ref, platform, self.clock())
 
     async def _send(self, row: OutboxMessage) -> JSON | None:
-        """Carry the row out on Slack; returns where the message is (channel + ts), None if nothing was sent."""
+        """Carry the row out on the recipient's platform; returns where the message is (Slack: channel + ts;
+        Teams: activity id + conversation), None if nothing was sent."""
         plan = await self._write(self._plan, row)  # the writer: no second thread fighting for the GIL
-        if plan.user is None:
-            raise _Dead(NO_IDENTITY)
+        self._reachable(plan)
         if plan.message is None:
             raise _Dead(GONE)
-        for ref, card in plan.refresh:
-            await self._refresh(ref, card)
+        for ref, message, locale in plan.refresh:
+            await self._refresh(ref, message, locale)
         if plan.target is not None:
-            return await self._update(plan.target, plan.message)
+            return await self._update(plan.target, *plan.message)
         if row.kind == "card_update" or row.payload.get("updates") is not None:
             return None  # the card was never posted: nothing shows a stale copy
+        if plan.platform == TEAMS:
+            assert plan.address is not None and self.teams is not None  # _reachable checked both
+            return await self._post_teams(plan.address, *plan.message)
+        assert plan.user is not None
         if plan.channel:
-            return await self._post_to_channel(plan.user, plan.message)
-        return await self._post(plan.user, plan.message)
+            return await self._post_to_channel(plan.user, render_message(*plan.message))
+        return await self._post(plan.user, render_message(*plan.message))
+
+    def _reachable(self, plan: _Plan) -> None:
+        """Dead, with the reason an admin can act on, when the recipient cannot be reached at all."""
+        if plan.platform == TEAMS:
+            if plan.address is None:
+                raise _Dead(NOT_INSTALLED)
+            if self.teams is None:
+                raise _Dead(NO_TEAMS)
+        elif plan.user is None:
+            raise _Dead(NO_IDENTITY)
+        elif self.client is None:
+            raise _Dead(NO_SLACK)
 
     def _plan(self, row: OutboxMessage) -> _Plan:
         with self.db.unit_of_work(write=False) as conn:
             shared = row.payload.get("channel") if row.kind in notifications.CARD_KINDS else None
-            user = str(shared) if shared else delivery.chat_user(conn, row.recipient_id, PLATFORM)
+            reach = None if shared else delivery.reach(conn, row.recipient_id)
+            user = str(shared) if shared else (reach.user_id if reach is not None else None)
+            platform = reach.platform if reach is not None else PLATFORM
+            address = reach.address if reach is not None else None
             if user is None:
                 return _Plan()
             reads = notifications.Reads()  # the request is read once for this row and all its cards
             found = notifications.message_for(conn, self.policy, self.policy.company.timezone, row, reads)
             if found is None:
-                return _Plan(user)
-            plan = _Plan(user, render_message(*found), channel=bool(shared))
+                return _Plan(user, platform=platform, address=address)
+            plan = _Plan(user, found, channel=bool(shared), platform=platform, address=address)
             request_id = row.request_id or 0
             if row.kind == "card_update" and row.payload.get("assignment_id") is not None:
                 plan.target = delivery.card_ref(conn, int(row.payload["assignment_id"]))
@@ -361,20 +396,26 @@ class SlackDelivery:
                 # a closed assignment's copy is a queue's shared card: it shows the step, not that person
                 card = notifications.shared_card(conn, self.policy, request_id,
                                                  int(row.payload["assignment_id"]), reads)
-                plan.message = render_message(*card) if card is not None else plan.message
+                plan.message = card if card is not None else plan.message
             elif row.kind in notifications.REQUESTER_KINDS:
                 plan.target = delivery.requester_ref(conn, request_id)
-                plan.refresh = [(ref, render_message(message, locale)) for ref, message, locale
+                plan.refresh = [(ref, message, locale) for ref, message, locale
                                 in notifications.sent_cards(conn, self.policy, self.policy.company.timezone,
                                                             request_id, reads)]
             if request_id and (row.kind in notifications.REQUESTER_KINDS or row.kind == "card_update"):
                 # the request changed: every posted reminder digest showing it is brought up to date too
-                plan.refresh += [(ref, render_message(message, locale)) for ref, message, locale
+                plan.refresh += [(ref, message, locale) for ref, message, locale
                                  in notifications.sent_digests(conn, self.policy, self.policy.company.timezone,
                                                                request_id)]
             return plan
 
     # ------------------------------------------------------------------------------------- Slack calls
+
+    @property
+    def slack(self) -> AsyncWebClient:
+        if self.client is None:
+            raise _Dead(NO_SLACK)
+        return self.client
 
     async def _post(self, user: str, message: JSON) -> JSON:
         channel = await self._dm_channel(user)
@@ -387,7 +428,7 @@ class SlackDelivery:
     async def _post_to_channel(self, channel: str, message: JSON) -> JSON:
         """A message in a channel: a DM, or a queue's shared card (the bot must be a member there: a permanent
         error otherwise)."""
-        posted = await self._message(self.client.chat_postMessage, channel=channel, **message)
+        posted = await self._message(self.slack.chat_postMessage, channel=channel, **message)
         ref = {"channel": posted.get("channel") or channel, "ts": posted["ts"]}
         self._shown[(str(ref["channel"]), str(ref["ts"]))] = _digest(message)
         return ref
@@ -397,7 +438,7 @@ class SlackDelivery:
         call under way); a failed call is forgotten, so the next row asks again."""
         opening = self._dm.get(user)
         if opening is None:
-            opening = self._dm[user] = asyncio.ensure_future(self.client.conversations_open(users=user))
+            opening = self._dm[user] = asyncio.ensure_future(self.slack.conversations_open(users=user))
         try:
             opened = await asyncio.shield(opening)
         except BaseException:
@@ -406,25 +447,73 @@ class SlackDelivery:
             raise
         return str((opened.get("channel") or {}).get("id") or user)
 
-    async def _update(self, ref: JSON, message: JSON, *, if_changed: bool = False) -> JSON:
-        """chat.update the message at `ref`; with `if_changed`, not when it already shows exactly this."""
-        key, digest = (str(ref["channel"]), str(ref["ts"])), _digest(message)
+    async def _update(self, ref: JSON, message: Message, locale: str, *, if_changed: bool = False) -> JSON:
+        """Update the message at `ref` on its platform (Slack chat.update, Teams updateActivity); with
+        `if_changed`, not when it already shows exactly this."""
+        if is_teams_ref(ref):
+            return await self._update_teams(ref, render_card(message, locale), if_changed=if_changed)
+        client = self.slack
+        rendered = render_message(message, locale)
+        key, digest = (str(ref["channel"]), str(ref["ts"])), _digest(rendered)
         if not (if_changed and self._shown.get(key) == digest):
             self._shown.pop(key, None)  # unknown while the call is under way (it may fail half way)
-            await self._message(self.client.chat_update, channel=ref["channel"], ts=ref["ts"], **message)
+            await self._message(client.chat_update, channel=ref["channel"], ts=ref["ts"], **rendered)
             self._shown[key] = digest
         return {"channel": ref["channel"], "ts": ref["ts"]}
 
-    async def _refresh(self, ref: JSON, card: JSON) -> None:
+    async def _refresh(self, ref: JSON, message: Message, locale: str) -> None:
         """Bring another copy of the card up to date. A copy that is gone for good (the approver left, the DM
-        was deleted) must not hold back this row; a passing failure retries the whole row (updates repeat
-        harmlessly)."""
+        was deleted, the app was removed) must not hold back this row; a passing failure retries the whole row
+        (updates repeat harmlessly)."""
         try:
-            await self._update(ref, card, if_changed=True)
+            await self._update(ref, message, locale, if_changed=True)
         except SlackApiError as exc:
             if exc.response.status_code == 429 or exc.response.get("error") not in PERMANENT:
                 raise
             log.warning("could not update card %s: %s", ref, exc.response.get("error"))
+        except TeamsError as exc:
+            if not exc.permanent:
+                raise
+            log.warning("could not update Teams card %s: %s", ref.get("activity_id"), exc.error)
+        except _Dead as exc:  # that copy's platform is no longer configured
+            log.warning("could not update card %s: %s", ref, exc)
+
+    # ------------------------------------------------------------------------------------- Teams calls
+
+    async def _post_teams(self, address: JSON, message: Message, locale: str) -> JSON:
+        """The card into the person's Teams chat, at the conversation's and the bot's pace."""
+        assert self.teams is not None
+        card = render_card(message, locale)
+        ref = await self._teams_call(str((address.get("conversation") or {}).get("id", "")),
+                                     self.teams.post(address, card))
+        self._shown[_teams_key(ref)] = _digest(card)
+        return ref
+
+    async def _update_teams(self, ref: JSON, card: JSON, *, if_changed: bool) -> JSON:
+        if self.teams is None:
+            raise _Dead(NO_TEAMS)
+        key, digest = _teams_key(ref), _digest(card)
+        if not (if_changed and self._shown.get(key) == digest):
+            self._shown.pop(key, None)
+            await self._teams_call(key[0], self.teams.update(ref, card))
+            self._shown[key] = digest
+        return ref
+
+    async def _teams_call(self, conversation: str, call: Any) -> Any:
+        """A Teams call at the pace of its conversation and of the bot (Teams limits both); a 429 pauses the bot's
+        pace for Retry-After."""
+        await self.teams_pace.take(self.workspace_rate)
+        await self._wait_for(f"teams:{conversation}")
+        paced = await self.teams_pace.enter(self.workspace_rate)
+        try:
+            return await call
+        except TeamsError as exc:
+            if exc.status == 429:
+                self.teams_pace.hold(exc.retry_after or 1.0, self.workspace_rate)
+            raise
+        finally:
+            if paced:
+                self.teams_pace.done()
 
     async def _message(self, call: Callable[..., Any], *, channel: str, **kwargs: Any) -> Any:
         """A post or update of a message in `channel`, at the channel's and the workspace's pace; a 429 pauses the
@@ -477,6 +566,16 @@ class SlackDelivery:
         else:
             await self._transient(row, error, now)
 
+    async def _failed_on_teams(self, row: OutboxMessage, exc: TeamsError, now: datetime) -> None:
+        if exc.status == 429:
+            after = exc.retry_after if exc.retry_after is not None else 1.0
+            await self._record(delivery.mark_retry, row.id, f"throttled by Teams (retry after {after:g}s)",
+                               now + timedelta(seconds=after))
+        elif exc.permanent:
+            await self._record(delivery.mark_dead, row.id, f"Teams: {exc.error}")
+        else:
+            await self._transient(row, f"Teams: {exc.error}", now)
+
     async def _transient(self, row: OutboxMessage, error: str, now: datetime) -> None:
         """Retry later, waiting twice as long each time (capped, with jitter); give up after max_attempts."""
         if row.attempts >= self.max_attempts:
@@ -503,6 +602,10 @@ class SlackDelivery:
                 mark(conn, *args)
 
         await self._write(work)
+
+
+def _teams_key(ref: JSON) -> tuple[str, str]:
+    return str((ref.get("conversation") or {}).get("conversation", {}).get("id", "")), str(ref.get("activity_id"))
 
 
 def _digest(message: JSON) -> str:

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 
 import aiohttp
 from aiohttp import web
+from botbuilder.integration.aiohttp import CloudAdapter
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
@@ -22,6 +23,7 @@ from bot.slack.app import Background, BotAuthorization, build_slack_app
 from bot.slack.socket_mode import SocketModeConnection
 from bot.teams.edge import MESSAGES, TeamsBot, anonymous, make_adapter
 from bot.teams.edge import messages as teams_messages
+from bot.teams.proactive import TeamsSender
 from config.policy import Policy, load_policy, with_timezone
 from config.settings import Settings
 from handlers.conversation import Conversation
@@ -50,23 +52,26 @@ def make_app(settings: Settings, *, database: Database | None = None, policy: Po
     engine = Engine(db, rules, clock=clock) if clock else Engine(db, rules)
     conversation = Conversation(engine)
     app.router.add_get("/healthz", healthz)
-    _mount_teams(app, conversation, settings)
-    if settings.slack_bot_token and settings.slack_signing_secret:
-        client = AsyncWebClient(token=settings.slack_bot_token, base_url=settings.slack_api_url)
-        lease = timedelta(seconds=settings.outbox_lease_seconds)
-        app[DELIVERY] = (SlackDelivery(db, rules, client, clock=clock, lease=lease) if clock
-                         else SlackDelivery(db, rules, client, lease=lease))
+    adapter = make_adapter(settings)
+    slack = bool(settings.slack_bot_token and settings.slack_signing_secret)
+    client = AsyncWebClient(token=settings.slack_bot_token, base_url=settings.slack_api_url) if slack else None
+    lease = timedelta(seconds=settings.outbox_lease_seconds)
+    # one delivery loop for both platforms: each recipient is reached where they last were (Slack or Teams)
+    teams = TeamsSender(adapter, settings.microsoft_app_id)
+    app[DELIVERY] = (SlackDelivery(db, rules, client, clock=clock, lease=lease, teams=teams) if clock
+                     else SlackDelivery(db, rules, client, lease=lease, teams=teams))
+    _mount_teams(app, conversation, settings, adapter)
+    if slack and settings.slack_bot_token and settings.slack_signing_secret:
         _mount_slack(app, conversation, settings.slack_bot_token, settings.slack_signing_secret,
                      settings.slack_api_url, app[DELIVERY], warm)
         if settings.slack_app_token:
             # Socket Mode beside HTTP; after _mount_slack, so it closes before the shared Web API session
             socket_mode = SocketModeConnection(app[SLACK_APP], settings.slack_app_token, settings.slack_api_url)
             app.cleanup_ctx.append(socket_mode.context)
-        background = deliver if deliver is not None else database is None
-        if background:
-            app.cleanup_ctx.append(_delivery_loop)
+    if deliver if deliver is not None else database is None:
+        app.cleanup_ctx.append(_delivery_loop)
     if tick if tick is not None else database is None:  # the scheduler's tick: like delivery, off for a test's db
-        wake = app[DELIVERY].wake if DELIVERY in app else None
+        wake = app[DELIVERY].wake
         app[TICKER] = Ticker(db, rules, clock=clock, after=wake) if clock else Ticker(db, rules, after=wake)
         app.cleanup_ctx.append(app[TICKER].context)
     return app
@@ -115,7 +120,7 @@ def _mount_slack(app: web.Application, conversation: Conversation, token: str, s
     app[SLACK_APP] = build_slack_app(conversation, token=token, signing_secret=signing_secret, api_url=api_url,
                                      authorization=authorization, changed=delivery.wake, background=replies)
     # before the delivery loop's context: the loop stops first, then the session closes
-    _share_session(app, [app[SLACK_APP].client, authorization.client, delivery.client], replies)
+    _share_session(app, [app[SLACK_APP].client, authorization.client, delivery.slack], replies)
 
     async def warm_up(_: web.Application) -> None:
         # Bolt would call auth.test on the first request; doing it now keeps it out of a person's wait.
@@ -126,10 +131,11 @@ def _mount_slack(app: web.Application, conversation: Conversation, token: str, s
     app.router.add_post(SLACK_EVENTS, slack_events)
 
 
-def _mount_teams(app: web.Application, conversation: Conversation, settings: Settings) -> None:
+def _mount_teams(app: web.Application, conversation: Conversation, settings: Settings,
+                 adapter: CloudAdapter) -> None:
     """`POST /api/messages` for Teams: authenticated with the bot's credentials, or anonymous for loopback clients
     only (local use) when there are none."""
-    adapter, bot, loopback_only = make_adapter(settings), TeamsBot(conversation, lambda: _wake(app)), anonymous(settings)
+    bot, loopback_only = TeamsBot(conversation, lambda: _wake(app)), anonymous(settings)
 
     async def handle(request: web.Request) -> web.Response:
         return await teams_messages(request, adapter, bot, loopback_only)

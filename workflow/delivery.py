@@ -96,6 +96,32 @@ def requester_ref(conn: Connection, request_id: int) -> dict[str, Any] | None:
     return next((dict(ref) for ref in refs if ref), None)
 
 
+@dataclass(frozen=True)
+class Reach:
+    """Where a person is reached: the platform, their user id there, and (Teams) the address to post to."""
+
+    platform: str
+    user_id: str
+    address: dict[str, Any] | None = None
+
+
+REACHABLE_BY_ID = ("slack",)  # platforms where a user id is enough to message a person
+
+
+def reach(conn: Connection, employee_id: int) -> Reach | None:
+    """The platform the person last used that can reach them unprompted: Slack by user id, Teams by a stored
+    conversation reference. A Teams identity with no reference (the app was never installed, or it was only
+    seen in a team channel) counts only when there is nothing else: then the row is dead, saying why. None: the
+    person was never seen on chat."""
+    rows = conn.execute(
+        sa.select(chat_identities.c.platform, chat_identities.c.user_id, chat_identities.c.address)
+        .where(chat_identities.c.employee_id == employee_id)
+        .order_by(chat_identities.c.last_used_at.desc().nulls_last(), chat_identities.c.id.desc())).all()
+    found = [Reach(str(r.platform), str(r.user_id), dict(r.address) if r.address else None) for r in rows]
+    usable = [r for r in found if r.platform in REACHABLE_BY_ID or r.address is not None]
+    return usable[0] if usable else (found[0] if found else None)
+
+
 def chat_address(conn: Connection, employee_id: int, platform: str) -> dict[str, Any] | None:
     """How to reach the employee on a platform unprompted (the most recently used identity that has an address:
     a Teams conversation reference), or None if the platform has none for them (e.g. the app is not installed)."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import aiohttp
@@ -15,11 +16,15 @@ import pytest
 import sqlalchemy as sa
 from aiohttp.test_utils import TestServer
 
+from bot.delivery import SlackDelivery
 from bot.server import make_app
+from bot.teams.edge import make_adapter
+from bot.teams.proactive import TeamsSender
 from config.policy import Policy
 from config.settings import Settings
 from models import people
 from models.db import Database
+from models.messaging import outbox
 from models.requests import requests
 from tests.conftest import Clock, Org
 from tests.stubs.teams_connector import TeamsConnectorStub
@@ -262,3 +267,70 @@ async def test_with_credentials_an_unauthenticated_request_gets_401(db: Database
         await server.close()
         await connector.close()
     assert connector.sent == [] and request_rows(db) == []
+
+
+# ------------------------------------------------------------------------------------------------ proactive
+
+
+def delivery_for(db: Database, policy: Policy, clock: Clock, slack_client: Any = None) -> SlackDelivery:
+    """The delivery loop as `madoguchi serve` builds it, driven by the test: Teams through a real CloudAdapter."""
+    adapter = make_adapter(Settings.model_validate({}))
+    return SlackDelivery(db, policy, slack_client, pace=0, clock=clock, teams=TeamsSender(adapter, None))
+
+
+async def test_a_teams_approver_gets_the_card_proactively_and_every_copy_is_updated(
+        teams: Teams, db: Database, policy: Policy, clock: Clock, org: Org) -> None:
+    await teams.say("29:manager", "help")  # the manager has the app: their conversation reference is stored
+    await teams.say("29:alice", "休暇")
+    await teams.execute("29:alice", submit_data(teams.connector.cards("reply")[-1], LEAVE))
+    delivery = delivery_for(db, policy, clock)
+    assert await delivery.run_once() >= 2
+    sent = {s.conversation: s for s in teams.connector.sent if s.kind == "send"}
+    card, status = sent["a:29:manager"], sent["a:29:alice"]  # the approver's card, the requester's status
+    approve = next(a for a in executes(card.activity["attachments"][0]["content"]) if a["verb"] == "approve")
+    _, answer = await teams.execute("29:manager", approve["data"], approve["verb"], reply_to=card.activity_id)
+    assert "LV-2026-0001" in answer["value"]
+    await delivery.run_once()
+    updates = {s.activity_id: s.activity for s in teams.connector.sent if s.kind == "update"}
+    assert card.activity_id in updates and status.activity_id in updates
+    assert not [a for a in executes(updates[card.activity_id]["attachments"][0]["content"])
+                if a["verb"] == "approve"]  # the approver's copy shows the outcome, without buttons
+    with db.unit_of_work(write=False) as conn:
+        rows = conn.execute(sa.select(outbox.c.kind, outbox.c.state, outbox.c.platform)).all()
+    assert {(r.state, r.platform) for r in rows} == {("sent", "teams")}
+    verdicts = validate([s.activity["attachments"][0]["content"] for s in teams.connector.sent
+                         if s.activity.get("attachments")])
+    assert [v["events"] for v in verdicts if not v["ok"]] == []
+
+
+async def test_a_teams_person_without_the_app_is_listed_as_not_reachable(
+        teams: Teams, db: Database, policy: Policy, clock: Clock, org: Org) -> None:
+    await teams.say("29:alice", "休暇")
+    await teams.execute("29:alice", submit_data(teams.connector.cards("reply")[-1], LEAVE))
+    with db.unit_of_work() as conn:  # the manager was seen only in a team channel: no personal chat reference
+        people.remember_identity(conn, org.manager, "teams", TENANT, "aad-manager", clock.now)
+    await delivery_for(db, policy, clock).run_once()
+    with db.unit_of_work(write=False) as conn:
+        rows = conn.execute(sa.select(outbox.c.recipient_id, outbox.c.state, outbox.c.last_error)).all()
+    assert {(r.state, r.last_error) for r in rows if r.recipient_id == org.manager} == \
+        {("dead", "not reachable on Teams (app not installed)")}
+    assert {r.state for r in rows if r.recipient_id == org.alice} == {"sent"}
+
+
+async def test_a_connector_that_refuses_for_good_makes_the_row_dead_and_a_5xx_is_retried(
+        teams: Teams, db: Database, policy: Policy, clock: Clock, org: Org) -> None:
+    await teams.say("29:manager", "help")
+    await teams.say("29:alice", "休暇")
+    await teams.execute("29:alice", submit_data(teams.connector.cards("reply")[-1], LEAVE))
+    teams.connector.fail_next(status=503, times=1)
+    delivery = delivery_for(db, policy, clock)
+    await delivery.run_once()
+    with db.unit_of_work(write=False) as conn:
+        states = sorted(r.state for r in conn.execute(sa.select(outbox.c.state)))
+    assert states == ["pending", "sent"]  # one passing failure waits for its retry; nothing lost
+    teams.connector.fail_next(status=403, times=5)
+    await delivery.run_once(clock.now + timedelta(minutes=10))
+    with db.unit_of_work(write=False) as conn:
+        rows = conn.execute(sa.select(outbox.c.state, outbox.c.last_error)).all()
+    assert sorted(r.state for r in rows) == ["dead", "sent"]
+    assert any((r.last_error or "").startswith("Teams: ") for r in rows if r.state == "dead")

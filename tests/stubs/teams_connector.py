@@ -31,6 +31,7 @@ class TeamsConnectorStub:
 
     members: dict[str, JSON] = field(default_factory=dict)
     sent: list[Sent] = field(default_factory=list)
+    failures: list[int] = field(default_factory=list)  # HTTP statuses to answer the next sends/updates with
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _server: TestServer | None = None
 
@@ -53,6 +54,17 @@ class TeamsConnectorStub:
         assert self._server is not None, "start() first"
         return str(self._server.make_url("")).rstrip("/") + "/"
 
+    def fail_next(self, *, status: int, times: int = 1) -> None:
+        """Answer the next `times` sends, replies and updates with this HTTP status (the connector's error body)."""
+        self.failures += [status] * times
+
+    def _failure(self) -> web.Response | None:
+        if not self.failures:
+            return None
+        status = self.failures.pop(0)
+        return web.json_response({"error": {"code": "ServiceError" if status >= 500 else "Forbidden",
+                                            "message": f"stub answered {status}"}}, status=status)
+
     def cards(self, kind: str | None = None) -> list[JSON]:
         """The Adaptive Cards the bot sent (in order), optionally of one kind of call."""
         return [a["content"] for s in self.sent if kind is None or s.kind == kind
@@ -65,12 +77,16 @@ class TeamsConnectorStub:
         return await self._record(request, "reply")
 
     async def _update(self, request: web.Request) -> web.Response:
+        if (failed := self._failure()) is not None:
+            return failed
         activity_id = unquote(request.match_info["activity"])
         self.sent.append(Sent("update", unquote(request.match_info["conversation"]), activity_id,
                               await request.json()))
         return web.json_response({"id": activity_id})
 
     async def _record(self, request: web.Request, kind: str) -> web.Response:
+        if (failed := self._failure()) is not None:
+            return failed
         activity_id = f"bot-{next(self._ids)}"
         self.sent.append(Sent(kind, unquote(request.match_info["conversation"]), activity_id, await request.json()))
         return web.json_response({"id": activity_id})
