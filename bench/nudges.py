@@ -110,6 +110,7 @@ def time_tick(db: Database, policy: Policy, rounds: int) -> tuple[float, int, in
             conn.execute(sa.text("DELETE FROM nudges WHERE sent_at IS NOT NULL AND kind = 'overdue' AND state = "
                                  "'pending'"))
             conn.execute(sa.text("UPDATE nudges SET state = 'pending', sent_at = NULL WHERE state = 'sent'"))
+            conn.execute(messaging.digest_requests.delete())  # (what each digest shows: it refers to the outbox)
             conn.execute(messaging.outbox.delete())
         started = time.perf_counter()
         report = Nudger(db, policy).tick(NOW)
