@@ -30,7 +30,7 @@ from models.messaging import outbox
 from models.requests import requests
 from tests.conftest import Clock, Org
 from tests.e2e.test_slack_edge import EXPENSE, SECRET, USERS, Slack
-from tests.e2e.test_teams_edge import MEMBERS, Teams, executes, submit_data
+from tests.e2e.test_teams_edge import MEMBERS, Teams, executes
 from tests.stubs.slack_api import SlackApiStub
 from tests.stubs.teams_connector import TeamsConnectorStub
 from tests.unit.test_adaptive_cards import validate
