@@ -8,14 +8,22 @@ with ``synchronous=FULL``.  Implementations measured:
 * ``floor`` -- ``bench.floor.run_lifecycles`` (the same transactions with no engine);
 * ``spiff`` -- ``bench.spiff_baseline.run_lifecycles`` (SpiffWorkflow 3.2 + JSON blob).
 
+Each is measured twice: one lifecycle at a time (sequential), and with
+``--concurrency C`` lifecycles in flight at once, as C people use a chat product
+(ours: C asyncio tasks through the writer, exactly as the edges call it; floor and
+spiff: C threads, each with its own connection; plus ``floor (group commit)``, a
+hand-written group commit with no engine). Every row's database is checked after
+its run (all lifecycles completed, the expected rows), so none can do less work.
+
 Each round of each implementation runs in a fresh temporary directory; rounds
-are interleaved (ours, floor, spiff, ours, ...) and the median is reported.
-If ``MADOGUCHI_BENCH_POSTGRES_URL`` (else ``MADOGUCHI_TEST_POSTGRES_URL``) is set,
-``ours`` is also run against that PostgreSQL database.
+are interleaved (ours, floor, spiff, then the concurrent rows, ours, ...) and the
+median is reported. If ``MADOGUCHI_BENCH_POSTGRES_URL`` (else
+``MADOGUCHI_TEST_POSTGRES_URL``) is set, ``ours`` is also run (sequentially)
+against that PostgreSQL database.
 
 Usage, from the repository root::
 
-    python bench/engine.py [--n 500] [--rounds 3] [--quick]
+    python bench/engine.py [--n 500] [--rounds 3] [--concurrency 32] [--quick]
     python -m bench.engine --quick
 """
 
@@ -37,6 +45,7 @@ if __package__ in (None, ""):  # run as a script: make ``import bench.*`` work
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 RunFn = Callable[[int, Path], float]
+ConcurrentFn = Callable[[int, Path, int], float]  # (n, workdir, concurrency) -> wall seconds per lifecycle
 
 
 class OursFn(Protocol):
@@ -48,6 +57,9 @@ class OursFn(Protocol):
 DEFAULT_N = 500
 QUICK_N = 30
 DEFAULT_ROUNDS = 3
+DEFAULT_CONCURRENCY = 32
+TARGET_VS_SPIFF = 2.0  # issue 6: ours / Spiff throughput at least this
+TARGET_TO_FLOOR = 3.0  # issue 6: ours / floor time at most this
 POSTGRES_ENV_VARS = ("MADOGUCHI_BENCH_POSTGRES_URL", "MADOGUCHI_TEST_POSTGRES_URL")
 
 
@@ -80,6 +92,32 @@ def load_implementations() -> tuple[OursFn, dict[str, RunFn]]:
     return run_ours, {"ours": run_ours, "floor": run_floor, "spiff": run_spiff}
 
 
+def load_concurrent(concurrency: int) -> dict[str, RunFn]:
+    """The concurrent rows, each bound to *concurrency* so they fit `measure`; named '<row> (concurrency C)'."""
+    try:
+        from bench.floor import run_concurrent as floor_concurrent
+        from bench.floor import run_concurrent_group_commit as floor_group_commit
+        from bench.ours import run_concurrent as ours_concurrent
+        from bench.spiff_baseline import run_concurrent as spiff_concurrent
+    except ImportError as exc:
+        raise SystemExit(f"benchmark implementation not importable: {exc}") from exc
+    rows: dict[str, ConcurrentFn] = {"ours": ours_concurrent, "floor": floor_concurrent,
+                                     "floor (group commit)": floor_group_commit, "spiff": spiff_concurrent}
+    return {concurrent_name(name, concurrency): bind_concurrency(fn, concurrency) for name, fn in rows.items()}
+
+
+def bind_concurrency(fn: ConcurrentFn, concurrency: int) -> RunFn:
+    """*fn* at a fixed concurrency, shaped like the sequential rows."""
+    def run(n: int, workdir: Path) -> float:
+        return fn(n, workdir, concurrency)
+    return run
+
+
+def concurrent_name(row: str, concurrency: int) -> str:
+    """The result key of a concurrent row."""
+    return f"{row} (concurrency {concurrency})"
+
+
 def time_once(fn: RunFn, n: int) -> float:
     """Run *fn* for *n* lifecycles in a fresh temporary directory; seconds per lifecycle."""
     with tempfile.TemporaryDirectory(prefix="madoguchi-bench-") as tmp:
@@ -107,7 +145,7 @@ def sqlalchemy_version() -> str:
     return str(sqlalchemy.__version__)
 
 
-def print_header(n: int, rounds: int) -> None:
+def print_header(n: int, rounds: int, concurrency: int) -> None:
     """Machine facts and benchmark settings."""
     print(
         f"python {platform.python_version()} ({platform.python_implementation()}), "
@@ -116,28 +154,53 @@ def print_header(n: int, rounds: int) -> None:
     )
     print(
         f"settings: n={n} lifecycles (submit + 3 approvals, 4 transactions each), "
-        f"rounds={rounds} (median), journal_mode=WAL, synchronous=FULL"
+        f"rounds={rounds} (median), journal_mode=WAL, synchronous=FULL, "
+        + (f"concurrency={concurrency} (and 1)" if concurrency else "sequential only")
     )
     print()
 
 
+NAME_WIDTH = 36
+
+
 def print_row(result: Result) -> None:
     """One table row: name, ms per lifecycle, lifecycles per second."""
-    print(f"{result.name:<20} {result.ms:>14.3f} {result.per_second:>14.1f}")
+    print(f"{result.name:<{NAME_WIDTH}} {result.ms:>14.3f} {result.per_second:>14.1f}")
 
 
 def print_table(results: Sequence[Result]) -> None:
     """The side-by-side table."""
-    print(f"{'implementation':<20} {'ms/lifecycle':>14} {'lifecycles/s':>14}")
+    print(f"{'implementation':<{NAME_WIDTH}} {'ms/lifecycle':>14} {'lifecycles/s':>14}")
     for result in results:
         print_row(result)
 
 
-def print_ratios(results: dict[str, Result]) -> None:
-    """The two headline ratios (throughput vs Spiff; time vs the floor)."""
-    ours, floor, spiff = results["ours"], results["floor"], results["spiff"]
-    print(f"ratio vs SpiffWorkflow: {ours.per_second / spiff.per_second:.2f}")
-    print(f"ratio to floor: {ours.seconds / floor.seconds:.2f}")
+def _verdict(met: bool) -> str:
+    return "met" if met else "NOT met"
+
+
+def print_ratios(ours: Result, floor: Result, spiff: Result, suffix: str = "") -> None:
+    """The two headline ratios (throughput vs Spiff; time vs the floor) and whether issue 6's targets hold.
+    *suffix* (e.g. ' (concurrency 32)') names the concurrent ratios apart from the sequential ones."""
+    vs_spiff, to_floor = ours.per_second / spiff.per_second, ours.seconds / floor.seconds
+    print(f"ratio vs SpiffWorkflow{suffix}: {vs_spiff:.2f}")
+    print(f"ratio to floor{suffix}: {to_floor:.2f}")
+    print(f"targets: ratio vs SpiffWorkflow >= {TARGET_VS_SPIFF:g} ({_verdict(vs_spiff >= TARGET_VS_SPIFF)}), "
+          f"ratio to floor <= {TARGET_TO_FLOOR:g} ({_verdict(to_floor <= TARGET_TO_FLOOR)})")
+
+
+def print_concurrent(results: dict[str, Result], concurrency: int) -> None:
+    """The concurrent table, its ratios, and ours against the group-committed floor."""
+    def row(name: str) -> Result:
+        return results[concurrent_name(name, concurrency)]
+
+    print(f"concurrent: {concurrency} lifecycles in flight (ms/lifecycle = wall time / n, i.e. 1000 / throughput)")
+    print_table([row(name) for name in ("ours", "floor", "floor (group commit)", "spiff")])
+    print()
+    suffix = f" (concurrency {concurrency})"
+    print_ratios(row("ours"), row("floor"), row("spiff"), suffix)
+    print(f"ratio to floor (group commit){suffix}: {row('ours').seconds / row('floor (group commit)').seconds:.2f}"
+          "  (no target: the floor with the product's own commit shape)")
 
 
 def postgres_url() -> tuple[str, str] | None:
@@ -170,24 +233,36 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--n", type=int, default=None, help=f"lifecycles per round (default {DEFAULT_N})")
     parser.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS, help="rounds per implementation")
     parser.add_argument("--quick", action="store_true", help=f"CI smoke run: n={QUICK_N} unless --n is given")
+    parser.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY,
+                        help=f"lifecycles in flight in the concurrent rows (default {DEFAULT_CONCURRENCY}; "
+                             "0: sequential rows only)")
     args = parser.parse_args(argv)
     if args.n is None:
         args.n = QUICK_N if args.quick else DEFAULT_N
     if args.n < 1 or args.rounds < 1:
         parser.error("--n and --rounds must be at least 1")
+    if args.concurrency < 0:
+        parser.error("--concurrency must be 0 or more")
     return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Measure, print the table, the ratios and the optional PostgreSQL row."""
+    """Measure, print the tables (sequential, concurrent), the ratios and the optional PostgreSQL row."""
     args = parse_args(argv)
     run_ours, impls = load_implementations()
-    print_header(args.n, args.rounds)
+    sequential = list(impls)
+    if args.concurrency:
+        impls |= load_concurrent(args.concurrency)  # one measure: every round interleaves all the rows
+    print_header(args.n, args.rounds, args.concurrency)
     results = measure(impls, args.n, args.rounds)
-    print_table(list(results.values()))
+    print("sequential: one lifecycle at a time")
+    print_table([results[name] for name in sequential])
     print()
-    print_ratios(results)
+    print_ratios(results["ours"], results["floor"], results["spiff"])
     print()
+    if args.concurrency:
+        print_concurrent(results, args.concurrency)
+        print()
     run_postgres(run_ours, args.n, args.rounds)
     return 0
 

@@ -14,6 +14,12 @@ Four transactions per lifecycle, each ``BEGIN IMMEDIATE`` ... ``COMMIT``:
 
 Every lifecycle checks that the right task was ready at each step and that
 the workflow is completed at the end, so the baseline cannot do less work.
+
+``run_concurrent`` runs C lifecycles at once as a straightforward SpiffWorkflow
+service would: C threads (``bench.floor.run_in_threads``), each with its own
+connection (busy timeout) and one transaction per step. SpiffWorkflow has no
+group commit, so none is given to it. Afterwards every stored workflow is
+deserialized and must be completed.
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ from __future__ import annotations
 import pathlib
 import sqlite3
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from SpiffWorkflow.bpmn.parser import BpmnParser, BpmnValidator
 from SpiffWorkflow.bpmn.serializer import BpmnWorkflowSerializer
@@ -38,6 +46,7 @@ STEPS: tuple[tuple[str, str], ...] = (
 )
 WARMUP_LIFECYCLES = 20
 DB_FILENAME = "spiff_baseline.sqlite3"
+BUSY_TIMEOUT_S = 30.0  # threads wait for SQLite's one write lock rather than fail
 
 
 class BaselineError(RuntimeError):
@@ -59,7 +68,7 @@ def load_spec(path: pathlib.Path = BPMN_PATH) -> BpmnProcessSpec:
 
 def open_db(workdir: pathlib.Path) -> sqlite3.Connection:
     """Open the file database in *workdir* with the product's durability settings."""
-    conn = sqlite3.connect(workdir / DB_FILENAME, isolation_level=None)
+    conn = sqlite3.connect(workdir / DB_FILENAME, isolation_level=None, timeout=BUSY_TIMEOUT_S)
     mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
     _require(mode == "wal", f"journal_mode is {mode!r}, expected 'wal'")
     conn.execute("PRAGMA synchronous=FULL")
@@ -83,8 +92,9 @@ def submit(conn: sqlite3.Connection, spec: BpmnProcessSpec, serializer: BpmnWork
     conn.execute("BEGIN IMMEDIATE")
     row_id = conn.execute("INSERT INTO workflow (state) VALUES (?)", (state,)).lastrowid
     conn.execute("COMMIT")
-    _require(row_id is not None, "INSERT returned no row id")
-    return int(row_id)
+    if row_id is None:
+        raise BaselineError("INSERT returned no row id")
+    return row_id
 
 
 def approve(
@@ -131,4 +141,41 @@ def run_lifecycles(n: int, workdir: pathlib.Path) -> float:
         elapsed = time.perf_counter() - started
     finally:
         conn.close()
+    return elapsed / n
+
+
+def check_completed(workdir: pathlib.Path, serializer: BpmnWorkflowSerializer, lifecycles: int) -> None:
+    """Fail unless the database holds exactly *lifecycles* workflows, every one of them completed."""
+    conn = open_db(workdir)
+    try:
+        states = [state for (state,) in conn.execute("SELECT state FROM workflow")]
+    finally:
+        conn.close()
+    _require(len(states) == lifecycles, f"{len(states)} workflows stored, expected {lifecycles}")
+    for state in states:
+        _require(serializer.deserialize_json(state).is_completed(), "a stored workflow is not completed")
+
+
+def run_concurrent(n: int, workdir: pathlib.Path, concurrency: int) -> float:
+    """Wall-clock seconds per lifecycle (1 / throughput) with *concurrency* threads, each with its own
+    connection and one transaction per step (after an untimed warm-up); every workflow is checked afterwards."""
+    from bench.floor import run_in_threads  # the floor's driver, so both baselines run concurrency alike
+
+    if n < 1 or concurrency < 1:
+        raise ValueError("n and concurrency must be at least 1")
+    spec = load_spec()  # parsed once, shared: the threads only read it
+    open_db(workdir).close()  # the table, made before the threads race to make it
+
+    @contextmanager
+    def person() -> Iterator[Callable[[], None]]:
+        conn, serializer = open_db(workdir), BpmnWorkflowSerializer()
+        try:
+            yield lambda: run_one_lifecycle(conn, spec, serializer)
+        finally:
+            conn.close()
+
+    warmup = max(WARMUP_LIFECYCLES, concurrency)
+    run_in_threads(warmup, concurrency, person)
+    elapsed = run_in_threads(n, concurrency, person)
+    check_completed(workdir, BpmnWorkflowSerializer(), warmup + n)
     return elapsed / n
