@@ -290,9 +290,8 @@ async def test_a_bot_that_is_down_is_reported() -> None:
 async def test_stopping_leaves_no_process(bot: BotServer) -> None:
     playground = AgentsPlayground(bot.url)
     async with playground:
-        process = playground._process
-        assert process is not None
-        pid = process.pid
+        pid = playground.pid
+        assert pid is not None
     with pytest.raises(ProcessLookupError):
         os.killpg(pid, 0)  # neither the CLI nor anything it started is left in its process group
 

@@ -465,6 +465,11 @@ class AgentsPlayground:
         return f"http://127.0.0.1:{self.port}"
 
     @property
+    def pid(self) -> int | None:
+        """The CLI's process id, also its process group's (None when stopped)."""
+        return self._process.pid if self._process is not None else None
+
+    @property
     def service_url(self) -> str:
         """The serviceUrl of the activities it sends (its connector)."""
         return f"{self.url}/_connector"
