@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import struct
 import zlib
@@ -165,7 +166,8 @@ def test_the_same_input_gives_the_same_package() -> None:
     assert json.loads(read_zip(package.package_bytes(APP_ID))["manifest.json"])["validDomains"] == []
 
 
-@pytest.mark.skipif(not SCHEMAS.is_dir(), reason="npm @microsoft/app-manifest not installed: Microsoft's "
+# CI installs the schemas (npm ci) and requires the npm tools of the Teams tests: there, a missing one fails
+@pytest.mark.skipif(not SCHEMAS.is_dir() and os.environ.get("MADOGUCHI_REQUIRE_ADAPTIVECARDS") != "1", reason="npm @microsoft/app-manifest not installed: Microsoft's "
                                                  "v1.17 schema check skipped (the field checks above still run)")
 def test_microsofts_own_schemas_accept_the_package(files: dict[str, bytes]) -> None:
     import jsonschema
