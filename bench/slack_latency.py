@@ -7,31 +7,40 @@ arrives. For each run, N fresh pending requests wait for one manager, and their 
 then one signed ``block_actions`` click per request, shaped like Slack's, hits ``POST /slack/events``.
 
 The baseline is a bare ``AsyncApp(process_before_response=True)`` with the same signing secret, mounted with
-the same aiohttp converters on its own application and port, whose only listener acks. It gets the same clicks
-at the same concurrency in the same run. Everything (clients, servers, stub) shares one event loop.
+the same aiohttp converters on its own application, whose only listener acks. It gets the same clicks at the
+same concurrency in the same run.
+
+As in a deployment, each side runs in a process of its own (spawned): the stub Slack, ours, the bare Bolt app;
+the clients that send the clicks run in the bench's own process, which also prepares the requests (untimed).
+In one process the clients and the stub would share the server's event loop and GIL, and the figures would
+measure them too. Times are taken with ``time.monotonic`` (CLOCK_MONOTONIC on Linux: one clock for every process
+of the machine), so a click sent by the clients and its card's chat.update seen by the stub share a time line.
 
 Usage, from the repository root::
 
-    python bench/slack_latency.py [--n 200] [--quick]
+    python bench/slack_latency.py [--n 200] [--quick] [--profile DIR]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import json
 import math
+import multiprocessing
+import multiprocessing.process
 import os
 import platform
+import queue
 import re
-import socket
 import sqlite3
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -52,7 +61,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bench.engine import postgres_url
 from bench.ours import _own_postgres_database
-from bot.server import DELIVERY, make_app
+from bot.server import DELIVERY, SLACK_EVENTS, make_app
 from config.policy import load_policy, with_timezone
 from config.settings import Settings
 from models import people
@@ -73,6 +82,9 @@ MANAGER = "U-manager"
 ACK_TIMEOUT = 30.0  # seconds per click
 DRAIN_TIMEOUT = 120.0  # seconds to deliver a prepared set
 CARD_TIMEOUT = 60.0  # seconds for the cards' chat.update after the last click
+START_TIMEOUT = 120.0  # seconds for a spawned server to listen (imports included)
+STOP_TIMEOUT = 30.0  # seconds for a spawned server to clean up before it is killed
+CLOCK = time.monotonic  # CLOCK_MONOTONIC on Linux: the same clock in every process of the machine
 TARGET_RATIO, TARGET_ACK_P99_MS, TARGET_CARD_P99_MS = 3.0, 100.0, 1000.0
 EXPENSE = {"purpose": "大阪出張", "items": [{"date": "2026-06-01", "payee": "JR東日本", "amount": 1_000,
                                             "tax_rate": "10", "category": "travel"}]}
@@ -88,14 +100,139 @@ class TimedSlackApi(SlackApiStub):
     updated: dict[tuple[str, str], float] = field(default_factory=dict)
     posted: list[tuple[dict[str, Any], str]] = field(default_factory=list)  # chat.postMessage body, ts answered
 
-    async def _api(self, request: web.Request) -> web.Response:
-        response = await super()._api(request)
-        call = self.calls[-1]  # appended by super() with no await since: this request's call
+    async def timed_api(self, request: web.Request) -> web.Response:
+        response = await self.emulator.handle_api(request)
+        call = self.calls[-1]  # appended by handle_api with no await since: this request's call
         if call.method == "chat.update":
-            self.updated.setdefault((str(call.body.get("channel")), str(call.body.get("ts"))), time.perf_counter())
+            self.updated.setdefault((str(call.body.get("channel")), str(call.body.get("ts"))), CLOCK())
         elif call.method == "chat.postMessage" and isinstance(response.body, bytes):
             self.posted.append((call.body, str(json.loads(response.body).get("ts"))))
         return response
+
+
+async def stub_slack(users: dict[str, str]) -> web.Application:
+    """The stub Web API and response_url hooks, and what the bench reads back (untimed): the messages posted
+    to a channel (`/_bench/posted?channel=`), and when each message's first chat.update came
+    (`/_bench/updated`: [channel, ts, CLOCK time])."""
+    api = TimedSlackApi(users=users)
+
+    async def posted(request: web.Request) -> web.Response:
+        channel = request.query["channel"]
+        return web.json_response([[body, ts] for body, ts in api.posted if body.get("channel") == channel])
+
+    async def updated(_: web.Request) -> web.Response:
+        return web.json_response([[channel, ts, at] for (channel, ts), at in api.updated.items()])
+
+    app = web.Application()
+    app.router.add_route("*", "/api/{method}", api.timed_api)
+    app.router.add_post("/hooks/{name}", api.emulator.handle_hook)
+    app.router.add_get("/_bench/posted", posted)
+    app.router.add_get("/_bench/updated", updated)
+    return app
+
+
+# ------------------------------------------------------------------------------------------ the servers
+
+
+async def our_server(database_url: str, api_url: str, profile: bool) -> web.Application:
+    """make_app on the bench's database, delivering in the background. `profile`: cProfile the event loop's
+    thread between `POST /_bench/profile/start` and `POST /_bench/profile/stop?path=` (written there)."""
+    db = Database(database_url, pool_size=60)
+    settings = Settings.model_validate({"SLACK_BOT_TOKEN": TOKEN, "SLACK_SIGNING_SECRET": SECRET,
+                                        "SLACK_API_URL": api_url})
+    app = make_app(settings, database=db, deliver=True)
+    app[DELIVERY].pace = 0.0  # make_app has no pace option; one manager's 200 cards share one DM channel
+
+    async def dispose(_: web.Application) -> None:
+        db.dispose()
+
+    app.on_cleanup.append(dispose)
+    if profile:
+        _profiling(app)
+    return app
+
+
+def _profiling(app: web.Application) -> None:
+    profiler = cProfile.Profile()
+
+    async def start(_: web.Request) -> web.Response:
+        profiler.enable()
+        return web.Response(text="ok")
+
+    async def stop(request: web.Request) -> web.Response:
+        profiler.disable()
+        profiler.dump_stats(request.query["path"])
+        profiler.clear()
+        return web.Response(text="ok")
+
+    app.router.add_post("/_bench/profile/start", start)
+    app.router.add_post("/_bench/profile/stop", stop)
+
+
+async def bare_bolt_app(api_url: str) -> web.Application:
+    """The baseline: a Bolt app whose only listener acks a block action, mounted on its own aiohttp app."""
+    # a static bot token (on the client): Bolt calls auth.test on the stub once, during the warm-up
+    bolt = AsyncApp(signing_secret=SECRET, process_before_response=True,
+                    client=AsyncWebClient(token=TOKEN, base_url=api_url))
+
+    @bolt.block_action(re.compile(".*"))
+    async def only_ack(ack: AsyncAck) -> None:
+        await ack()
+
+    async def events(request: web.Request) -> web.Response:
+        return await to_aiohttp_response(await bolt.async_dispatch(await to_bolt_request(request)))
+
+    app = web.Application()
+    app.router.add_post("/slack/events", events)
+    return app
+
+
+Build = Callable[..., Awaitable[web.Application]]
+
+
+def serve_until_stopped(build: Build, args: tuple[Any, ...], ports: Any, stop: Any) -> None:
+    """A spawned process's whole life: serve the application `build(*args)` on 127.0.0.1 (AppRunner +
+    TCPSite, port chosen by the system and sent back through `ports`, a Queue) until `stop` (an Event) is set,
+    then clean up as `madoguchi serve` does on shutdown (the delivery loop stops, the database is closed)."""
+
+    async def serve() -> None:
+        runner = web.AppRunner(await build(*args), access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        ports.put(runner.addresses[0][1])
+        await asyncio.to_thread(stop.wait)
+        await runner.cleanup()
+
+    asyncio.run(serve())
+
+
+@contextmanager
+def spawned(build: Build, *args: Any) -> Iterator[str]:
+    """`build(*args)` served in a process of its own (spawned: a clean interpreter); yields its base URL."""
+    context = multiprocessing.get_context("spawn")
+    ports, stop = context.Queue(), context.Event()
+    process = context.Process(target=serve_until_stopped, args=(build, args, ports, stop),
+                              name=f"bench-{build.__name__}", daemon=True)
+    process.start()
+    try:
+        yield f"http://127.0.0.1:{_port(process, ports)}"
+    finally:
+        stop.set()
+        process.join(STOP_TIMEOUT)
+        if process.is_alive():
+            process.kill()
+            process.join()
+
+
+def _port(process: multiprocessing.process.BaseProcess, ports: Any) -> int:
+    deadline = CLOCK() + START_TIMEOUT
+    while CLOCK() < deadline:
+        try:
+            return int(ports.get(timeout=0.5))
+        except queue.Empty:
+            if not process.is_alive():
+                raise RuntimeError(f"{process.name} exited ({process.exitcode}) before serving") from None
+    raise RuntimeError(f"{process.name} did not serve within {START_TIMEOUT:g} s")
 
 
 # ------------------------------------------------------------------------------------------ clicks
@@ -114,7 +251,7 @@ class Card:
 
 def click_body(card: Card, seq: int, response_url: str) -> str:
     """A block_actions payload as Slack sends it for a click on the card's Approve button (form-encoded)."""
-    payload = {
+    payload: dict[str, Any] = {
         "type": "block_actions",
         "user": {"id": MANAGER, "username": "manager", "name": "manager", "team_id": TEAM},
         "api_app_id": "A1", "token": "legacy", "trigger_id": f"{seq}.1780000000.trigger",
@@ -139,13 +276,13 @@ def signed_headers(body: str) -> dict[str, str]:
 
 
 async def click(session: aiohttp.ClientSession, url: str, body: str, gate: asyncio.Semaphore) -> tuple[float, float]:
-    """POST one signed click; (sent, answered) perf_counter times. Anything but 200 fails the bench."""
+    """POST one signed click; (sent, answered) CLOCK times. Anything but 200 fails the bench."""
     async with gate:
         headers = signed_headers(body)
-        sent = time.perf_counter()
+        sent = CLOCK()
         async with session.post(url, data=body.encode(), headers=headers) as response:
             await response.read()
-            answered = time.perf_counter()
+            answered = CLOCK()
         if response.status != 200:
             raise RuntimeError(f"click answered {response.status}")
         return sent, answered
@@ -160,59 +297,25 @@ async def click_all(url: str, bodies: Sequence[str], concurrency: int) -> list[t
         return await asyncio.gather(*(click(session, url, b, gate) for b in bodies))
 
 
-# ------------------------------------------------------------------------------------------ servers
-
-
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@asynccontextmanager
-async def serving(app: web.Application) -> AsyncIterator[str]:
-    """Run `app` on 127.0.0.1 (AppRunner + TCPSite); yields its /slack/events URL."""
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        yield f"http://127.0.0.1:{port}/slack/events"
-    finally:
-        await runner.cleanup()
-
-
-def bare_bolt_app(api_url: str) -> web.Application:
-    """The baseline: a Bolt app whose only listener acks a block action, mounted on its own aiohttp app."""
-    # a static bot token (on the client): Bolt calls auth.test on the stub once, during the warm-up
-    bolt = AsyncApp(signing_secret=SECRET, process_before_response=True,
-                    client=AsyncWebClient(token=TOKEN, base_url=api_url))
-
-    @bolt.block_action(re.compile(".*"))
-    async def only_ack(ack: AsyncAck) -> None:
-        await ack()
-
-    async def events(request: web.Request) -> web.Response:
-        return await to_aiohttp_response(await bolt.async_dispatch(await to_bolt_request(request)))
-
-    app = web.Application()
-    app.router.add_post("/slack/events", events)
-    return app
-
-
-# ------------------------------------------------------------------------------------------ ours
+# ------------------------------------------------------------------------------------------ the bench's side
 
 
 @dataclass
-class Ours:
-    """The real server's world: its database, an engine on it, the company and the stub it talks to."""
+class World:
+    """What the bench's own process holds: the servers' URLs, the database (to prepare requests, untimed), an
+    engine on it, the company, and a session to read the stub's records."""
 
-    url: str
-    api: TimedSlackApi
+    ours: str  # ours' base URL
+    bare: str  # the bare Bolt app's base URL
+    stub: str  # the stub Slack's base URL
     db: Database
     engine: Engine
     org: Org
+    session: aiohttp.ClientSession
+    profile: Path | None = None  # a directory: cProfile ours' event loop during each concurrency's clicks
+
+    def response_url(self, name: str) -> str:
+        return f"{self.stub}/hooks/{name}"
 
 
 def with_identities(db: Database) -> tuple[Org, dict[str, str]]:
@@ -221,7 +324,7 @@ def with_identities(db: Database) -> tuple[Org, dict[str, str]]:
     now = datetime.now(UTC)
     users: dict[str, str] = {}
     with db.unit_of_work() as conn:
-        emails = dict(conn.execute(sa.select(people.employees.c.id, people.employees.c.email)).all())
+        emails = {int(i): str(e) for i, e in conn.execute(sa.select(people.employees.c.id, people.employees.c.email))}
         for f in fields(org):
             if f.name in ("sales", "backoffice"):
                 continue
@@ -231,32 +334,11 @@ def with_identities(db: Database) -> tuple[Org, dict[str, str]]:
     return org, users
 
 
-@asynccontextmanager
-async def our_server(database_url: str) -> AsyncIterator[Ours]:
-    """make_app on a freshly migrated database, delivering in the background, on 127.0.0.1."""
-    db = Database(database_url, pool_size=60)
-    upgrade(db.engine)
-    org, users = with_identities(db)
-    api = TimedSlackApi(users=users)
-    await api.start()
-    settings = Settings.model_validate({"SLACK_BOT_TOKEN": TOKEN, "SLACK_SIGNING_SECRET": SECRET,
-                                        "SLACK_API_URL": api.api_url})
-    app = make_app(settings, database=db, deliver=True)
-    app[DELIVERY].pace = 0.0  # make_app has no pace option; one manager's 200 cards share one DM channel
-    policy = with_timezone(load_policy(settings.workflows), settings.timezone)
-    try:
-        async with serving(app) as url:
-            yield Ours(url, api, db, Engine(db, policy), org)
-    finally:
-        await api.close()
-        db.dispose()
-
-
-def submit(ours: Ours, n: int) -> list[str]:
+def submit(world: World, n: int) -> list[str]:
     """N pending expense requests by alice and bob, each waiting for the manager; their assignment ids."""
     ids: list[str] = []
     for i in range(n):
-        out = ours.engine.submit(ours.org.alice if i % 2 == 0 else ours.org.bob, "expense", EXPENSE)
+        out = world.engine.submit(world.org.alice if i % 2 == 0 else world.org.bob, "expense", EXPENSE)
         if not out.ok or len(out.open_assignments) != 1:
             raise RuntimeError(f"submit failed: {out.code}")
         ids.append(str(out.open_assignments[0]))
@@ -266,8 +348,8 @@ def submit(ours: Ours, n: int) -> list[str]:
 async def drained(db: Database) -> None:
     """Wait (bounded) until the delivery loop has nothing left to send."""
     query = sa.select(sa.func.count()).select_from(outbox).where(outbox.c.state.in_(("pending", "sending")))
-    deadline = time.monotonic() + DRAIN_TIMEOUT
-    while time.monotonic() < deadline:
+    deadline = CLOCK() + DRAIN_TIMEOUT
+    while CLOCK() < deadline:
         with db.unit_of_work(write=False) as conn:
             if conn.execute(query).scalar_one() == 0:
                 return
@@ -275,29 +357,31 @@ async def drained(db: Database) -> None:
     raise RuntimeError(f"the outbox was not drained within {DRAIN_TIMEOUT:g} s")
 
 
-def posted_cards(api: TimedSlackApi, assignment_ids: Sequence[str]) -> list[Card]:
+async def posted_cards(world: World, assignment_ids: Sequence[str]) -> list[Card]:
     """The manager's cards for these assignments, as the stub received them (with the ts it gave back)."""
+    channel = f"D{MANAGER}"
+    async with world.session.get(f"{world.stub}/_bench/posted", params={"channel": channel}) as answer:
+        posted = await answer.json()
     wanted = set(assignment_ids)
     found: dict[str, Card] = {}
-    for body, ts in api.posted:
-        if body.get("channel") != f"D{MANAGER}":
-            continue
+    for body, ts in posted:
         for block in body.get("blocks", []):
             for element in block.get("elements", []) if block.get("type") == "actions" else []:
                 if element.get("action_id", "").startswith("approve") and element.get("value") in wanted:
-                    found[element["value"]] = Card(element["value"], element["action_id"], block.get("block_id", "Ab1C"),
-                                                   f"D{MANAGER}", ts)
+                    found[element["value"]] = Card(element["value"], element["action_id"],
+                                                   block.get("block_id", "Ab1C"), channel, ts)
     missing = wanted - found.keys()
     if missing:
         raise RuntimeError(f"{len(missing)} cards were not posted")
     return [found[a] for a in assignment_ids]
 
 
-async def prepared(ours: Ours, n: int) -> list[Card]:
-    """N fresh pending requests whose cards are on Slack (untimed)."""
-    ids = await asyncio.to_thread(submit, ours, n)
-    await drained(ours.db)
-    return posted_cards(ours.api, ids)
+async def prepared(world: World, n: int) -> list[Card]:
+    """N fresh pending requests whose cards are on Slack (untimed). Submitted from the bench's process: the
+    server's delivery loop finds the rows within its rest."""
+    ids = await asyncio.to_thread(submit, world, n)
+    await drained(world.db)
+    return await posted_cards(world, ids)
 
 
 # ------------------------------------------------------------------------------------------ measuring
@@ -326,42 +410,81 @@ def acks(times: Sequence[tuple[float, float]]) -> Figures:
     return Figures([(answered - sent) * 1000.0 for sent, answered in times])
 
 
-async def card_updates(api: TimedSlackApi, cards: Sequence[Card], times: Sequence[tuple[float, float]]) -> Figures:
-    """Click to the arrival of the card's chat.update, waiting (bounded) for the last ones."""
+async def card_updates(world: World, cards: Sequence[Card], times: Sequence[tuple[float, float]]) -> Figures:
+    """Click to the arrival of the card's chat.update at the stub, waiting (bounded) for the last ones."""
     keys = [(card.channel, card.ts) for card in cards]
-    deadline = time.monotonic() + CARD_TIMEOUT
-    while time.monotonic() < deadline and not all(k in api.updated for k in keys):
-        await asyncio.sleep(0.02)
-    ms = [(api.updated[k] - sent) * 1000.0 for k, (sent, _) in zip(keys, times, strict=True) if k in api.updated]
+    deadline = CLOCK() + CARD_TIMEOUT
+    while True:
+        async with world.session.get(f"{world.stub}/_bench/updated") as answer:
+            updated = {(channel, ts): at for channel, ts, at in await answer.json()}
+        if all(k in updated for k in keys) or CLOCK() >= deadline:
+            break
+        await asyncio.sleep(0.05)
+    ms = [(updated[k] - sent) * 1000.0 for k, (sent, _) in zip(keys, times, strict=True) if k in updated]
     return Figures(ms, missing=len(keys) - len(ms))
 
 
 Results = dict[tuple[str, int], Figures]
 
 
-async def one_concurrency(ours: Ours, base_url: str, n: int, concurrency: int, results: Results) -> None:
+async def clicks_on_ours(world: World, bodies: Sequence[str], concurrency: int, label: str) -> list[tuple[float, float]]:
+    """The clicks on ours; with `world.profile`, ours' event loop is profiled during them."""
+    if world.profile is None:
+        return await click_all(f"{world.ours}{SLACK_EVENTS}", bodies, concurrency)
+    path = world.profile / f"ours-{label}-c{concurrency}.prof"
+    async with world.session.post(f"{world.ours}/_bench/profile/start"):
+        pass
+    try:
+        return await click_all(f"{world.ours}{SLACK_EVENTS}", bodies, concurrency)
+    finally:
+        async with world.session.post(f"{world.ours}/_bench/profile/stop", params={"path": str(path)}):
+            pass
+
+
+async def one_concurrency(world: World, n: int, concurrency: int, label: str, results: Results) -> None:
     """A fresh set of N delivered cards; the clicks on ours, then the same clicks on the bare app."""
-    cards = await prepared(ours, n)
-    bodies = [click_body(c, i, ours.api.response_url(f"c{concurrency}-{i}")) for i, c in enumerate(cards)]
-    times = await click_all(ours.url, bodies, concurrency)
+    cards = await prepared(world, n)
+    bodies = [click_body(c, i, world.response_url(f"c{concurrency}-{i}")) for i, c in enumerate(cards)]
+    times = await clicks_on_ours(world, bodies, concurrency, label)
     results[("ack ours", concurrency)] = acks(times)
-    results[("card ours", concurrency)] = await card_updates(ours.api, cards, times)
-    results[("ack bare", concurrency)] = acks(await click_all(base_url, bodies, concurrency))
-    await drained(ours.db)  # the next approvers' cards leave before the next set, untimed
+    results[("card ours", concurrency)] = await card_updates(world, cards, times)
+    results[("ack bare", concurrency)] = acks(await click_all(f"{world.bare}{SLACK_EVENTS}", bodies, concurrency))
+    await drained(world.db)  # the next approvers' cards leave before the next set, untimed
 
 
-async def run_backend(database_url: str, n: int) -> Results:
-    """Ours on this database and the bare Bolt app, side by side: warm-up, then each concurrency."""
+async def measure(world: World, n: int, label: str) -> Results:
+    """Warm-up, then each concurrency, on servers already running."""
     results: Results = {}
-    async with our_server(database_url) as ours, serving(bare_bolt_app(ours.api.api_url)) as base_url:
-        warm = await prepared(ours, WARMUP)  # users.info, auth.test, connections, first queries: untimed
-        bodies = [click_body(c, i, ours.api.response_url(f"warm-{i}")) for i, c in enumerate(warm)]
-        await click_all(ours.url, bodies, 1)
-        await click_all(base_url, bodies, 1)
-        await drained(ours.db)
-        for concurrency in CONCURRENCIES:
-            await one_concurrency(ours, base_url, n, concurrency, results)
+    warm = await prepared(world, WARMUP)  # users.info, auth.test, connections, first queries: untimed
+    bodies = [click_body(c, i, world.response_url(f"warm-{i}")) for i, c in enumerate(warm)]
+    await click_all(f"{world.ours}{SLACK_EVENTS}", bodies, 1)
+    await click_all(f"{world.bare}{SLACK_EVENTS}", bodies, 1)
+    await drained(world.db)
+    for concurrency in CONCURRENCIES:
+        await one_concurrency(world, n, concurrency, label, results)
     return results
+
+
+def run_backend(database_url: str, n: int, label: str, profile: Path | None = None) -> Results:
+    """Ours on this database and the bare Bolt app, each in a process of its own, with the stub Slack in a
+    third; the bench's process prepares the requests and sends the clicks."""
+    db = Database(database_url)
+    upgrade(db.engine)
+    org, users = with_identities(db)
+    settings = Settings.model_validate({"SLACK_BOT_TOKEN": TOKEN, "SLACK_SIGNING_SECRET": SECRET})
+    engine = Engine(db, with_timezone(load_policy(settings.workflows), settings.timezone))
+    try:
+        with spawned(stub_slack, users) as stub, \
+                spawned(our_server, database_url, f"{stub}/api/", profile is not None) as ours, \
+                spawned(bare_bolt_app, f"{stub}/api/") as bare:
+
+            async def run() -> Results:
+                async with aiohttp.ClientSession() as session:
+                    return await measure(World(ours, bare, stub, db, engine, org, session, profile), n, label)
+
+            return asyncio.run(run())
+    finally:
+        db.dispose()
 
 
 # ------------------------------------------------------------------------------------------ printing
@@ -377,8 +500,8 @@ def print_header(n: int) -> None:
           f"SQLite WAL synchronous=FULL")
     print("delivery: make_app's loop, pace set to 0 on its SlackDelivery (make_app has no option for it); "
           "the loop rests 0.5 s when idle (run_forever's default, not configurable from make_app)")
-    print("everything on 127.0.0.1 in one process and one event loop: clients, ours, the bare Bolt app, "
-          "the stub Web API")
+    print("on 127.0.0.1, each in a process of its own: the stub Web API, ours, the bare Bolt app; the clients "
+          "(one aiohttp session per run) in the bench's process")
     print()
 
 
@@ -414,7 +537,7 @@ def sqlite_file() -> Any:
         yield f"sqlite:///{Path(tmp) / 'ours.db'}"
 
 
-def run_postgres(n: int) -> None:
+def run_postgres(n: int, profile: Path | None = None) -> None:
     """Ours on a database of its own on the configured PostgreSQL server, if any."""
     found = postgres_url()
     if found is None:
@@ -423,7 +546,7 @@ def run_postgres(n: int) -> None:
     var, url = found
     print(f"PostgreSQL: a database of its own on the server from ${var} (created, then dropped)")
     with _own_postgres_database(url) as own:
-        print_rows(asyncio.run(run_backend(own, n)), "PostgreSQL")
+        print_rows(run_backend(own, n, "postgresql", profile), "PostgreSQL")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -431,6 +554,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--n", type=int, default=None, help=f"clicks per run (default {DEFAULT_N})")
     parser.add_argument("--quick", action="store_true", help=f"smoke run: n={QUICK_N} unless --n is given")
+    parser.add_argument("--profile", type=Path, default=None, metavar="DIR",
+                        help="cProfile ours' event loop during each concurrency's clicks; "
+                             "DIR/ours-<backend>-c<concurrency>.prof")
     args = parser.parse_args(argv)
     if args.n is None:
         args.n = QUICK_N if args.quick else DEFAULT_N
@@ -443,11 +569,14 @@ def main(argv: Sequence[str] | None = None, *, postgres: bool = True) -> int:
     """Measure ours on SQLite (and PostgreSQL when configured) against the bare Bolt app; print the rows."""
     args = parse_args(argv)
     print_header(args.n)
+    if args.profile is not None:
+        args.profile.mkdir(parents=True, exist_ok=True)
+        args.profile = args.profile.resolve()  # the server writes there from its own process
     with sqlite_file() as url:
-        print_rows(asyncio.run(run_backend(url, args.n)), "SQLite")
+        print_rows(run_backend(url, args.n, "sqlite", args.profile), "SQLite")
     print()
     if postgres:
-        run_postgres(args.n)
+        run_postgres(args.n, args.profile)
     return 0
 
 

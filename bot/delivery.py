@@ -23,7 +23,8 @@
   (conversations.open) is remembered too.
 
 The database is reached through thread hops (it is synchronous); writes (claims, results) go to the database's
-writer (`Database.writer`: group-committed with the clicks on SQLite); Slack calls stay on the loop.
+writer (`Database.writer`: group-committed with the clicks on SQLite); Slack calls stay on the loop. The loop may
+be another thread's (bot/server.py runs it on a thread of its own): `wake` is safe to call from any thread.
 """
 
 from __future__ import annotations
@@ -234,10 +235,23 @@ class SlackDelivery:
         self._shown: dict[tuple[str, str], str] = {}  # (channel, ts) -> digest of what we last showed there
         self._dm: dict[str, asyncio.Future[Any]] = {}  # Slack user -> conversations.open of their DM channel
         self._due = asyncio.Event()  # set by `wake`: new rows may be due now
+        self._loop: asyncio.AbstractEventLoop | None = None  # the event loop `run_forever` runs on, while it runs
 
     def wake(self) -> None:
-        """New outbox rows may be due (e.g. a conversation call just committed): the idle loop looks at once."""
-        self._due.set()
+        """New outbox rows may be due (e.g. a conversation call just committed): the idle loop looks at once.
+        Callable from any thread: an asyncio.Event may only be set on its own loop's thread."""
+        loop = self._loop
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if loop is None or loop is running:
+            self._due.set()
+            return
+        try:
+            loop.call_soon_threadsafe(self._due.set)
+        except RuntimeError:  # that loop has just closed: nobody is waiting for the wake any more
+            pass
 
     async def run_once(self, now: datetime | None = None) -> int:
         """Deliver what is due at `now` (one batch); returns how many rows were attempted.
@@ -306,6 +320,13 @@ class SlackDelivery:
     async def run_forever(self, interval: float = 0.5) -> None:
         """Deliver until cancelled; when nothing was due, rests until `wake` or `interval` seconds have passed
         (the timeout catches rows that come due later, or that another process wrote)."""
+        self._loop = asyncio.get_running_loop()
+        try:
+            await self._rounds(interval)
+        finally:
+            self._loop = None
+
+    async def _rounds(self, interval: float) -> None:
         while True:
             self._due.clear()  # a wake from here on means another round
             try:
@@ -343,7 +364,8 @@ class SlackDelivery:
     async def _send(self, row: OutboxMessage) -> JSON | None:
         """Carry the row out on the recipient's platform; returns where the message is (Slack: channel + ts;
         Teams: activity id + conversation), None if nothing was sent."""
-        plan = await self._write(self._plan, row)  # the writer: no second thread fighting for the GIL
+        # a read (and the rendering): not on the writer, where it held up the clicks' commits queued behind it
+        plan = await asyncio.to_thread(self._plan, row)
         self._reachable(plan)
         if plan.message is None:
             raise _Dead(GONE)

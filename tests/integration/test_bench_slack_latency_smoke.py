@@ -1,6 +1,9 @@
-"""The Slack latency bench still runs its main flow end to end (tiny n; no timing asserted)."""
+"""The Slack latency bench still runs its main flow end to end (tiny n; no timing asserted): the stub Slack, ours
+and the bare Bolt app in processes of their own, stopped at the end."""
 
 from __future__ import annotations
+
+import multiprocessing
 
 import pytest
 
@@ -11,5 +14,7 @@ def test_the_slack_latency_bench_completes_and_prints_the_ratio(capsys: pytest.C
     assert slack_latency.main(["--n", "3"], postgres=False) == 0
     out = capsys.readouterr().out
     assert "p50 ratio: " in out
+    assert "each in a process of its own" in out
     assert "click-to-card-updated, ours (SQLite)" in out
     assert "never updated" not in out  # every click's card was updated
+    assert multiprocessing.active_children() == []  # the servers' processes were stopped and joined
