@@ -1,6 +1,7 @@
 """The demo company behind `madoguchi demo`: a fresh SQLite database with the shipped org chart (30 people of
 株式会社デモ across 役員, 営業, 経理, 法務, 総務, 情報システム, 人事), their statutory leave, a Slack identity each in
-the playground workspace, and a few requests already under way so the first screen is not empty.
+the playground workspace (and, for six of them, a Teams identity of Microsoft's Agents Playground's test users:
+`PLAYGROUND_USERS`), and a few requests already under way so the first screen is not empty.
 """
 
 from __future__ import annotations
@@ -21,6 +22,18 @@ from workflow.org_import import import_org
 
 DEMO_COMPANY = Path(__file__).resolve().parents[2] / "config" / "defaults" / "demo_company.csv"
 PLATFORM = "slack"
+# Microsoft's Agents Playground (npm @microsoft/m365agentsplayground 0.2.28) comes with six test users in one
+# tenant; the demo maps them to demo employees, so trying Teams locally needs no tenant and no sign-up. Ids as
+# the Playground sends them (from.aadObjectId, conversation.tenantId); the first is who it types as by default.
+PLAYGROUND_TENANT = "00000000-0000-0000-0000-0000000000001"
+PLAYGROUND_USERS = (  # (Playground user, AAD object id, demo employee number)
+    ("Alex Wilber", "00000000-0000-0000-0000-0000000000020", "E0004"),  # 高橋 由紀, sales: her leave waits
+    ("Megan Bowen", "00000000-0000-0000-0000-0000000000021", "E0002"),  # 佐藤 健二, her manager: approves
+    ("Adele Vance", "00000000-0000-0000-0000-0000000000022", "E0008"),  # 中村 恵子, general affairs, seal keeper
+    ("Isaiah Langer", "00000000-0000-0000-0000-0000000000023", "E0005"),  # 田中 浩, head of finance
+    ("Patti Fernandez", "00000000-0000-0000-0000-0000000000024", "E0011"),  # 加藤 あゆみ, HR (broadcasts)
+    ("Lynne Robbins", "00000000-0000-0000-0000-0000000000025", "E0009"),  # 小林 大輔, IT and admin
+)
 
 
 @dataclass(frozen=True)
@@ -60,6 +73,10 @@ def seed(db: Database, policy: Policy, workspace: Workspace, *, csv: Path = DEMO
             people.remember_identity(conn, person.id, PLATFORM, workspace.team_id, user_id, moment)
             names[user_id] = person.name_ja
             by_email[person.email] = person.id
+        teams = {code: aad for _, aad, code in PLAYGROUND_USERS}
+        for person in people.all_employees(conn, active_only=True):
+            if person.code in teams:  # a Teams identity too: reached there once their Playground has written
+                people.remember_identity(conn, person.id, "teams", PLAYGROUND_TENANT, teams[person.code], moment)
     for name in sorted({s.channel for spec in policy.types.values() for s in spec.route if s.channel}):
         workspace.channel(workspace.next_id("C"), name)  # the queues' channels (e.g. #it-help), the bot in them
     _file_examples(Engine(db, policy, clock=lambda: moment), calendar_for(policy), by_email, moment.date())

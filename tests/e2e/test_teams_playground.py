@@ -19,13 +19,25 @@ import pytest
 import sqlalchemy as sa
 from aiohttp.test_utils import TestServer
 
+from bot.playground import demo
+from bot.playground.demo import PLAYGROUND_USERS
+from bot.playground.workspace import Workspace
 from bot.server import make_app
 from config.policy import Policy
 from config.settings import Settings
+from models import people
 from models.db import Database
 from models.requests import requests
 from tests.conftest import Clock, Org
-from tests.stubs.agents_playground import BOT_ID, AgentsPlayground, PlaygroundUser, Reply, missing
+from tests.stubs.agents_playground import (
+    BOT_ID,
+    DEFAULT_USERS,
+    TENANT_ID,
+    AgentsPlayground,
+    PlaygroundUser,
+    Reply,
+    missing,
+)
 from tests.unit.test_adaptive_cards import validate
 
 REQUIRE = os.environ.get("MADOGUCHI_REQUIRE_TEAMS_PLAYGROUND") == "1"
@@ -147,3 +159,36 @@ def execute_or_none(card: dict[str, Any], verb: str) -> dict[str, Any] | None:
         return execute(card, verb)
     except AssertionError:
         return None
+
+
+async def test_the_demo_company_knows_the_playgrounds_own_test_users(db: Database, policy: Policy,
+                                                                     clock: Clock) -> None:
+    """`madoguchi demo` maps the Playground's built-in users to demo employees (bot/playground/demo.py): its
+    default person, Alex Wilber, is 高橋 由紀 of sales, with a leave request waiting on her manager (Megan Bowen,
+    who is 佐藤 健二 and finds it in his inbox with its buttons)."""
+    demo.seed(db, policy, Workspace(team_id="T-demo"), now=clock())
+    app = make_app(Settings.model_validate({}), database=db, policy=policy, clock=clock, deliver=True, tick=False)
+    test_server = TestServer(app, host="127.0.0.1")
+    await test_server.start_server()
+    url = str(test_server.make_url("/api/messages"))
+    try:
+        async with (AgentsPlayground(url) as alex,
+                    AgentsPlayground(url, current_user=DEFAULT_USERS[1].id) as megan):
+            await alex.send_text("status")
+            mine = await alex.wait_for(bot_card(shows("LV-2026-")), what="高橋 由紀's requests")
+            assert "not registered" not in json.dumps(mine.cards, ensure_ascii=False).lower()
+            await megan.send_text("inbox")
+            inbox = await megan.wait_for(bot_card(lambda c: execute_or_none(c, "approve") is not None),
+                                         what="佐藤 健二's inbox with Approve")
+            assert inbox.cards
+            await asyncio.gather(alex.settle(), megan.settle())
+    finally:
+        await test_server.close()
+    with db.unit_of_work(write=False) as conn:
+        known = {str(r.user_id) for r in conn.execute(
+            sa.select(people.chat_identities.c.user_id, people.chat_identities.c.address)
+            .where(people.chat_identities.c.platform == "teams")) if r.address}
+    assert {DEFAULT_USERS[0].aad_object_id, DEFAULT_USERS[1].aad_object_id} <= known
+    assert [u for u, _aad, _code in PLAYGROUND_USERS] == [u.name for u in DEFAULT_USERS]
+    assert [aad for _u, aad, _code in PLAYGROUND_USERS] == [u.aad_object_id for u in DEFAULT_USERS]
+    assert demo.PLAYGROUND_TENANT == TENANT_ID
