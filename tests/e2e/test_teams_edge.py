@@ -94,39 +94,22 @@ async def teams(db: Database, org: Org, policy: Policy, clock: Clock) -> AsyncIt
     await connector.close()
 
 
+def nodes(card: Any) -> list[JSON]:
+    """Every object in a card, depth first (elements, actions, ShowCards' cards...)."""
+    if isinstance(card, dict):
+        return [card, *(n for value in card.values() for n in nodes(value))]
+    if isinstance(card, list):
+        return [n for value in card for n in nodes(value)]
+    return []
+
+
 def inputs(card: JSON) -> dict[str, JSON]:
-    found: dict[str, JSON] = {}
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            if str(node.get("type", "")).startswith("Input.") and "id" in node:
-                found[node["id"]] = node
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(card)
-    return found
+    return {n["id"]: n for n in nodes(card) if str(n.get("type", "")).startswith("Input.") and "id" in n}
 
 
 def executes(card: JSON) -> list[JSON]:
     """Every Action.Execute of a card (in ShowCards too)."""
-    found: list[JSON] = []
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            if node.get("type") == "Action.Execute":
-                found.append(node)
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(card)
-    return found
+    return [n for n in nodes(card) if n.get("type") == "Action.Execute"]
 
 
 def submit_data(card: JSON, values: JSON) -> JSON:
