@@ -506,8 +506,9 @@ class SlackDelivery:
         """The card into the person's Teams chat, at the conversation's and the bot's pace."""
         assert self.teams is not None
         card = render_card(message, locale)
+        teams = self.teams
         ref = await self._teams_call(str((address.get("conversation") or {}).get("id", "")),
-                                     self.teams.post(address, card))
+                                     lambda: teams.post(address, card))
         self._shown[_teams_key(ref)] = _digest(card)
         return ref
 
@@ -517,18 +518,19 @@ class SlackDelivery:
         key, digest = _teams_key(ref), _digest(card)
         if not (if_changed and self._shown.get(key) == digest):
             self._shown.pop(key, None)
-            await self._teams_call(key[0], self.teams.update(ref, card))
+            teams = self.teams
+            await self._teams_call(key[0], lambda: teams.update(ref, card))
             self._shown[key] = digest
         return ref
 
-    async def _teams_call(self, conversation: str, call: Any) -> Any:
+    async def _teams_call(self, conversation: str, call: Callable[[], Any]) -> Any:
         """A Teams call at the pace of its conversation and of the bot (Teams limits both); a 429 pauses the bot's
         pace for Retry-After."""
         await self.teams_pace.take(self.workspace_rate)
         await self._wait_for(f"teams:{conversation}")
         paced = await self.teams_pace.enter(self.workspace_rate)
         try:
-            return await call
+            return await call()  # made here: a call never made (cancelled while it waited) leaves nothing behind
         except TeamsError as exc:
             if exc.status == 429:
                 self.teams_pace.hold(exc.retry_after or 1.0, self.workspace_rate)
