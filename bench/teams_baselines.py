@@ -8,6 +8,12 @@ from / recipient / conversation ids, a serviceUrl on a loopback stub connector t
   ConfigurationBotFrameworkAuthentication; an ActivityHandler whose on_invoke_activity returns
   InvokeResponse(200, AdaptiveCardInvokeResponse) (the shape DESIGN.md prescribes for Action.Execute);
 - `botbuilder + msrest fix`: the same bot after `bot.teams.msrest_fix.apply()`;
+- `madoguchi (ours)`: the real server (`bot.server.make_app`, anonymous Teams, a fresh SQLite file, WAL,
+  synchronous=FULL), with one pending expense request per timed invoke waiting for one manager: each invoke is
+  the manager's Approve (our card's Action.Execute data, from the manager's Teams identity), committed before
+  the answer, and the answer is checked to say it approved. No delivery loop runs (the outbox rows wait).
+  Printed after the table: `p50 ratio` (ours / stock at concurrency 1; target <= 3) and ours p99 at 50
+  (target <= 150 ms);
 - `agents-sdk`: the same bare bot on the Microsoft 365 Agents SDK (microsoft-agents-hosting-aiohttp 1.9:
   ActivityHandler + CloudAdapter, no jwt_authorization_middleware, so anonymous).
 
@@ -70,7 +76,7 @@ CARD_VALUE = {"type": "AdaptiveCard", "version": "1.4",
 # ------------------------------------------------------------------------------------------ the activity
 
 
-def invoke_activity(seq: int, service_url: str) -> dict[str, Any]:
+def invoke_activity(seq: int, service_url: str, data: dict[str, Any] | None = None) -> dict[str, Any]:
     """An Action.Execute invoke as Teams sends it when a person clicks Approve on a card in a 1:1 chat."""
     return {
         "name": "adaptiveCard/action", "type": "invoke", "id": f"f:bench-{seq}", "channelId": "msteams",
@@ -86,7 +92,7 @@ def invoke_activity(seq: int, service_url: str) -> dict[str, Any]:
         "channelData": {"tenant": {"id": "00000000-0000-4000-8000-0000000000e0"}, "source": {"name": "message"},
                         "legacy": {"replyToId": "1780000000000"}},
         "value": {"action": {"type": "Action.Execute", "title": "承認", "verb": "approve",
-                             "data": {"assignment": f"a-{seq}"}},
+                             "data": data if data is not None else {"assignment": f"a-{seq}"}},
                   "trigger": "manual"},
     }
 
@@ -172,6 +178,59 @@ def serve_agents() -> web.Application:
     return app
 
 
+# ours: the real madoguchi server (bot.server.make_app, anonymous Teams) on a fresh SQLite file, with enough
+# pending expense requests waiting for one manager that every timed invoke approves a request of its own
+OURS_PENDING = "/_bench/pending"
+APPROVER_AAD = "00000000-0000-4000-8000-000000000001"  # the activity's from.aadObjectId: the approver
+TENANT = "00000000-0000-4000-8000-0000000000e0"
+OURS_REQUESTS = int(os.environ.get("MADOGUCHI_BENCH_TEAMS_REQUESTS", "0") or 0)  # set by the driver
+
+
+def serve_ours() -> web.Application:
+    """madoguchi's own server as `madoguchi serve` builds it (no delivery loop: the outbox rows the approvals write
+    wait; the invoke's answer is what is timed), its database seeded with OURS_REQUESTS pending approvals."""
+    import tempfile
+
+    from bot.server import make_app
+    from config.policy import load_policy
+    from config.settings import DEFAULT_WORKFLOWS, Settings
+    from models import people
+    from models.db import Database
+    from models.schema import upgrade
+    from tests.conftest import make_org
+    from workflow.engine import Engine
+
+    logging.getLogger("bot.teams.edge").setLevel(logging.ERROR)  # the anonymous-mode warning, once per start
+    workdir = tempfile.mkdtemp(prefix="madoguchi-bench-teams-")
+    db = Database(f"sqlite:///{workdir}/bench.db")
+    upgrade(db.engine)
+    org = make_org(db)
+    policy = load_policy(DEFAULT_WORKFLOWS)
+    engine = Engine(db, policy)
+    pending: list[int] = []
+    for _ in range(OURS_REQUESTS):
+        outcome = engine.submit(org.alice, "expense", {"purpose": "出張", "items": [
+            {"date": "2026-06-01", "payee": "JR東海", "amount": "14170", "tax_rate": "10", "category": "travel"}]})
+        assert outcome.ok, outcome.message("en")
+        pending.append(outcome.open_assignments[0])
+    from datetime import UTC, datetime
+
+    with db.unit_of_work() as conn:
+        people.remember_identity(conn, org.manager, "teams", TENANT, APPROVER_AAD, datetime.now(UTC))
+    app = make_app(Settings.model_validate({}), database=db, policy=policy, deliver=False, tick=False)
+
+    async def assignments(_: web.Request) -> web.Response:
+        return web.json_response(pending)
+
+    app.router.add_get(OURS_PENDING, assignments)
+    return app
+
+
+def ours_data(assignment_id: int) -> dict[str, Any]:
+    """What our approver card's Approve button carries (bot/teams/adaptive.py)."""
+    return {"madoguchi": {"kind": "click", "action": "approve", "value": str(assignment_id)}}
+
+
 def _agents_missing() -> str | None:
     if importlib.util.find_spec("microsoft_agents.hosting.aiohttp") is None:
         return "microsoft-agents-hosting-aiohttp not installed (pip install -e '.[bench]')"
@@ -186,9 +245,11 @@ class Row:
     label: str
     serve: str
     requires: Callable[[], str | None] = lambda: None  # why the row cannot run here, or None
+    ours: bool = False  # the real server: each invoke approves a pending request of its own
 
 
 ROWS = (
+    Row("ours", "madoguchi (ours)", "serve_ours", ours=True),
     Row("stock", "botbuilder 4.17 (stock)", "serve_botbuilder_stock"),
     Row("fixed", "botbuilder 4.17 + msrest fix", "serve_botbuilder_fixed"),
     Row("agents", "agents-sdk 1.9", "serve_agents", _agents_missing),
@@ -228,9 +289,10 @@ class Server:
     safe_codes: str
 
     @classmethod
-    def start(cls, key: str) -> Server:
+    def start(cls, key: str, env: dict[str, str] | None = None) -> Server:
         process = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--serve", key],
-                                   stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[1])
+                                   stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[1],
+                                   env={**os.environ, **(env or {})})
         assert process.stdout is not None
         line = _read_line(process, START_TIMEOUT)
         if not line.startswith("listening "):
@@ -321,7 +383,7 @@ async def _server_cpu(session: aiohttp.ClientSession, url: str) -> float:
         return float((await response.json())["cpu"])
 
 
-async def _post(session: aiohttp.ClientSession, url: str, body: bytes) -> float:
+async def _post(session: aiohttp.ClientSession, url: str, body: bytes, ours: bool = False) -> float:
     started = time.perf_counter()
     async with session.post(url + "/api/messages", data=body,
                             headers={"Content-Type": "application/json"}) as response:
@@ -330,23 +392,30 @@ async def _post(session: aiohttp.ClientSession, url: str, body: bytes) -> float:
     if response.status != 200:
         raise RuntimeError(f"{url}: HTTP {response.status}: {answer[:300]!r}")
     card = json.loads(answer)
-    if card.get("statusCode") != 200 or card.get("value") != CARD_VALUE:
+    if ours:  # the approval really happened: our answer says so (a refused or stale click says otherwise)
+        if card.get("statusCode") != 200 or "を承認しました" not in str(card.get("value")):
+            raise RuntimeError(f"{url}: not an approval: {answer[:300]!r}")
+    elif card.get("statusCode") != 200 or card.get("value") != CARD_VALUE:
         raise RuntimeError(f"{url}: not the card's answer: {answer[:300]!r}")
     return took
 
 
-async def run_phase(url: str, stub_url: str, n: int, concurrency: int, first: int) -> Phase:
-    """n invokes, `concurrency` at a time, each its own activity (ids from `first`)."""
-    bodies = [json.dumps(invoke_activity(first + i, stub_url)).encode() for i in range(n)]
+async def run_phase(url: str, stub_url: str, n: int, concurrency: int, first: int,
+                    data: list[dict[str, Any]] | None = None) -> Phase:
+    """n invokes, `concurrency` at a time, each its own activity (ids from `first`); `data`: each invoke's
+    Action.Execute data (n + 1 of them: the first opens the session's connections, untimed)."""
+    bodies = [json.dumps(invoke_activity(first + i, stub_url, data[i] if data else None)).encode()
+              for i in range(n + 1)]
+    ours = data is not None
     latencies: list[float] = []
     timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency), timeout=timeout) as session:
-        await _post(session, url, bodies[0])  # the connections of this session are open before timing
-        pending = iter(bodies)
+        await _post(session, url, bodies[0], ours)  # the connections of this session are open before timing
+        pending = iter(bodies[1:])
 
         async def worker() -> None:
             for body in pending:  # one shared iterator: each body is posted once
-                latencies.append(await _post(session, url, body))
+                latencies.append(await _post(session, url, body, ours))
 
         cpu_before = await _server_cpu(session, url)
         started = time.perf_counter()
@@ -356,11 +425,23 @@ async def run_phase(url: str, stub_url: str, n: int, concurrency: int, first: in
     return Phase(latencies, wall, cpu_after - cpu_before)
 
 
+async def _pending(url: str) -> list[int]:
+    async with aiohttp.ClientSession() as session, session.get(url + OURS_PENDING) as response:
+        return [int(a) for a in await response.json()]
+
+
 async def measure_row(row: Row, stub: StubConnector, n: int) -> tuple[str, dict[int, Phase]]:
-    server = Server.start(row.key)
+    sizes = [WARMUP, *([n] * len(CONCURRENCIES))]
+    needed = sum(size + 1 for size in sizes)
+    server = Server.start(row.key, {"MADOGUCHI_BENCH_TEAMS_REQUESTS": str(needed)} if row.ours else None)
     try:
-        await run_phase(server.url, stub.url, WARMUP, 1, first=0)
-        phases = {c: await run_phase(server.url, stub.url, n, c, first=(i + 1) * 100_000)
+        slices: list[list[dict[str, Any]] | None] = [None] * len(sizes)
+        if row.ours:  # each invoke approves a request of its own, as a manager clicking down a list would
+            pending, at = [ours_data(a) for a in await _pending(server.url)], 0
+            for i, size in enumerate(sizes):
+                slices[i], at = pending[at:at + size + 1], at + size + 1
+        await run_phase(server.url, stub.url, WARMUP, 1, first=0, data=slices[0])
+        phases = {c: await run_phase(server.url, stub.url, n, c, first=(i + 1) * 100_000, data=slices[i + 1])
                   for i, c in enumerate(CONCURRENCIES)}
     finally:
         server.stop()
@@ -395,6 +476,7 @@ async def run(n: int) -> int:
     stub = StubConnector()
     await stub.start()
     print(f"{'row':<30} {'conc':>4} {'p50 ms':>9} {'p99 ms':>9} {'req/s':>8} {'CPU ms/req':>11}  safe_codes")
+    measured: dict[str, dict[int, Phase]] = {}
     try:
         for row in ROWS:
             missing = row.requires()
@@ -402,13 +484,19 @@ async def run(n: int) -> int:
                 print(f"{row.label:<30} skipped: {missing}")
                 continue
             safe_codes, phases = await measure_row(row, stub, n)
+            measured[row.key] = phases
             for concurrency, phase in phases.items():
                 print(f"{row.label:<30} {concurrency:>4} {phase.p50():>9.2f} {phase.p99():>9.2f} "
                       f"{phase.per_second():>8.0f} {phase.cpu_ms():>11.2f}  {safe_codes}", flush=True)
     finally:
         await stub.stop()
     print()
-    print(f"stub connector calls: {stub.calls} (a bare bot answers an invoke on the HTTP response, so 0)")
+    print(f"stub connector calls: {stub.calls} (an invoke is answered on the HTTP response, so 0)")
+    if "ours" in measured and "stock" in measured:
+        ours, stock = measured["ours"], measured["stock"]
+        print(f"p50 ratio: {ours[1].p50() / stock[1].p50():.2f}  (ours / stock bare botbuilder at concurrency 1; "
+              f"target <= 3)")
+        print(f"ours p99 at concurrency 50: {ours[50].p99():.1f} ms  (target <= 150)")
     return 0
 
 

@@ -121,6 +121,9 @@ def anonymous(settings: Settings) -> bool:
 def make_adapter(settings: Settings) -> CloudAdapter:
     """CloudAdapter for the configured credentials (SingleTenant, MultiTenant, UserAssignedMSI), or anonymous."""
     msrest_fix.apply()
+    # botbuilder's TeamsChannelData model warns (msrest) about every channelData field it does not model, and Teams
+    # sends several (source, legacy...): noise in the logs, not news
+    logging.getLogger("msrest.serialization").setLevel(logging.ERROR)
     if anonymous(settings):
         log.warning("Teams: MICROSOFT_APP_ID is not set, so /api/messages authenticates NOBODY. This is for local "
                     "use (the Agents Playground): only loopback clients are served. Set MICROSOFT_APP_ID, "
