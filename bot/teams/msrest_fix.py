@@ -19,7 +19,7 @@ or botbuilder reads `safe_codes` (checked by grep in site-packages, msrest 0.7.1
 
 `tests/unit/test_teams_msrest_fix.py` fails when an msrest or botbuilder upgrade makes this wrong or
 unnecessary (version range, the shape of `ClientRetryPolicy.__init__`, two policies per request): re-profile
-then, as above. `bench/teams_baselines.py` measures the stock and the patched bot side by side.
+then, as above. `bench/teams_latency.py` measures the stock and the patched bot side by side.
 """
 
 from __future__ import annotations

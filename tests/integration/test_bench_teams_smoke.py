@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench.teams_baselines import CONCURRENCIES, ROWS
+from bench.teams_latency import CONCURRENCIES, ROWS
 
 ROOT = Path(__file__).resolve().parents[2]
 FIGURES = re.compile(r"^(?P<label>.+?)\s+(?P<conc>\d+)\s+(?P<p50>\d+\.\d\d)\s+(?P<p99>\d+\.\d\d)\s+\d+\s+"
@@ -17,7 +17,7 @@ FIGURES = re.compile(r"^(?P<label>.+?)\s+(?P<conc>\d+)\s+(?P<p50>\d+\.\d\d)\s+(?
 
 
 def test_the_teams_bench_prints_a_row_per_sdk_and_concurrency() -> None:
-    done = subprocess.run([sys.executable, "bench/teams_baselines.py", "--quick"], cwd=ROOT, capture_output=True,
+    done = subprocess.run([sys.executable, "bench/teams_latency.py", "--quick"], cwd=ROOT, capture_output=True,
                           text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     lines = done.stdout.splitlines()

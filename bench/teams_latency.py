@@ -1,4 +1,4 @@
-"""Teams baselines: what one `adaptiveCard/action` invoke costs a bare bot, per SDK, in one run.
+"""Teams latency: what one `adaptiveCard/action` invoke costs madoguchi and a bare bot per SDK, in one run.
 
 The same anonymous invoke (Action.Execute, verb "approve", shaped like the one Teams sends: channelId msteams,
 from / recipient / conversation ids, a serviceUrl on a loopback stub connector this bench starts) is POSTed to
@@ -30,7 +30,7 @@ table need no change.
 
 Usage, from the repository root::
 
-    python bench/teams_baselines.py [--n 200] [--quick]
+    python bench/teams_latency.py [--n 200] [--quick]
 """
 
 from __future__ import annotations
