@@ -40,6 +40,8 @@ from tests.stubs.agents_playground import (
     missing,
 )
 from tests.unit.test_adaptive_cards import validate
+from workflow import broadcasts as bc
+from workflow.audiences import Audience
 
 REQUIRE = os.environ.get("MADOGUCHI_REQUIRE_TEAMS_PLAYGROUND") == "1"
 
@@ -179,3 +181,47 @@ async def test_the_demo_company_knows_the_playgrounds_own_test_users(db: Databas
     assert [u for u, _aad, _code in PLAYGROUND_USERS] == [u.name for u in DEFAULT_USERS]
     assert [aad for _u, aad, _code in PLAYGROUND_USERS] == [u.aad_object_id for u in DEFAULT_USERS]
     assert demo.PLAYGROUND_TENANT == TENANT_ID
+
+
+EXPENSE = {"purpose": "大阪出張", "items[0].date": "2026-06-01", "items[0].payee": "JR東海",
+           "items[0].amount": "14170", "items[0].tax_rate": "10", "items[0].category": "travel"}
+
+
+async def test_an_expense_rejected_with_a_reason_and_a_broadcast_acknowledged_in_teams(
+        server: str, db: Database, org: Org, policy: Policy, clock: Clock) -> None:
+    async with (AgentsPlayground(server, users=PEOPLE, current_user="29:alice") as alice,
+                AgentsPlayground(server, users=PEOPLE, current_user="29:manager") as manager):
+        await manager.install()
+        await manager.wait_for(bot_card(shows("help")), what="the manager's welcome")
+        await alice.send_text("expense")
+        form_reply = await alice.wait_for(bot_card(lambda c: "items[0].payee" in json.dumps(c)), what="the form")
+        await alice.click(form_reply, title=execute(form_reply.cards[0], "submit_request")["title"], inputs=EXPENSE)
+        assert statuses(db) == [("EXP-2026-0001", "pending")]
+        card_reply = await manager.wait_for(bot_card(shows("EXP-2026-0001")), what="the approver's card")
+        # Reject asks for a reason: the form arrives below; its submit rejects and replaces it with the outcome
+        await manager.click(card_reply, title=execute(card_reply.cards[0], "reject")["title"])
+        reason = await manager.wait_for(bot_card(lambda c: "comment" in json.dumps(c), update=False),
+                                        what="the reason form")
+        answer = await manager.click(reason, title=execute(reason.cards[0], "decide_with_reason")["title"],
+                                     inputs={"comment": "領収書が足りません"})
+        assert "EXP-2026-0001" in json.dumps(answer, ensure_ascii=False)
+        assert statuses(db) == [("EXP-2026-0001", "rejected")]
+        status = await alice.wait_for(bot_card(shows("EXP-2026-0001", "領収書が足りません"), update=True),
+                                      what="Alice's status card with the reason", timeout=15)
+        # HR's broadcast reaches both in Teams; each acknowledges there, twice, and it counts once each
+        result = bc.create(db, policy, bc.Draft(org.hr, Audience("people", ("alice@example.jp", "mgr@example.jp")),
+                                                "年末調整の書類を提出してください", "Please hand in your year-end tax forms",
+                                                True), clock.now)
+        assert result.ok and result.broadcast_id is not None
+        for person in (alice, manager):
+            notice = await person.wait_for(bot_card(shows("year-end")), what="the broadcast", timeout=15)
+            ack = executes(notice.cards[0])[0]
+            for _ in range(2):
+                await person.click(notice, title=ack["title"])
+        with db.unit_of_work(write=False) as conn:
+            report = bc.report(conn, result.broadcast_id)
+        assert report is not None and (report.delivered, report.acknowledged, report.outstanding) == (2, 2, 0)
+        await asyncio.gather(alice.settle(), manager.settle())
+        assert alice.outbound == [] and manager.outbound == []
+    verdicts = validate([form_reply.cards[0], card_reply.cards[0], reason.cards[0], *status.cards])
+    assert [v["events"] for v in verdicts if not v["ok"]] == []
