@@ -39,6 +39,7 @@ from handlers.views import (
 from workflow.queries import PersonDecision, RequestDetails, StepView
 
 REASON_CALLBACK = "decide_with_reason"
+REFRESH_CARD = "refresh_card"  # an approver card asking for its current state: its value is the assignment id
 TO_APPLICANT = "applicant"  # the send-back target meaning "the requester"; step ids are slugs, never this
 COMMENT_SHOWN = 1000  # a card quotes a reason; the full text stays in the audit trail
 COMMENT_MAX = 3000  # what the reason input accepts (Slack's plain-text input limit)
@@ -123,8 +124,10 @@ def approval_card(d: RequestDetails, spec: RequestTypeSpec, assignment_id: int, 
         blocks.append(Context(DUE(locale).format(when=_when(step.due_at, locale, tz, weekday=True))))
     blocks += [Context(progress_line(d, locale)), Actions(buttons)]
     asks = ASKS_CLAIM if step.kind == "queue" else ASKS_APPROVAL
+    # a copy that missed an update (or is shown again later) can ask for its current state by itself
     return Message(asks(locale).format(title=d.type_title(locale), number=d.request.number,
-                                       name=d.requester_name(locale)), tuple(blocks))
+                                       name=d.requester_name(locale)), tuple(blocks),
+                   refresh=Button("", REFRESH_CARD, str(assignment_id)))
 
 
 def shared_queue_card(d: RequestDetails, spec: RequestTypeSpec, assignment_id: int, locale: str,

@@ -40,6 +40,7 @@ from handlers.commands import (
     unknown_message,
 )
 from handlers.events import (
+    CardNow,
     ClickEvent,
     CloseForm,
     CommandEvent,
@@ -309,7 +310,19 @@ class Conversation:
                 return self._resubmit_form(person, target)
             case "snooze_nudges":  # handlers.nudges.SNOOZE
                 return self._snooze(person, target)
+            case "refresh_card":  # handlers.cards.REFRESH_CARD
+                return self._card_now(person, target)
         return _reply(NO_LONGER_VALID(person.locale))
+
+    def _card_now(self, person: Employee, assignment_id: int) -> Response:
+        """An approver card as it stands now (its buttons only while someone can still act). Reads only."""
+        with self.engine.db.unit_of_work(write=False) as conn:
+            request = rq.request_of_assignment(conn, assignment_id)
+            details = load_details(conn, self.policy, request.id) if request else None
+        spec = self.policy.types.get(details.request.type) if details else None
+        if details is None or spec is None:
+            return _reply(NO_LONGER_VALID(person.locale))
+        return CardNow(approval_card(details, spec, assignment_id, person.locale, person.timezone))
 
     def _snooze(self, person: Employee, digest_id: int) -> Response:
         """"Remind me tomorrow" on a digest: answered only to them, with when that will be."""

@@ -82,10 +82,17 @@ class FormErrors:
 
 
 @dataclass(frozen=True)
+class CardNow:
+    """The card the person's client asked about (a Teams refresh), as it stands now for them."""
+
+    message: Message
+
+
+@dataclass(frozen=True)
 class CloseForm:
     """Close the form; optionally tell the person something (e.g. "Submitted LV-2026-0001")."""
 
     reply: Reply | None = None
 
 
-Response = OpenForm | Reply | FormErrors | CloseForm
+Response = OpenForm | Reply | FormErrors | CloseForm | CardNow

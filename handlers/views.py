@@ -121,10 +121,13 @@ Block = Header | Text | Fields | Context | Divider | Actions | Input
 
 @dataclass(frozen=True)
 class Message:
-    """A chat message (a DM or a channel post). `fallback` is the notification text."""
+    """A chat message (a DM or a channel post). `fallback` is the notification text. `refresh`: the action a
+    client may send by itself to show the message as it stands now (Teams' Universal Actions refresh a card when
+    it is shown); platforms that cannot ignore it."""
 
     fallback: str
     blocks: tuple[Block, ...] = ()
+    refresh: Button | None = None
 
 
 @dataclass(frozen=True)

@@ -137,9 +137,21 @@ def render_message(m: Message, locale: str = "ja") -> JSON:
     blocks = m.blocks or (Text(m.fallback, markdown=False),)
 
     def card(r: _Renderer, body: list[JSON]) -> JSON:
-        return _card(body, fallback=r.cut(_visible(m.fallback), FALLBACK_TEXT))
+        rendered = _card(body, fallback=r.cut(_visible(m.fallback), FALLBACK_TEXT))
+        if m.refresh is not None:
+            rendered["refresh"] = _refresh(m.refresh)
+        return rendered
 
     return _fitted(lambda r: r.body(blocks), card, words)
+
+
+def _refresh(button: Button) -> JSON:
+    """Universal Actions' refresh: Teams sends this Action.Execute by itself when the card is shown, and puts the
+    card we answer with in its place (a copy that missed an update shows the current state). In a personal chat
+    no `userIds` are needed; in a group chat only the users listed (at most 60) would refresh automatically."""
+    data = {"kind": "click", "action": button.action, "value": truncate(button.value, BUTTON_VALUE)}
+    return {"action": {"type": "Action.Execute", "verb": _identifier(button.action, "action"),
+                       "data": {DATA_KEY: data}}}
 
 
 def render_form(f: Form, locale: str = "ja") -> JSON:

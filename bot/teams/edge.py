@@ -53,6 +53,7 @@ from config.i18n import LocalText
 from config.settings import Settings
 from handlers.conversation import Conversation
 from handlers.events import (
+    CardNow,
     ClickEvent,
     CloseForm,
     CommandEvent,
@@ -242,6 +243,8 @@ class TeamsBot(ActivityHandler):
             case OpenForm(form=form):
                 await context.send_activity(_card_activity(adaptive.render_form(form, locale)))
                 return _message_answer(FORM_SENT(locale))
+            case CardNow(message=message):  # a refresh: the card shown in place of the one Teams has
+                return _card_answer(adaptive.render_message(message, locale))
             case Reply(message=message) | CloseForm(reply=Reply(message=message)):
                 return _message_answer(_plain(message))
         return _message_answer(DONE(locale))

@@ -317,3 +317,27 @@ async def test_a_connector_that_refuses_for_good_makes_the_row_dead_and_a_5xx_is
         rows = conn.execute(sa.select(outbox.c.state, outbox.c.last_error)).all()
     assert sorted(r.state for r in rows) == ["dead", "sent"]
     assert any((r.last_error or "").startswith("Teams: ") for r in rows if r.state == "dead")
+
+
+async def test_a_card_refreshes_itself_to_the_current_state(teams: Teams, db: Database, policy: Policy,
+                                                            clock: Clock) -> None:
+    """Universal Actions: the approver card carries `refresh`; Teams sends it when the card is shown, and a copy
+    that missed an update comes back as the request stands now."""
+    await teams.say("29:manager", "help")
+    await teams.say("29:alice", "休暇")
+    await teams.execute("29:alice", submit_data(teams.connector.cards("reply")[-1], LEAVE))
+    await delivery_for(db, policy, clock).run_once()
+    card = next(s for s in teams.connector.sent if s.kind == "send" and s.conversation == "a:29:manager")
+    content = card.activity["attachments"][0]["content"]
+    refresh = content["refresh"]["action"]
+    assert refresh["type"] == "Action.Execute"
+    _, now = await teams.execute("29:manager", refresh["data"], refresh["verb"], reply_to=card.activity_id)
+    assert now["type"] == "application/vnd.microsoft.card.adaptive"
+    assert [a["verb"] for a in executes(now["value"]) if a["verb"] == "approve"] == ["approve"]
+    approve = next(a for a in executes(content) if a["verb"] == "approve")
+    await teams.execute("29:manager", approve["data"], approve["verb"], reply_to=card.activity_id)
+    _, after = await teams.execute("29:manager", refresh["data"], refresh["verb"], reply_to=card.activity_id)
+    assert after["type"] == "application/vnd.microsoft.card.adaptive"
+    assert not [a for a in executes(after["value"]) if a["verb"] == "approve"]  # decided: no buttons left
+    assert "LV-2026-0001" in text_of(after["value"])
+    assert [v["events"] for v in validate([content, now["value"], after["value"]]) if not v["ok"]] == []
