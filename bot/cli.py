@@ -260,6 +260,33 @@ def org_import(file: Annotated[Path, typer.Argument(help="CSV: UTF-8 (with or wi
               f"unchanged, {report.deactivated} deactivated, {report.departments_created} new departments")
 
 
+@org_app.command("notify")
+def org_notify(email: Annotated[str, typer.Argument(help="The person's email, as in the org file.")],
+               platform: Annotated[str, typer.Argument(help="slack, teams, or auto (where they were last seen).")],
+               ) -> None:
+    """Choose where a person's messages go (as they can themselves with `/madoguchi notify`); audited."""
+    from models import people as staff
+    from workflow.identity import PLATFORMS, choose_notify_platform
+
+    choice = platform.strip().lower()
+    if choice not in (*PLATFORMS, "auto"):
+        err.print(f"[red]✗ {escape(platform)}: choose slack, teams or auto / slack・teams・auto から選んでください[/]")
+        raise typer.Exit(2)
+    db = _database(get_settings())
+    try:
+        with db.unit_of_work() as conn:
+            person = staff.find_employee_by_email(conn, email.strip().lower())
+            if person is None:
+                err.print(f"[red]✗ {escape(email)}: nobody with this email / このメールアドレスの人はいません[/]")
+                raise typer.Exit(1)
+            changed = choose_notify_platform(conn, person.id, None if choice == "auto" else choice,
+                                             datetime.now(UTC), None)
+    finally:
+        db.dispose()
+    where = "wherever they were last seen / 最後に使ったところ" if choice == "auto" else choice
+    out.print(f"[green]✓[/] {escape(person.name_en)}: messages go to {where}" + ("" if changed else " (unchanged)"))
+
+
 @audit_app.command("verify")
 def audit_verify() -> None:
     """Check the audit trail's hash chain; name every edited, deleted or reordered event."""

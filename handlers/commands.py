@@ -19,7 +19,7 @@ from config.policy import Policy
 from handlers.views import Actions, Block, Button, Context, Header, Message, Text
 from models.people import LocaleSource
 
-CommandKind = Literal["picker", "form", "status", "inbox", "help", "language", "unknown"]
+CommandKind = Literal["picker", "form", "status", "inbox", "help", "language", "notify", "unknown"]
 LanguageChoice = Literal["ja", "en", "auto"]
 OPEN_FORM = "open_form"
 SET_LANGUAGE = "set_language"  # a button choosing the language: its value is a LanguageChoice
@@ -34,6 +34,7 @@ _ACTION_WORDS: dict[str, CommandKind] = {
     "inbox": "inbox", "承認": "inbox",
     "help": "help", "ヘルプ": "help", "?": "help",
     "language": "language", "言語": "language",
+    "notify": "notify", "通知": "notify",
 }
 # What may follow `language` / `言語` (compared as _key does).
 _LANGUAGE_WORDS: dict[str, LanguageChoice] = {
@@ -59,6 +60,7 @@ HELP_PICKER = LocalText.of("申請の種類を選ぶ", "choose what to request")
 HELP_STATUS = LocalText.of("自分の申請の状況", "my requests and their status")
 HELP_INBOX = LocalText.of("自分の承認待ち", "what waits for my approval")
 HELP_HELP = LocalText.of("この説明", "this help")
+HELP_NOTIFY = LocalText.of("通知先を選ぶ（Slack / Teams / 自動）", "where my messages go (slack / teams / auto)")
 HELP_LANGUAGE = LocalText.of("表示言語を変える（英語 / 日本語 / 自動）", "change my language (en / ja / auto)")
 HELP_TIP = LocalText.of(
     "ヒント: `{example}` のように種類を続けて入力すると、そのフォームがすぐ開きます。英語でも入力できます（例: `{other}`）。",
@@ -186,6 +188,7 @@ def _command_lines(command_name: str, locale: str) -> Iterator[str]:
     yield _usage(command_name, ("状況", "status"), locale, HELP_STATUS(locale))
     yield _usage(command_name, ("承認", "inbox"), locale, HELP_INBOX(locale))
     yield _usage(command_name, ("言語 英語", "language en"), locale, HELP_LANGUAGE(locale))
+    yield _usage(command_name, ("通知 Teams", "notify teams"), locale, HELP_NOTIFY(locale))
     yield _usage(command_name, ("ヘルプ", "help"), locale, HELP_HELP(locale))
 
 

@@ -17,6 +17,7 @@ from sqlalchemy.engine import Connection
 from config.i18n import LocalText, normalize_locale
 from config.policy import RequestTypeSpec
 from handlers import broadcast
+from handlers import notify_choice as notify
 from handlers.cards import (
     REQUEST_STATUS,
     TO_APPLICANT,
@@ -58,9 +59,9 @@ from models import messaging, people
 from models import requests as rq
 from models.people import Employee
 from models.requests import Assignment, Request
-from workflow import leave
+from workflow import delivery, leave
 from workflow.engine import Engine
-from workflow.identity import choose_language, identify, recognised
+from workflow.identity import choose_language, choose_notify_platform, identify, recognised
 from workflow.leave_law import format_days
 from workflow.nudges import snooze
 from workflow.outcomes import Outcome
@@ -137,6 +138,8 @@ class Conversation:
                 return Reply(help_message(self.policy, locale, self.command_name))
             case "language":
                 return Reply(self._language(person, ev.who, command.rest))
+            case "notify":
+                return Reply(self._notify(person, command.rest))
         return Reply(unknown_message(command.text, self.policy, locale, self.command_name))
 
     def on_shortcut(self, who: Who) -> Response:
@@ -252,6 +255,26 @@ class Conversation:
         note = Context(ON_BEHALF_OF(person.locale).format(name=escape(name)))
         at = next((i for i, b in enumerate(card.blocks) if isinstance(b, Context)), len(card.blocks) - 1)
         return Message(card.fallback, (*card.blocks[:at], note, *card.blocks[at:]))
+
+    # ------------------------------------------------------------------------------------------ notify
+
+    def _notify(self, person: Employee, argument: str) -> Message:
+        """`notify` alone says where messages go; `notify slack|teams|auto` chooses (audited, written only on a
+        change) and says whether that platform can reach them yet; anything else lists the choices."""
+        locale = person.locale
+        with self.engine.db.unit_of_work(write=False) as conn:
+            chosen, reached = people.notify_platform(conn, person.id), delivery.reach(conn, person.id)
+        if not normalize(argument):
+            return notify.current_message(chosen, reached.platform if reached else None, locale,
+                                          self.command_name)
+        choice = notify.notify_choice(argument)
+        if choice is None:
+            return notify.unknown_message(argument, locale)
+        with self.engine.db.unit_of_work() as conn:
+            choose_notify_platform(conn, person.id, None if choice == "auto" else choice, self.engine.clock(),
+                                   person.id)
+            now = delivery.reach(conn, person.id)
+        return notify.set_message(choice, choice == "auto" or (now is not None and now.platform == choice), locale)
 
     # ------------------------------------------------------------------------------------------ language
 

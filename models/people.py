@@ -38,6 +38,8 @@ employees = sa.Table(
     # (normalised; NULL = never reported). Org import writes neither: HR's file never overrides a person.
     sa.Column("locale_choice", sa.String(8), nullable=True),
     sa.Column("platform_locale", sa.String(8), nullable=True),
+    # where messages go: "slack" or "teams" as the person (or an admin) chose; None: where they were last seen
+    sa.Column("notify_platform", sa.String(20), nullable=True),
     sa.Column("timezone", sa.String(64), nullable=False, default="Asia/Tokyo"),
     sa.Column("hire_date", sa.Date, nullable=True),
     sa.Column("work_days_per_week", sa.Integer, nullable=False, default=5),
@@ -379,3 +381,17 @@ def set_identity_address(conn: Connection, platform: str, workspace: str, user_i
     conn.execute(chat_identities.update().where(
         chat_identities.c.platform == platform, chat_identities.c.workspace == workspace,
         chat_identities.c.user_id == user_id).values(address=address))
+
+
+def notify_platform(conn: Connection, employee_id: int) -> str | None:
+    """The platform the person's messages go to, as chosen; None: the one they last used."""
+    row = conn.execute(sa.select(employees.c.notify_platform).where(employees.c.id == employee_id)).first()
+    return str(row.notify_platform) if row is not None and row.notify_platform else None
+
+
+def set_notify_platform(conn: Connection, employee_id: int, platform: str | None, now: datetime) -> bool:
+    """Record the choice, only if it differs; True when it changed (conditional, as set_locale_column)."""
+    result = conn.execute(employees.update()
+                          .where(employees.c.id == employee_id, employees.c.notify_platform.is_distinct_from(platform))
+                          .values(notify_platform=platform, updated_at=now))
+    return result.rowcount == 1

@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection
 from config.i18n import LocalText
 from models import requests as rq
 from models.messaging import OutboxMessage, outbox
-from models.people import chat_identities, employees
+from models.people import chat_identities, employees, notify_platform
 from models.requests import requests
 
 LEASE = timedelta(minutes=2)  # longer than a Slack call with its own retries can take
@@ -109,7 +109,8 @@ REACHABLE_BY_ID = ("slack",)  # platforms where a user id is enough to message a
 
 
 def reach(conn: Connection, employee_id: int) -> Reach | None:
-    """The platform the person last used that can reach them unprompted: Slack by user id, Teams by a stored
+    """The platform the person chose for their messages (`employees.notify_platform`), when it can reach them,
+    else the one they last used that can reach them unprompted: Slack by user id, Teams by a stored
     conversation reference. A Teams identity with no reference (the app was never installed, or it was only
     seen in a team channel) counts only when there is nothing else: then the row is dead, saying why. None: the
     person was never seen on chat."""
@@ -119,7 +120,11 @@ def reach(conn: Connection, employee_id: int) -> Reach | None:
         .order_by(chat_identities.c.last_used_at.desc().nulls_last(), chat_identities.c.id.desc())).all()
     found = [Reach(str(r.platform), str(r.user_id), dict(r.address) if r.address else None) for r in rows]
     usable = [r for r in found if r.platform in REACHABLE_BY_ID or r.address is not None]
-    return usable[0] if usable else (found[0] if found else None)
+    chosen = notify_platform(conn, employee_id)
+    # the person's (or an admin's) choice wins where it can reach them; else where they were last seen
+    preferred = [r for r in usable if r.platform == chosen] if chosen else []
+    candidates = preferred or usable or found
+    return candidates[0] if candidates else None
 
 
 def chat_address(conn: Connection, employee_id: int, platform: str) -> dict[str, Any] | None:

@@ -21,6 +21,8 @@ from models.people import Employee
 from workflow import audit
 
 LANGUAGE_CHOSEN = "employee.language_chosen"  # the audit event of a person's own choice
+NOTIFY_CHOSEN = "employee.notify_platform_chosen"
+PLATFORMS = ("slack", "teams")
 # How often "last seen" is written: more often would make every click a second write transaction for an
 # answer nobody needs to the minute (who is still using which chat account).
 SEEN_EVERY = timedelta(hours=1)
@@ -109,3 +111,18 @@ def choose_language(conn: Connection, employee_id: int, choice: str | None, now:
         audit.record(conn, now, [audit.Entry(LANGUAGE_CHOSEN, employee_id, None, {
             "employee_id": employee_id, "from": person.locale_choice, "to": choice})])
     return replace(person, locale_choice=choice)
+
+
+def choose_notify_platform(conn: Connection, employee_id: int, platform: str | None, now: datetime,
+                           actor_id: int | None) -> bool:
+    """Where a person's messages go: "slack" or "teams", or None for wherever they were last seen. Chosen by
+    `actor_id` (the person; None: an operator at the command line); written, with an audit event, only when it
+    changes. Whether it changed."""
+    if platform is not None and platform not in PLATFORMS:
+        raise ValueError(f"unknown platform {platform!r}: one of {PLATFORMS} or None")
+    before = people.notify_platform(conn, employee_id)
+    if not people.set_notify_platform(conn, employee_id, platform, now):
+        return False
+    audit.record(conn, now, [audit.Entry(NOTIFY_CHOSEN, actor_id, None, {
+        "employee_id": employee_id, "from": before, "to": platform})])
+    return True

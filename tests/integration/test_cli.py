@@ -320,3 +320,19 @@ def test_config_schema_prints_json(invoke: Invoke, tmp_path: Path) -> None:
     target = tmp_path / "workflows.schema.json"
     invoke("config", "schema", "--out", str(target))
     assert json.loads(target.read_text(encoding="utf-8")) == json_schema()
+
+
+def test_org_notify_chooses_where_a_persons_messages_go(invoke: Invoke, migrated: Path) -> None:
+    invoke("org", "import", str(DEMO_ORG))
+    email = demo_rows()[1]["メールアドレス"]
+    result = invoke("org", "notify", email, "teams")
+    assert "messages go to teams" in flat(result.stdout)
+    assert sql(migrated, "SELECT notify_platform FROM employees WHERE email = :e", e=email) == [("teams",)]
+    assert "(unchanged)" in flat(invoke("org", "notify", email, "Teams").stdout)
+    invoke("org", "notify", email, "auto")
+    assert sql(migrated, "SELECT notify_platform FROM employees WHERE email = :e", e=email) == [(None,)]
+    events = sql(migrated, "SELECT actor_id FROM audit_events WHERE kind = 'employee.notify_platform_chosen'")
+    assert events == [(None,), (None,)]  # an operator's choice: no person acted
+    assert "choose slack, teams or auto" in flat(invoke("org", "notify", email, "fax", code=2).stderr)
+    assert "nobody with this email" in flat(invoke("org", "notify", "nobody@example.jp", "slack", code=1).stderr)
+    assert sql(migrated, "SELECT count(*) FROM audit_events WHERE kind = 'employee.notify_platform_chosen'") == [(2,)]

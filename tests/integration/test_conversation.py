@@ -7,7 +7,7 @@ view.state.values, and read back with `read_submission` (so keyed by Input.name)
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -351,3 +351,40 @@ def test_an_escalated_request_waits_in_the_inbox_of_whom_it_escalated_to(talk: C
     assert "EXP-2026-0001" in reply_text(clicked)
     after = shown(talk.on_command(CommandEvent(who["sales_head"], "inbox")))
     assert isinstance(after, Reply) and not [b for b in buttons(after.message) if b.action == "approve"]
+
+
+# ------------------------------------------------------------------------------------------------ where messages go
+
+
+def test_a_person_chooses_where_their_messages_go(talk: Conversation, db: Database, org: Org, clock: Clock,
+                                                  who: dict[str, Who]) -> None:
+    from models import people as staff
+    from workflow import delivery
+
+    def reached() -> str | None:
+        with db.unit_of_work(write=False) as conn:
+            found = delivery.reach(conn, org.manager)
+        return found.platform if found else None
+
+    def chosen_events() -> int:
+        with db.unit_of_work(write=False) as conn:
+            return int(conn.execute(sa.text("SELECT count(*) FROM audit_events WHERE kind = "
+                                            "'employee.notify_platform_chosen'")).scalar_one())
+
+    manager = who["manager"]
+    assert reached() == "slack"
+    # Teams not installed yet: the choice is kept, the reply says Teams cannot reach them yet, Slack still does
+    answer = reply_text(shown(talk.on_command(CommandEvent(manager, "通知 Teams"))))
+    assert "Teams" in answer and "まだ" in answer and reached() == "slack"
+    with db.unit_of_work() as conn:  # now the manager has the Teams app (a conversation reference), used earlier
+        staff.remember_identity(conn, org.manager, "teams", "tenant", "aad-manager", clock() - timedelta(days=3))
+        staff.set_identity_address(conn, "teams", "tenant", "aad-manager", {"conversation": {"id": "a:m"}})
+    assert reached() == "teams"  # chosen, and reachable there: wins over the Slack he used last
+    assert "Teams" in reply_text(shown(talk.on_command(CommandEvent(manager, "notify"))))
+    again = reply_text(shown(talk.on_command(CommandEvent(manager, "notify teams"))))
+    assert "まだ" not in again and chosen_events() == 1  # the same choice again: no second audit event
+    talk.on_command(CommandEvent(manager, "通知 自動"))
+    assert reached() == "slack" and chosen_events() == 2  # automatic: where he was last seen
+    before = chosen_events()
+    unknown = reply_text(shown(talk.on_command(CommandEvent(manager, "notify carrier-pigeon"))))
+    assert "carrier-pigeon" in unknown and chosen_events() == before and reached() == "slack"

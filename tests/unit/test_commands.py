@@ -314,3 +314,14 @@ def test_language_buttons_offer_the_other_language_and_auto_after_a_choice() -> 
     en = language_buttons("en", "choice", "slack")
     assert [(b.label, b.value) for b in en.buttons] == [("日本語", "ja"), ("Automatic (Slack setting)", "auto")]
     assert all(language_choice(b.value) == b.value for b in (*ja.buttons, *en.buttons))
+
+
+def test_notify_is_understood_in_both_languages() -> None:
+    from handlers.notify_choice import notify_choice
+
+    for text, rest in (("notify teams", "teams"), ("通知 Teams", "Teams"), ("ＮＯＴＩＦＹ　ｓｌａｃｋ", "slack"),
+                       ("通知", "")):
+        command = parse_command(text, POLICY)
+        assert (command.kind, command.rest) == ("notify", rest)
+    assert [notify_choice(w) for w in ("Teams", "チームズ", "slack", "スラック", "自動", "AUTO", "fax", "")] == \
+        ["teams", "teams", "slack", "slack", "auto", "auto", None, None]
