@@ -115,6 +115,7 @@ class _Plan:
     refresh: list[tuple[JSON, Message, str]] = field(default_factory=list)
     platform: str = PLATFORM  # where the recipient is reached: slack, or teams
     address: JSON | None = None  # Teams: the conversation reference of the person's chat with the bot
+    covered: bool = False  # nothing to send: the queue's shared channel card reaches this person (or Slack is off)
 
 
 class _Dead(Exception):
@@ -366,6 +367,8 @@ class SlackDelivery:
         Teams: activity id + conversation), None if nothing was sent."""
         # a read (and the rendering): not on the writer, where it held up the clicks' commits queued behind it
         plan = await asyncio.to_thread(self._plan, row)
+        if plan.covered:
+            return None  # recorded as sent, with no message of its own (nothing to update later)
         self._reachable(plan)
         if plan.message is None:
             raise _Dead(GONE)
@@ -402,6 +405,8 @@ class SlackDelivery:
             user = str(shared) if shared else (reach.user_id if reach is not None else None)
             platform = reach.platform if reach is not None else PLATFORM
             address = reach.address if reach is not None else None
+            if self._covered(row, shared, platform if reach is not None else None):
+                return _Plan(user, platform=platform, covered=True)
             if user is None:
                 return _Plan()
             reads = notifications.Reads()  # the request is read once for this row and all its cards
@@ -430,6 +435,15 @@ class SlackDelivery:
                                  in notifications.sent_digests(conn, self.policy, self.policy.company.timezone,
                                                                request_id)]
             return plan
+
+    def _covered(self, row: OutboxMessage, shared: Any, platform: str | None) -> bool:
+        """A queue's cards when the queue has a (Slack) channel: the shared channel card goes out only where Slack
+        is configured, and a holder's own card only to those the channel cannot reach (people on Teams; with
+        `platform` None, people never seen on chat, whom the channel's card is for as much as anyone)."""
+        if shared:
+            return self.client is None
+        return (bool(row.payload.get("covered_by_channel")) and self.client is not None
+                and platform in (None, PLATFORM))
 
     # ------------------------------------------------------------------------------------- Slack calls
 

@@ -64,7 +64,7 @@ class _Changes:
     nudges: list[dict[str, Any]] = field(default_factory=list)
 
     def notify(self, kind: str, recipient_id: int, request: Request, version: int, **data: Any) -> None:
-        tail = data.get("assignment_id", "")
+        tail = f"{data.get('assignment_id', '')}{':channel' if data.get('channel') else ''}"
         self.outbox.append({
             "idempotency_key": f"{kind}:{request.id}:v{version}:{recipient_id}:{tail}",
             "recipient_id": recipient_id, "kind": kind, "request_id": request.id,
@@ -254,12 +254,13 @@ class Engine:
         kind = "queue_posted" if step.kind == "queue" else "approval_requested"
         channel = step_spec.channel if step.kind == "queue" else None
         for i, a in enumerate(mine):
-            if channel is None:
-                changes.notify(kind, a.approver_id, request, request.version, assignment_id=a.id, step=step.key,
-                               due_at=due.isoformat())
-            elif i == 0:  # ONE shared card in the queue's channel (rendered for whoever holds the step then)
+            if channel is not None and i == 0:  # ONE shared card in the queue's channel (for whoever holds it)
                 changes.notify(kind, a.approver_id, request, request.version, assignment_id=a.id, step=step.key,
                                due_at=due.isoformat(), channel=channel)
+            # each holder's own card; with a channel, delivery sends it only to those the channel cannot reach
+            # (the channel is Slack's: people reached on Teams get their own card there)
+            changes.notify(kind, a.approver_id, request, request.version, assignment_id=a.id, step=step.key,
+                           due_at=due.isoformat(), **({"covered_by_channel": channel} if channel else {}))
             self._schedule_nudges(request, a.id, a.approver_id, changes.now, due, changes)
         changes.audit.append(audit.Entry("step.activated", None, request.id, {
             "step": step.key, "round": step.round, "due_at": due, "people": [a.approver_id for a in mine]}))

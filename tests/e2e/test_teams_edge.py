@@ -36,6 +36,8 @@ MEMBERS = {
                  "userPrincipalName": "alice@example.jp", "aadObjectId": "aad-alice"},
     "29:manager": {"id": "29:manager", "name": "Manager", "email": "mgr@example.jp",
                    "userPrincipalName": "mgr@example.jp", "aadObjectId": "aad-manager"},
+    "29:it1": {"id": "29:it1", "name": "IT One", "email": "it1@example.jp", "userPrincipalName": "it1@example.jp",
+               "aadObjectId": "aad-it1"},
     "29:stranger": {"id": "29:stranger", "name": "Stranger", "email": "stranger@example.jp",
                     "userPrincipalName": "stranger@example.jp", "aadObjectId": "aad-stranger"},
 }
@@ -341,3 +343,33 @@ async def test_a_card_refreshes_itself_to_the_current_state(teams: Teams, db: Da
     assert not [a for a in executes(after["value"]) if a["verb"] == "approve"]  # decided: no buttons left
     assert "LV-2026-0001" in text_of(after["value"])
     assert [v["events"] for v in validate([content, now["value"], after["value"]]) if not v["ok"]] == []
+
+
+IT_HELP = {"category": "device", "subject": "PCが起動しない", "details": "電源ランプが点きません", "urgency": "high"}
+
+
+async def test_the_it_queue_reaches_it_people_on_teams_who_claim_and_resolve(
+        teams: Teams, db: Database, policy: Policy, clock: Clock) -> None:
+    """The shipped IT queue posts to a Slack channel (#it-help); with no Slack, or for IT people on Teams, each gets
+    the queue's card in their own chat, claims it there and resolves it."""
+    await teams.say("29:it1", "help")
+    await teams.say("29:alice", "it")
+    await teams.execute("29:alice", submit_data(teams.connector.cards("reply")[-1], IT_HELP))
+    assert [tuple(r) for r in request_rows(db)] == [("IT-2026-0001", "pending")]
+    await delivery_for(db, policy, clock).run_once()
+    card = next(s for s in teams.connector.sent if s.kind == "send" and s.conversation == "a:29:it1")
+    content = card.activity["attachments"][0]["content"]
+    claim = next(a for a in executes(content) if a["verb"] == "claim")
+    _, answer = await teams.execute("29:it1", claim["data"], claim["verb"], reply_to=card.activity_id)
+    assert "IT-2026-0001" in answer["value"]
+    await delivery_for(db, policy, clock).run_once()
+    claimed = [s.activity for s in teams.connector.sent if s.kind == "update" and s.activity_id == card.activity_id]
+    resolve = next(a for a in executes(claimed[-1]["attachments"][0]["content"]) if a["verb"] == "resolve")
+    _, done = await teams.execute("29:it1", resolve["data"], resolve["verb"], reply_to=card.activity_id)
+    assert "IT-2026-0001" in done["value"]
+    assert [tuple(r) for r in request_rows(db)] == [("IT-2026-0001", "resolved")]
+    with db.unit_of_work(write=False) as conn:  # the channel's card was not sent anywhere (no Slack here)
+        rows = conn.execute(sa.select(outbox.c.payload, outbox.c.state, outbox.c.message_ref)
+                            .where(outbox.c.kind == "queue_posted")).all()
+    shared = [r for r in rows if r.payload.get("channel")]
+    assert [(r.state, r.message_ref) for r in shared] == [("sent", None)]

@@ -1,5 +1,6 @@
-"""A queue step with a `channel` (the shipped IT queue: #it-help) posts ONE shared card there instead of a DM to
-each holder; without one, each holder gets their card. On SQLite and PostgreSQL."""
+"""A queue step with a `channel` (the shipped IT queue: #it-help) posts ONE shared card there, and each holder's own
+card is sent only where the channel cannot reach them; without one, each holder gets their card. On SQLite and
+PostgreSQL."""
 
 from __future__ import annotations
 
@@ -22,8 +23,13 @@ def test_a_queue_with_a_channel_posts_one_shared_card(db: Database, org: Org, po
     out = Engine(db, policy, clock=clock).submit(org.alice, "it", IT_HELP)
     assert out.ok and out.request is not None
     rows = queue_rows(db, out.request.id)
-    assert len(rows) == 1 and rows[0].payload["channel"] == "#it-help"
-    assert rows[0].recipient_id in (org.it1, org.it2)
+    shared = [r for r in rows if r.payload.get("channel")]
+    assert len(shared) == 1 and shared[0].payload["channel"] == "#it-help"
+    assert shared[0].recipient_id in (org.it1, org.it2)
+    # each holder's own card too, for delivery to send only where the channel cannot reach them (Teams)
+    own = [r for r in rows if not r.payload.get("channel")]
+    assert sorted(r.recipient_id for r in own) == sorted([org.it1, org.it2])
+    assert {r.payload["covered_by_channel"] for r in own} == {"#it-help"}
 
 
 def test_a_queue_without_a_channel_tells_each_holder(db: Database, org: Org, policy: Policy,
