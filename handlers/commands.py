@@ -78,19 +78,19 @@ LANGUAGE_SOURCES: dict[LocaleSource, LocalText] = {
 }
 LANGUAGE_NOW = LocalText.of("表示言語: {language}（{source}）", "Language: {language} ({source})")
 LANGUAGE_HOW = LocalText.of(
-    "変更するには `{command} 言語 英語` または `{command} 言語 日本語`、"
-    "自動（{platform} の言語設定、なければ会社の設定）に戻すには `{command} 言語 自動` と入力してください。",
-    "To change it, type `{command} language en` or `{command} language ja`; "
-    "`{command} language auto` follows your {platform} language setting again (else the company's).")
+    "変更するには `{cmd}言語 英語` または `{cmd}言語 日本語`、"
+    "自動（{platform} の言語設定、なければ会社の設定）に戻すには `{cmd}言語 自動` と入力してください。",
+    "To change it, type `{cmd}language en` or `{cmd}language ja`; "
+    "`{cmd}language auto` follows your {platform} language setting again (else the company's).")
 LANGUAGE_SET = LocalText.of("表示言語を{language}にしました。", "Your language is now {language}.")
 LANGUAGE_AUTO = LocalText.of("表示言語を自動にしました。今は{language}です（{source}）。",
                              "Your language is automatic again: {language} for now ({source}).")
 LANGUAGE_UNKNOWN = LocalText.of("「{text}」は選べる言語ではありません。", "“{text}” is not a language I can show.")
 LANGUAGE_CHOICES = LocalText.of(
-    "選べるのは 英語（`{command} 言語 英語`）、日本語（`{command} 言語 日本語`）、"
-    "自動（`{command} 言語 自動`: {platform} の言語設定に従う）です。",
-    "The choices are English (`{command} language en`), Japanese (`{command} language ja`) and automatic "
-    "(`{command} language auto`: follow your {platform} language setting).")
+    "選べるのは 英語（`{cmd}言語 英語`）、日本語（`{cmd}言語 日本語`）、"
+    "自動（`{cmd}言語 自動`: {platform} の言語設定に従う）です。",
+    "The choices are English (`{cmd}language en`), Japanese (`{cmd}language ja`) and automatic "
+    "(`{cmd}language auto`: follow your {platform} language setting).")
 LANGUAGE_OTHER = LocalText.of("English", "日本語")  # the button that switches: named in the language it gives
 LANGUAGE_AUTO_BUTTON = LocalText.of("自動（{platform} の設定）", "Automatic ({platform} setting)")
 
@@ -176,14 +176,21 @@ def _ordered(pair: tuple[str, str], locale: str) -> tuple[str, str]:
     return (ja, en) if normalize_locale(locale) == "ja" else (en, ja)
 
 
+def prefix(command_name: str) -> str:
+    """What comes before a subcommand: `/madoguchi ` on Slack; nothing where people type to the bot itself
+    (Teams: the command name is empty)."""
+    return f"{command_name} " if command_name else ""
+
+
 def _usage(command_name: str, pair: tuple[str, str], locale: str, meaning: str) -> str:
     first, second = _ordered(pair, locale)
     alias = f" (`{second}`)" if _key(second) != _key(first) else ""
-    return f"• `{command_name} {first}`{alias} — {meaning}"
+    return f"• `{prefix(command_name)}{first}`{alias} — {meaning}"
 
 
 def _command_lines(command_name: str, locale: str) -> Iterator[str]:
-    yield f"• `{command_name}` — {HELP_PICKER(locale)}"
+    if command_name:  # the bare command opens the picker (on Teams the `申請` / `new` line says it)
+        yield f"• `{command_name}` — {HELP_PICKER(locale)}"
     yield _usage(command_name, ("申請", "new"), locale, HELP_PICKER(locale))
     yield _usage(command_name, ("状況", "status"), locale, HELP_STATUS(locale))
     yield _usage(command_name, ("承認", "inbox"), locale, HELP_INBOX(locale))
@@ -196,7 +203,8 @@ def _help_blocks(policy: Policy, locale: str, command_name: str) -> list[Block]:
     types = [_usage(command_name, type_words(policy, key), locale, spec.title(locale))
              for key, spec in policy.types.items()]
     example = _ordered(type_words(policy, next(iter(policy.types))), locale)
-    tip = HELP_TIP(locale).format(example=f"{command_name} {example[0]}", other=f"{command_name} {example[1]}")
+    tip = HELP_TIP(locale).format(example=f"{prefix(command_name)}{example[0]}",
+                                  other=f"{prefix(command_name)}{example[1]}")
     return [
         Header(HELP_TITLE(locale)),
         Text("\n".join([f"*{HELP_COMMANDS(locale)}*", *_command_lines(command_name, locale)])),
@@ -254,7 +262,7 @@ def language_message(locale: str, source: LocaleSource, platform: str, command_n
     """The answer to `language` alone: the current language, where it comes from, how to change it."""
     lang = normalize_locale(locale)
     now = language_line(lang, source, platform)
-    how = LANGUAGE_HOW(lang).format(command=command_name, platform=platform_name(platform))
+    how = LANGUAGE_HOW(lang).format(cmd=prefix(command_name), platform=platform_name(platform))
     return Message(now, (Text(now, markdown=False), Context(how)))
 
 
@@ -274,7 +282,7 @@ def language_unknown_message(text: str, locale: str, platform: str, command_name
     """An argument that names no language: the choices, in the person's current language."""
     lang = normalize_locale(locale)
     sorry = LANGUAGE_UNKNOWN(lang).format(text=_quoted(text))
-    choices = LANGUAGE_CHOICES(lang).format(command=command_name, platform=platform_name(platform))
+    choices = LANGUAGE_CHOICES(lang).format(cmd=prefix(command_name), platform=platform_name(platform))
     return Message(sorry, (Text(sorry, markdown=False), Text(choices)))
 
 

@@ -131,16 +131,16 @@ class Conversation:
             case "form":
                 return self._open_form(person, command)
             case "status":
-                return Reply(self._status(person))
+                return Reply(self._status(person, ev.who))
             case "inbox":
                 return Reply(self._inbox(person))
             case "help":
-                return Reply(help_message(self.policy, locale, self.command_name))
+                return Reply(help_message(self.policy, locale, self.command_for(ev.who)))
             case "language":
                 return Reply(self._language(person, ev.who, command.rest))
             case "notify":
-                return Reply(self._notify(person, command.rest))
-        return Reply(unknown_message(command.text, self.policy, locale, self.command_name))
+                return Reply(self._notify(person, ev.who, command.rest))
+        return Reply(unknown_message(command.text, self.policy, locale, self.command_for(ev.who)))
 
     def on_shortcut(self, who: Who) -> Response:
         """The "New request" shortcut: a modal whose one select chooses the request type."""
@@ -181,12 +181,18 @@ class Conversation:
                                                  required=format_days(bal.five_day.required)))
         return NOTE_JOIN(locale).join(parts)
 
-    def _status(self, person: Employee) -> Message:
+    def command_for(self, who: Who) -> str:
+        """The command name as this person types it: the slash command on Slack; nothing on Teams, where words
+        typed to the bot are the commands (`休暇`, `leave`)."""
+        return "" if who.platform == "teams" else self.command_name
+
+    def _status(self, person: Employee, who: Who) -> Message:
         """My latest requests, one line each: number, type, status."""
         locale = person.locale
         lines = self.status_lines(person)
         if not lines:
-            return _text(NO_REQUESTS(locale).format(command=self.command_name))
+            command = self.command_for(who) or ("申請" if locale == "ja" else "new")
+            return _text(NO_REQUESTS(locale).format(command=command))
         title = MY_REQUESTS(locale)
         return Message(title, (Text(f"*{title}*"), Text("\n".join(lines), markdown=False)))
 
@@ -258,7 +264,7 @@ class Conversation:
 
     # ------------------------------------------------------------------------------------------ notify
 
-    def _notify(self, person: Employee, argument: str) -> Message:
+    def _notify(self, person: Employee, who: Who, argument: str) -> Message:
         """`notify` alone says where messages go; `notify slack|teams|auto` chooses (audited, written only on a
         change) and says whether that platform can reach them yet; anything else lists the choices."""
         locale = person.locale
@@ -266,7 +272,7 @@ class Conversation:
             chosen, reached = people.notify_platform(conn, person.id), delivery.reach(conn, person.id)
         if not normalize(argument):
             return notify.current_message(chosen, reached.platform if reached else None, locale,
-                                          self.command_name)
+                                          self.command_for(who))
         choice = notify.notify_choice(argument)
         if choice is None:
             return notify.unknown_message(argument, locale)
@@ -282,10 +288,10 @@ class Conversation:
         """`language` alone says what it is and how to change it; `language en|ja|auto` (or the home's button)
         changes it and says so in the new language; anything else lists the choices and changes nothing."""
         if not normalize(argument):
-            return language_message(person.locale, person.locale_source, who.platform, self.command_name)
+            return language_message(person.locale, person.locale_source, who.platform, self.command_for(who))
         choice = language_choice(argument)
         if choice is None:
-            return language_unknown_message(argument, person.locale, who.platform, self.command_name)
+            return language_unknown_message(argument, person.locale, who.platform, self.command_for(who))
         with self.engine.db.unit_of_work() as conn:
             chosen = choose_language(conn, person.id, None if choice == "auto" else choice, self.engine.clock())
         if chosen is None:  # deactivated since they were recognised a moment ago

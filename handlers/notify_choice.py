@@ -25,8 +25,8 @@ NOW_CHOSEN = LocalText.of("通知先: {platform}（ご自身で選択）", "Your
 NOW_AUTO = LocalText.of("通知先: 自動（最後に使ったところ。今は {platform}）",
                         "Your messages go where you last used madoguchi (now {platform}).")
 NOW_NOWHERE = LocalText.of("通知先: 自動（最後に使ったところ）", "Your messages go where you last used madoguchi.")
-HOW = LocalText.of("変えるには `{command} 通知 Slack`、`{command} 通知 Teams`、`{command} 通知 自動` と入力してください。",
-                   "To change it, type `{command} notify slack`, `{command} notify teams` or `{command} notify auto`.")
+HOW = LocalText.of("変えるには `{cmd}通知 Slack`、`{cmd}通知 Teams`、`{cmd}通知 自動` と入力してください。",
+                   "To change it, type `{cmd}notify slack`, `{cmd}notify teams` or `{cmd}notify auto`.")
 SET = LocalText.of("これからは {platform} にお知らせします。", "From now on your messages go to {platform}.")
 SET_AUTO = LocalText.of("通知先を自動（最後に使ったところ）にしました。",
                         "Your messages now go wherever you last used madoguchi.")
@@ -51,7 +51,7 @@ def current_message(chosen: str | None, reached: str | None, locale: str, comman
         now = NOW_AUTO(locale).format(platform=NAMES.get(reached, reached))
     else:
         now = NOW_NOWHERE(locale)
-    return _message(now, HOW(locale).format(command=command_name), markdown=True)
+    return _message(now, HOW(locale).format(cmd=f"{command_name} " if command_name else ""), markdown=True)
 
 
 def set_message(choice: NotifyChoice, reachable: bool, locale: str) -> Message:

@@ -190,7 +190,11 @@ class TeamsBot(ActivityHandler):
         await self._send(turn_context, response, who)
 
     async def on_installation_update_add(self, turn_context: TurnContext) -> None:
-        await self._welcome(turn_context)
+        # Teams sends this and a conversationUpdate (the bot added) for one install: the welcome goes with the
+        # latter only, or it would arrive twice; this one just remembers how to reach the person
+        who = await self._who(turn_context)
+        await on_writer(self.conversation.engine.db, self.conversation.identify, who)  # a new identity: matched
+        await self._remember(turn_context, who)
 
     async def on_members_added_activity(self, members_added: list[ChannelAccount],
                                         turn_context: TurnContext) -> None:

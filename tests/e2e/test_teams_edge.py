@@ -373,3 +373,20 @@ async def test_the_it_queue_reaches_it_people_on_teams_who_claim_and_resolve(
                             .where(outbox.c.kind == "queue_posted")).all()
     shared = [r for r in rows if r.payload.get("channel")]
     assert [(r.state, r.message_ref) for r in shared] == [("sent", None)]
+
+
+async def test_help_on_teams_names_the_words_to_type_and_an_install_greets_once(teams: Teams, db: Database,
+                                                                                org: Org) -> None:
+    # Teams sends both for one install: the welcome (the help) must arrive once
+    install = teams.activity("29:alice", "installationUpdate", action="add")
+    added = teams.activity("29:alice", "conversationUpdate",
+                           membersAdded=[{"id": "28:madoguchi", "name": "madoguchi"}])
+    for activity in (install, added):
+        status, _ = await teams.post(activity)
+        assert status in (200, 201)
+    greetings = teams.connector.cards()
+    assert len(greetings) == 1
+    shown = text_of(greetings[0])
+    assert "/madoguchi" not in shown and "休暇" in shown and "状況" in shown  # typed as they are, no slash command
+    with db.unit_of_work(write=False) as conn:  # the install alone stored how to reach her
+        assert conn.execute(sa.select(people.chat_identities.c.address)).scalar_one() is not None
