@@ -190,17 +190,17 @@ class TeamsBot(ActivityHandler):
         await self._send(turn_context, response, who)
 
     async def on_installation_update_add(self, turn_context: TurnContext) -> None:
-        # Teams sends this and a conversationUpdate (the bot added) for one install: the welcome goes with the
-        # latter only, or it would arrive twice; this one just remembers how to reach the person
-        who = await self._who(turn_context)
-        await on_writer(self.conversation.engine.db, self.conversation.identify, who)  # a new identity: matched
-        await self._remember(turn_context, who)
+        await self._welcome(turn_context)
 
     async def on_members_added_activity(self, members_added: list[ChannelAccount],
                                         turn_context: TurnContext) -> None:
+        # Teams sends this and an installationUpdate for one install: the welcome goes with the installationUpdate
+        # only, or it would arrive twice; this one just remembers how to reach the person
         bot = turn_context.activity.recipient
         if any(m.id == (bot.id if bot else None) for m in members_added or []):
-            await self._welcome(turn_context)
+            who = await self._who(turn_context)
+            await on_writer(self.conversation.engine.db, self.conversation.identify, who)  # a new identity: matched
+            await self._remember(turn_context, who)
 
     async def on_invoke_activity(self, turn_context: TurnContext) -> InvokeResponse:
         activity = turn_context.activity

@@ -196,8 +196,7 @@ async def test_someone_hr_has_not_registered_is_told_so_and_nothing_is_stored(te
 
 async def test_the_conversation_reference_is_stored_for_proactive_messages(teams: Teams, db: Database,
                                                                            org: Org) -> None:
-    update = teams.activity("29:alice", "conversationUpdate",
-                            membersAdded=[{"id": "28:madoguchi", "name": "madoguchi"}])
+    update = teams.activity("29:alice", "installationUpdate", action="add")
     status, _ = await teams.post(update)
     assert status in (200, 201)
     assert "ヘルプ" in text_of(teams.connector.cards()[-1]) or "help" in text_of(teams.connector.cards()[-1])
