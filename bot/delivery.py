@@ -23,8 +23,8 @@
   (conversations.open) is remembered too.
 
 The database is reached through thread hops (it is synchronous); writes (claims, results) go to the database's
-writer (`Database.writer`: group-committed with the clicks on SQLite); Slack calls stay on the loop. The loop may
-be another thread's (bot/server.py runs it on a thread of its own): `wake` is safe to call from any thread.
+writer (`Database.writer`: group-committed with the clicks on SQLite); Slack calls stay on the loop. `wake` is
+safe to call from any thread (the scheduler's tick runs in a worker thread).
 """
 
 from __future__ import annotations
@@ -365,8 +365,7 @@ class SlackDelivery:
     async def _send(self, row: OutboxMessage) -> JSON | None:
         """Carry the row out on the recipient's platform; returns where the message is (Slack: channel + ts;
         Teams: activity id + conversation), None if nothing was sent."""
-        # a read (and the rendering): not on the writer, where it held up the clicks' commits queued behind it
-        plan = await asyncio.to_thread(self._plan, row)
+        plan = await self._write(self._plan, row)  # the writer: no second thread fighting for the GIL
         if plan.covered:
             return None  # recorded as sent, with no message of its own (nothing to update later)
         self._reachable(plan)
