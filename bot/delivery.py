@@ -23,8 +23,7 @@
   (conversations.open) is remembered too.
 
 The database is reached through thread hops (it is synchronous); writes (claims, results) go to the database's
-writer (`Database.writer`: group-committed with the clicks on SQLite); Slack calls stay on the loop. `wake` is
-safe to call from any thread (the scheduler's tick runs in a worker thread).
+writer (`Database.writer`: group-committed with the clicks on SQLite); Slack calls stay on the loop.
 """
 
 from __future__ import annotations
@@ -236,23 +235,11 @@ class SlackDelivery:
         self._shown: dict[tuple[str, str], str] = {}  # (channel, ts) -> digest of what we last showed there
         self._dm: dict[str, asyncio.Future[Any]] = {}  # Slack user -> conversations.open of their DM channel
         self._due = asyncio.Event()  # set by `wake`: new rows may be due now
-        self._loop: asyncio.AbstractEventLoop | None = None  # the event loop `run_forever` runs on, while it runs
 
     def wake(self) -> None:
         """New outbox rows may be due (e.g. a conversation call just committed): the idle loop looks at once.
-        Callable from any thread: an asyncio.Event may only be set on its own loop's thread."""
-        loop = self._loop
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if loop is None or loop is running:
-            self._due.set()
-            return
-        try:
-            loop.call_soon_threadsafe(self._due.set)
-        except RuntimeError:  # that loop has just closed: nobody is waiting for the wake any more
-            pass
+        Called on the loop (the edges, and the tick once its worker thread is done)."""
+        self._due.set()
 
     async def run_once(self, now: datetime | None = None) -> int:
         """Deliver what is due at `now` (one batch); returns how many rows were attempted.
@@ -321,13 +308,6 @@ class SlackDelivery:
     async def run_forever(self, interval: float = 0.5) -> None:
         """Deliver until cancelled; when nothing was due, rests until `wake` or `interval` seconds have passed
         (the timeout catches rows that come due later, or that another process wrote)."""
-        self._loop = asyncio.get_running_loop()
-        try:
-            await self._rounds(interval)
-        finally:
-            self._loop = None
-
-    async def _rounds(self, interval: float) -> None:
         while True:
             self._due.clear()  # a wake from here on means another round
             try:
@@ -520,8 +500,8 @@ class SlackDelivery:
         assert self.teams is not None
         card = render_card(message, locale)
         teams = self.teams
-        ref = await self._teams_call(str((address.get("conversation") or {}).get("id", "")),
-                                     lambda: teams.post(address, card))
+        conversation = str((address.get("conversation") or {}).get("id", ""))
+        ref = await self._paced(self.teams_pace, f"teams:{conversation}", lambda: teams.post(address, card))
         self._shown[_teams_key(ref)] = _digest(card)
         return ref
 
@@ -532,45 +512,34 @@ class SlackDelivery:
         if not (if_changed and self._shown.get(key) == digest):
             self._shown.pop(key, None)
             teams = self.teams
-            await self._teams_call(key[0], lambda: teams.update(ref, card))
+            await self._paced(self.teams_pace, f"teams:{key[0]}", lambda: teams.update(ref, card))
             self._shown[key] = digest
         return ref
 
-    async def _teams_call(self, conversation: str, call: Callable[[], Any]) -> Any:
-        """A Teams call at the pace of its conversation and of the bot (Teams limits both); a 429 pauses the bot's
-        pace for Retry-After."""
-        await self.teams_pace.take(self.workspace_rate)
-        await self._wait_for(f"teams:{conversation}")
-        paced = await self.teams_pace.enter(self.workspace_rate)
+    async def _message(self, call: Callable[..., Any], *, channel: str, **kwargs: Any) -> Any:
+        """A Slack post or update of a message in `channel`, at the channel's and the workspace's pace."""
+        return await self._paced(self.workspace_pace, channel, lambda: call(channel=channel, **kwargs))
+
+    async def _paced(self, pace: WorkspacePace, channel: str, call: Callable[[], Any]) -> Any:
+        """One chat call at its channel's pace (a Slack channel, a Teams conversation) and its platform's (`pace`:
+        Slack's workspace, the Teams bot); a 429 pauses the platform's pace for Retry-After (then the error goes
+        on, and the row waits as before)."""
+        # the bucket's slot first, then the channel's, then room in the window right before the call (which is
+        # what the window counts); a window that is full only ever makes a send later than its channel slot
+        await pace.take(self.workspace_rate)
+        await self._wait_for(channel)
+        paced = await pace.enter(self.workspace_rate)
         try:
             return await call()  # made here: a call never made (cancelled while it waited) leaves nothing behind
-        except TeamsError as exc:
-            if exc.status == 429:
-                self.teams_pace.hold(exc.retry_after or 1.0, self.workspace_rate)
+        except (SlackApiError, TeamsError) as exc:
+            after = _throttled(exc)
+            if after is not None:
+                pace.hold(after, self.workspace_rate)
+                log.warning("rate limit on %s: the platform waits %gs", channel, after)
             raise
         finally:
             if paced:
-                self.teams_pace.done()
-
-    async def _message(self, call: Callable[..., Any], *, channel: str, **kwargs: Any) -> Any:
-        """A post or update of a message in `channel`, at the channel's and the workspace's pace; a 429 pauses the
-        workspace's pace for Retry-After (then the error goes on, and the row waits as before)."""
-        # the bucket's slot first, then the channel's, then room in the workspace's window right before the call
-        # (which is what the window counts); a window that is full only ever makes a send later than its channel slot
-        await self.workspace_pace.take(self.workspace_rate)
-        await self._wait_for(channel)
-        paced = await self.workspace_pace.enter(self.workspace_rate)
-        try:
-            return await call(channel=channel, **kwargs)
-        except SlackApiError as exc:
-            if exc.response.status_code == 429:
-                after = _seconds(exc.response.headers.get("Retry-After"), default=1.0)
-                self.workspace_pace.hold(after, self.workspace_rate)
-                log.warning("Slack rate limit on %s: the workspace waits %gs", channel, after)
-            raise
-        finally:
-            if paced:
-                self.workspace_pace.done()
+                pace.done()
 
     @property
     def workspace_rate(self) -> float:
@@ -604,8 +573,8 @@ class SlackDelivery:
             await self._transient(row, error, now)
 
     async def _failed_on_teams(self, row: OutboxMessage, exc: TeamsError, now: datetime) -> None:
-        if exc.status == 429:
-            after = exc.retry_after if exc.retry_after is not None else 1.0
+        after = _throttled(exc)
+        if after is not None:
             await self._record(delivery.mark_retry, row.id, f"throttled by Teams (retry after {after:g}s)",
                                now + timedelta(seconds=after))
         elif exc.permanent:
@@ -639,6 +608,15 @@ class SlackDelivery:
                 mark(conn, *args)
 
         await self._write(work)
+
+
+def _throttled(exc: SlackApiError | TeamsError) -> float | None:
+    """Seconds to wait when the platform refused a call for its rate limit (429), else None."""
+    if isinstance(exc, TeamsError):
+        return (exc.retry_after if exc.retry_after is not None else 1.0) if exc.status == 429 else None
+    if exc.response.status_code != 429:
+        return None
+    return _seconds(exc.response.headers.get("Retry-After"), default=1.0)
 
 
 def _teams_key(ref: JSON) -> tuple[str, str]:

@@ -65,7 +65,7 @@ from workflow.identity import choose_language, choose_notify_platform, identify,
 from workflow.leave_law import format_days
 from workflow.nudges import snooze
 from workflow.outcomes import Outcome
-from workflow.queries import load_details, queue_assignment_for
+from workflow.queries import RequestDetails, load_details, queue_assignment_for
 
 INBOX_CARDS = 10  # the oldest ten; more would bury the buttons
 # Slack shows at most 50 blocks in a message: whole cards only (a card cut in half loses its buttons), and one
@@ -268,9 +268,9 @@ class Conversation:
         """`notify` alone says where messages go; `notify slack|teams|auto` chooses (audited, written only on a
         change) and says whether that platform can reach them yet; anything else lists the choices."""
         locale = person.locale
-        with self.engine.db.unit_of_work(write=False) as conn:
-            chosen, reached = people.notify_platform(conn, person.id), delivery.reach(conn, person.id)
         if not normalize(argument):
+            with self.engine.db.unit_of_work(write=False) as conn:
+                chosen, reached = people.notify_platform(conn, person.id), delivery.reach(conn, person.id)
             return notify.current_message(chosen, reached.platform if reached else None, locale,
                                           self.command_for(who))
         choice = notify.notify_choice(argument)
@@ -345,13 +345,19 @@ class Conversation:
 
     def _card_now(self, person: Employee, assignment_id: int) -> Response:
         """An approver card as it stands now (its buttons only while someone can still act). Reads only."""
+        read = self._details_of(assignment_id)
+        if read is None:
+            return _reply(NO_LONGER_VALID(person.locale))
+        details, spec = read
+        return CardNow(approval_card(details, spec, assignment_id, person.locale, person.timezone))
+
+    def _details_of(self, assignment_id: int) -> tuple[RequestDetails, RequestTypeSpec] | None:
+        """The request an assignment belongs to, as cards show it, and its type; None if either is gone."""
         with self.engine.db.unit_of_work(write=False) as conn:
             request = rq.request_of_assignment(conn, assignment_id)
             details = load_details(conn, self.policy, request.id) if request else None
         spec = self.policy.types.get(details.request.type) if details else None
-        if details is None or spec is None:
-            return _reply(NO_LONGER_VALID(person.locale))
-        return CardNow(approval_card(details, spec, assignment_id, person.locale, person.timezone))
+        return (details, spec) if details is not None and spec is not None else None
 
     def _snooze(self, person: Employee, digest_id: int) -> Response:
         """"Remind me tomorrow" on a digest: answered only to them, with when that will be."""
@@ -362,12 +368,10 @@ class Conversation:
         """Ask why (and, for a send-back, to whom) only while the card can still be acted on; a stale click
         shows the card as it now stands instead (who decided, when)."""
         locale = person.locale
-        with self.engine.db.unit_of_work(write=False) as conn:
-            request = rq.request_of_assignment(conn, assignment_id)
-            details = load_details(conn, self.policy, request.id) if request else None
-        spec = self.policy.types.get(details.request.type) if details else None
-        if details is None or spec is None:
+        read = self._details_of(assignment_id)
+        if read is None:
             return _reply(NO_LONGER_VALID(locale))
+        details, spec = read
         found = details.person(assignment_id)
         if found is None or found[1].status != "pending" or details.request.status != "pending":
             return Reply(decided_card(details, spec, locale, person.timezone))

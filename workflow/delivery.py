@@ -127,27 +127,6 @@ def reach(conn: Connection, employee_id: int) -> Reach | None:
     return candidates[0] if candidates else None
 
 
-def chat_address(conn: Connection, employee_id: int, platform: str) -> dict[str, Any] | None:
-    """How to reach the employee on a platform unprompted (the most recently used identity that has an address:
-    a Teams conversation reference), or None if the platform has none for them (e.g. the app is not installed)."""
-    rows = conn.execute(
-        sa.select(chat_identities.c.address)
-        .where(chat_identities.c.employee_id == employee_id, chat_identities.c.platform == platform)
-        .order_by(chat_identities.c.last_used_at.desc().nulls_last(), chat_identities.c.id.desc()))
-    # filtered here: a JSON column's "no value" is stored differently by each backend
-    return next((dict(a) for a in rows.scalars() if a), None)
-
-
-def chat_user(conn: Connection, employee_id: int, platform: str) -> str | None:
-    """The employee's user id on a chat platform (the most recently used one), or None if never seen there."""
-    row = conn.execute(
-        sa.select(chat_identities.c.user_id)
-        .where(chat_identities.c.employee_id == employee_id, chat_identities.c.platform == platform)
-        .order_by(chat_identities.c.last_used_at.desc().nulls_last(), chat_identities.c.id.desc())
-        .limit(1)).first()
-    return str(row.user_id) if row else None
-
-
 @dataclass(frozen=True)
 class Undelivered:
     """A message that will never be sent as it is (the person or channel is gone, the token lacks a scope...):

@@ -64,18 +64,13 @@ def recognised(conn: Connection, platform: str, workspace: str, user_id: str, no
 
 
 def remember_address(conn: Connection, platform: str, workspace: str, user_id: str, address: dict) -> bool:
-    """Store how the platform reaches this identity unprompted (a Teams conversation reference), when it is new or
-    changed; an identity nobody has matched to an employee gets none. Whether anything was written."""
+    """Store how the platform reaches this identity unprompted (a Teams conversation reference), written only when
+    it is new or changed; an identity nobody has matched to an employee gets none. Whether the identity is known
+    (its address is now this one)."""
     known, stored = people.identity_address(conn, platform, workspace, user_id)
-    if not known or stored == address:
-        return False
-    people.set_identity_address(conn, platform, workspace, user_id, address)
-    return True
-
-
-def identity_known(conn: Connection, platform: str, workspace: str, user_id: str) -> bool:
-    """Whether this chat identity has been matched to an employee."""
-    return people.identity_address(conn, platform, workspace, user_id)[0]
+    if known and stored != address:
+        people.set_identity_address(conn, platform, workspace, user_id, address)
+    return known
 
 
 def _match_by_email(conn: Connection, platform: str, workspace: str, user_id: str, email: str,

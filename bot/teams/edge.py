@@ -49,7 +49,7 @@ from msrest.serialization import Model
 
 from bot.teams import adaptive, msrest_fix
 from bot.writer import on_writer
-from config.i18n import LocalText
+from config.i18n import LocalText, normalize_locale
 from config.settings import Settings
 from handlers.conversation import Conversation
 from handlers.events import (
@@ -65,7 +65,7 @@ from handlers.events import (
     Who,
 )
 from handlers.views import Message, Text
-from workflow.identity import identity_known, remember_address
+from workflow.identity import remember_address
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +139,7 @@ def make_adapter(settings: Settings) -> CloudAdapter:
 async def _on_turn_error(context: TurnContext, error: Exception) -> None:
     """A bug must not become a silent 500: log it, tell the person (when they wrote to us), answer an invoke."""
     log.error("Teams turn failed (%s %s)", context.activity.type, context.activity.name, exc_info=error)
-    locale = _locale(context.activity)
+    locale = normalize_locale(context.activity.locale)
     if context.activity.type == ActivityTypes.invoke:
         await context.send_activity(Activity(type=ActivityTypes.invoke_response, value=InvokeResponse(
             status=int(HTTPStatus.OK), body=_error(HTTPStatus.INTERNAL_SERVER_ERROR, FAILED(locale)))))
@@ -204,7 +204,7 @@ class TeamsBot(ActivityHandler):
 
     async def on_invoke_activity(self, turn_context: TurnContext) -> InvokeResponse:
         activity = turn_context.activity
-        locale = _locale(activity)
+        locale = normalize_locale(activity.locale)
         if activity.name != CARD_ACTION:
             return InvokeResponse(status=int(HTTPStatus.BAD_REQUEST),
                                   body=_Refusal(f"unknown invoke {activity.name!r}: this bot handles {CARD_ACTION}"))
@@ -217,7 +217,7 @@ class TeamsBot(ActivityHandler):
             return _invoke(_error(HTTPStatus.BAD_REQUEST, NOT_OURS(locale)))
         who = await self._who(turn_context)
         if asked.kind == "close":
-            return _invoke(_card_answer(adaptive.render_message(_line(CLOSED(who.locale or locale)), locale)))
+            return _invoke(_card_answer(adaptive.render_message(_line(CLOSED(locale)), locale)))
         if asked.kind == "click":
             response = await self._call(self.conversation.on_click, ClickEvent(who, asked.name, asked.value))
             await self._remember(turn_context, who)
@@ -225,13 +225,13 @@ class TeamsBot(ActivityHandler):
         values = adaptive.read_submission(data)
         response = await self._call(self.conversation.on_submit, SubmitEvent(who, asked.name, asked.value, values))
         await self._remember(turn_context, who)
-        return _invoke(_submitted(response, values, _reader(who)))
+        return _invoke(_submitted(response, values, normalize_locale(who.locale)))
 
     # ------------------------------------------------------------------------------------------ responses
 
     async def _send(self, context: TurnContext, response: Response, who: Who) -> None:
         """Carry out the response to typed words: a new card in the chat."""
-        locale = _reader(who)
+        locale = normalize_locale(who.locale)
         match response:
             case OpenForm(form=form):
                 await context.send_activity(_card_activity(adaptive.render_form(form, locale)))
@@ -242,7 +242,7 @@ class TeamsBot(ActivityHandler):
 
     async def _clicked(self, context: TurnContext, response: Response, who: Who) -> CardInvokeResponse:
         """The invoke's answer to a button: its reply as a message; a form it opens goes below as a new card."""
-        locale = _reader(who)
+        locale = normalize_locale(who.locale)
         match response:
             case OpenForm(form=form):
                 await context.send_activity(_card_activity(adaptive.render_form(form, locale)))
@@ -291,8 +291,7 @@ class TeamsBot(ActivityHandler):
 def _store_address(conversation: Conversation, who: Who, reference: JSON) -> bool:
     """Whether the identity is known (its address is now the one given)."""
     with conversation.engine.db.unit_of_work() as conn:
-        remember_address(conn, who.platform, who.workspace, who.user_id, reference)
-        return identity_known(conn, who.platform, who.workspace, who.user_id)
+        return remember_address(conn, who.platform, who.workspace, who.user_id, reference)
 
 
 def _submitted(response: Response, values: dict[str, Any], locale: str) -> CardInvokeResponse:
@@ -352,14 +351,6 @@ def _user_id(sender: ChannelAccount | None) -> str:
     if sender is None:
         return ""
     return str(sender.aad_object_id or sender.id or "")
-
-
-def _locale(activity: Activity) -> str:
-    return "en" if (activity.locale or "").lower().startswith("en") else "ja"
-
-
-def _reader(who: Who) -> str:
-    return "en" if (who.locale or "").lower().startswith("en") else "ja"
 
 
 # ------------------------------------------------------------------------------------------------ the route
