@@ -138,17 +138,13 @@ def _mount_teams(app: web.Application, conversation: Conversation, settings: Set
                  adapter: CloudAdapter) -> None:
     """`POST /api/messages` for Teams: authenticated with the bot's credentials, or anonymous for loopback clients
     only (local use) when there are none."""
-    bot, loopback_only = TeamsBot(conversation, lambda: _wake(app)), anonymous(settings)
+    # the delivery loop exists whichever platforms are configured (make_app makes it first)
+    bot, loopback_only = TeamsBot(conversation, app[DELIVERY].wake), anonymous(settings)
 
     async def handle(request: web.Request) -> web.Response:
         return await teams_messages(request, adapter, bot, loopback_only)
 
     app.router.add_post(MESSAGES, handle)
-
-
-def _wake(app: web.Application) -> None:
-    if DELIVERY in app:
-        app[DELIVERY].wake()
 
 
 async def slack_events(request: web.Request) -> web.Response:
