@@ -55,6 +55,7 @@ from handlers.views import Message
 from models.db import Database
 from models.messaging import OutboxMessage
 from workflow import broadcasts, delivery
+from workflow.queue_channels import registered_address
 
 log = logging.getLogger(__name__)
 
@@ -380,11 +381,16 @@ class SlackDelivery:
     def _plan(self, row: OutboxMessage) -> _Plan:
         with self.db.unit_of_work(write=False) as conn:
             shared = row.payload.get("channel") if row.kind in notifications.CARD_KINDS else None
+            channel_at, channel_address = self._queue_channel(conn, shared or row.payload.get("covered_by_channel"))
             reach = None if shared else delivery.reach(conn, row.recipient_id)
-            user = str(shared) if shared else (reach.user_id if reach is not None else None)
-            platform = reach.platform if reach is not None else PLATFORM
-            address = reach.address if reach is not None else None
-            if self._covered(row, shared, platform if reach is not None else None):
+            user: str | None
+            if shared:  # the queue's one card, in its channel
+                user, platform, address = str(shared), channel_at or PLATFORM, channel_address
+            else:
+                user = reach.user_id if reach is not None else None
+                platform = reach.platform if reach is not None else PLATFORM
+                address = reach.address if reach is not None else None
+            if self._covered(row, shared, channel_at, platform if reach is not None else None):
                 return _Plan(user, platform=platform, covered=True)
             if user is None:
                 return _Plan()
@@ -415,14 +421,25 @@ class SlackDelivery:
                                                                request_id)]
             return plan
 
-    def _covered(self, row: OutboxMessage, shared: Any, platform: str | None) -> bool:
-        """A queue's cards when the queue has a (Slack) channel: the shared channel card goes out only where Slack
-        is configured, and a holder's own card only to those the channel cannot reach (people on Teams; with
-        `platform` None, people never seen on chat, whom the channel's card is for as much as anyone)."""
+    def _queue_channel(self, conn: Any, channel: Any) -> tuple[str | None, JSON | None]:
+        """Where a queue's channel is, for its shared card: Slack's (named in workflows.yaml) when Slack is
+        configured, else the Teams channel someone registered for it (`channel it` typed there), else nowhere."""
+        if not channel:
+            return None, None
+        if self.client is not None:
+            return PLATFORM, None
+        address = registered_address(conn, TEAMS, str(channel)) if self.teams is not None else None
+        return (TEAMS, address) if address is not None else (None, None)
+
+    def _covered(self, row: OutboxMessage, shared: Any, channel_at: str | None, platform: str | None) -> bool:
+        """A queue's cards when the queue has a channel: the shared channel card goes out only where its channel
+        is (`channel_at`: Slack's, or a registered Teams channel), and a holder's own card only to those the
+        channel cannot reach (people on the other platform; with `platform` None, people never seen on chat,
+        whom the channel's card is for as much as anyone)."""
         if shared:
-            return self.client is None
-        return (bool(row.payload.get("covered_by_channel")) and self.client is not None
-                and platform in (None, PLATFORM))
+            return channel_at is None
+        return (bool(row.payload.get("covered_by_channel")) and channel_at is not None
+                and platform in (None, channel_at))
 
     # ------------------------------------------------------------------------------------- Slack calls
 

@@ -19,7 +19,7 @@ from config.policy import Policy
 from handlers.views import Actions, Block, Button, Context, Header, Message, Text
 from models.people import LocaleSource
 
-CommandKind = Literal["picker", "form", "status", "inbox", "help", "language", "notify", "unknown"]
+CommandKind = Literal["picker", "form", "status", "inbox", "help", "language", "notify", "channel", "unknown"]
 LanguageChoice = Literal["ja", "en", "auto"]
 OPEN_FORM = "open_form"
 SET_LANGUAGE = "set_language"  # a button choosing the language: its value is a LanguageChoice
@@ -35,6 +35,7 @@ _ACTION_WORDS: dict[str, CommandKind] = {
     "help": "help", "ヘルプ": "help", "?": "help",
     "language": "language", "言語": "language",
     "notify": "notify", "通知": "notify",
+    "channel": "channel", "チャンネル": "channel",
 }
 # What may follow `language` / `言語` (compared as _key does).
 _LANGUAGE_WORDS: dict[str, LanguageChoice] = {

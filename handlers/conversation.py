@@ -16,7 +16,7 @@ from sqlalchemy.engine import Connection
 
 from config.i18n import LocalText, normalize_locale
 from config.policy import RequestTypeSpec
-from handlers import broadcast
+from handlers import broadcast, queue_channel
 from handlers import notify_choice as notify
 from handlers.cards import (
     REQUEST_STATUS,
@@ -66,6 +66,8 @@ from workflow.leave_law import format_days
 from workflow.nudges import snooze
 from workflow.outcomes import Outcome
 from workflow.queries import RequestDetails, load_details, queue_assignment_for
+from workflow.queue_channels import Refused, Registered
+from workflow.queue_channels import register as register_queue_channel
 
 INBOX_CARDS = 10  # the oldest ten; more would bury the buttons
 # Slack shows at most 50 blocks in a message: whole cards only (a card cut in half loses its buttons), and one
@@ -135,12 +137,35 @@ class Conversation:
             case "inbox":
                 return Reply(self._inbox(person))
             case "help":
-                return Reply(help_message(self.policy, locale, self.command_for(ev.who)))
+                return Reply(self._help(locale, ev))
+            case "channel":
+                return Reply(self._queue_channel(person, ev, command.rest))
             case "language":
                 return Reply(self._language(person, ev.who, command.rest))
             case "notify":
                 return Reply(self._notify(person, ev.who, command.rest))
         return Reply(unknown_message(command.text, self.policy, locale, self.command_for(ev.who)))
+
+    def _help(self, locale: str, ev: CommandEvent) -> Message:
+        """The help; in a team channel, with how to make it a queue's channel."""
+        command_name = self.command_for(ev.who)
+        shown = help_message(self.policy, locale, command_name)
+        hint = queue_channel.channel_hint(self.policy, locale, command_name) if ev.place is not None else None
+        return Message(shown.fallback, (*shown.blocks, hint)) if hint is not None else shown
+
+    def _queue_channel(self, person: Employee, ev: CommandEvent, rest: str) -> Message:
+        """`channel it` in a team channel: that channel becomes the IT queue's (see handlers/queue_channel.py)."""
+        locale, command_name = person.locale, self.command_for(ev.who)
+        if ev.place is None or ev.place.kind != "channel":
+            return queue_channel.only_in_channel(self.policy, locale, command_name)
+        type_key, named = queue_channel.requested_type(self.policy, rest)
+        if named and type_key is None:
+            outcome: Registered | Refused = Refused("no_type")
+        else:
+            with self.engine.db.unit_of_work() as conn:
+                outcome = register_queue_channel(conn, self.policy, person, type_key, ev.who.platform,
+                                                 ev.place.address, ev.place.name, self.engine.clock())
+        return queue_channel.outcome_message(self.policy, outcome, locale, command_name, rest)
 
     def on_shortcut(self, who: Who) -> Response:
         """The "New request" shortcut: a modal whose one select chooses the request type."""

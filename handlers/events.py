@@ -27,11 +27,24 @@ class Who:
 
 
 @dataclass(frozen=True)
+class Place:
+    """Where typed words were written, when it is not the person's own chat with the bot: a team channel (or a
+    group chat). `address` is how the platform reaches it unprompted (opaque here: a Teams conversation
+    reference); `name` is the channel's name as the platform gave it."""
+
+    kind: str  # channel | group
+    address: dict[str, Any]
+    name: str | None = None
+
+
+@dataclass(frozen=True)
 class CommandEvent:
-    """Typed words: the text after the slash command, or a chat message to the bot."""
+    """Typed words: the text after the slash command, or a chat message to the bot (`place`: written in a
+    channel or group chat rather than to the bot directly)."""
 
     who: Who
     text: str
+    place: Place | None = None
 
 
 @dataclass(frozen=True)

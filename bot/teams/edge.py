@@ -59,6 +59,7 @@ from handlers.events import (
     CommandEvent,
     FormErrors,
     OpenForm,
+    Place,
     Reply,
     Response,
     SubmitEvent,
@@ -185,7 +186,7 @@ class TeamsBot(ActivityHandler):
     async def on_message_activity(self, turn_context: TurnContext) -> None:
         who = await self._who(turn_context)
         text = MENTION.sub("", turn_context.activity.text or "").strip()
-        response = await self._call(self.conversation.on_command, CommandEvent(who, text))
+        response = await self._call(self.conversation.on_command, CommandEvent(who, text, _place(turn_context)))
         await self._remember(turn_context, who)
         await self._send(turn_context, response, who)
 
@@ -256,7 +257,7 @@ class TeamsBot(ActivityHandler):
     async def _welcome(self, context: TurnContext) -> None:
         """The app was installed (or the bot added): remember how to reach the person, and say what it does."""
         who = await self._who(context)
-        response = await self._call(self.conversation.on_command, CommandEvent(who, "help"))
+        response = await self._call(self.conversation.on_command, CommandEvent(who, "help", _place(context)))
         await self._remember(context, who)
         await self._send(context, response, who)
 
@@ -286,6 +287,25 @@ class TeamsBot(ActivityHandler):
             return
         if await on_writer(self.conversation.engine.db, _store_address, self.conversation, who, reference):
             self._addresses[key] = text  # someone HR has not registered yet is looked at again next time
+
+
+def _place(context: TurnContext) -> Place | None:
+    """A team channel or group chat the words were written in (None: the person's own chat with the bot), with
+    the reference that reaches it unprompted: for a channel the channel itself, not the thread of this message
+    (Teams gives a message's conversation id as `<channel>;messageid=<thread>`)."""
+    activity = context.activity
+    kind = activity.conversation.conversation_type if activity.conversation else None
+    if kind not in ("channel", "groupChat"):
+        return None
+    reference = TurnContext.get_conversation_reference(activity).serialize()
+    reference.pop("activityId", None)  # a new post, not a reply to this message
+    conversation = dict(reference.get("conversation") or {})
+    data: JSON = activity.channel_data if isinstance(activity.channel_data, dict) else {}
+    channel: JSON = data["channel"] if isinstance(data.get("channel"), dict) else {}
+    conversation["id"] = str(channel.get("id") or conversation.get("id", "")).split(";messageid=")[0]
+    reference["conversation"] = conversation
+    name = channel.get("name") or (activity.conversation.name if activity.conversation else None)
+    return Place("channel" if kind == "channel" else "group", reference, str(name) if name else None)
 
 
 def _store_address(conversation: Conversation, who: Who, reference: JSON) -> bool:

@@ -64,6 +64,15 @@ COMMANDS = (
     BotCommand("inbox", "承認", "What waits for my approval", "自分の承認待ち"),
     BotCommand("help", "ヘルプ", "How to use madoguchi", "madoguchi の使い方"),
 )
+# In a team's channel only: make it the channel of the IT queue (handlers/queue_channel.py).
+TEAM_COMMANDS = (
+    BotCommand("channel it", "チャンネル IT", "Post IT requests in this channel (for IT)",
+               "このチャンネルを IT 依頼の受付にする（IT 担当者用）"),
+)
+
+
+def commands_for(scope: str) -> tuple[BotCommand, ...]:
+    return COMMANDS + TEAM_COMMANDS if scope == "team" else COMMANDS
 
 DESCRIPTION_EN = "Back-office requests and approvals: leave, expenses, seals, IT"
 DESCRIPTION_JA = "社内の申請と承認の窓口：休暇・経費・押印・IT"
@@ -113,7 +122,6 @@ def build_manifest(app_id: str, name: str = "madoguchi", domain: str | None = No
     """manifest.json (English strings) for a bot whose Microsoft App ID is `app_id`."""
     _check(app_id, name, domain)
     app_id = app_id.lower()
-    commands = [{"title": c.title_en, "description": c.description_en} for c in COMMANDS]
     return {
         "$schema": SCHEMA_URL,
         "manifestVersion": MANIFEST_VERSION,
@@ -132,7 +140,9 @@ def build_manifest(app_id: str, name: str = "madoguchi", domain: str | None = No
             "isNotificationOnly": False,
             "supportsFiles": False,
             # one list per scope, as the schema advises
-            "commandLists": [{"scopes": [scope], "commands": commands} for scope in SCOPES],
+            "commandLists": [{"scopes": [scope], "commands": [{"title": c.title_en, "description": c.description_en}
+                                                              for c in commands_for(scope)]}
+                             for scope in SCOPES],
         }],
         "validDomains": [domain] if domain else [],
     }
@@ -143,8 +153,8 @@ def build_japanese(name: str = "madoguchi") -> dict[str, str]:
     strings = {"$schema": LOCALIZATION_SCHEMA_URL, "name.short": name,
                "name.full": f"{name}（窓口）：社内申請と承認"[:FULL_NAME_MAX],
                "description.short": DESCRIPTION_JA, "description.full": FULL_DESCRIPTION_JA}
-    for i in range(len(SCOPES)):
-        for j, c in enumerate(COMMANDS):
+    for i, scope in enumerate(SCOPES):
+        for j, c in enumerate(commands_for(scope)):
             strings[f"bots[0].commandLists[{i}].commands[{j}].title"] = c.title_ja
             strings[f"bots[0].commandLists[{i}].commands[{j}].description"] = c.description_ja
     return strings

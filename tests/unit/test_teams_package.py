@@ -111,9 +111,11 @@ def test_the_bot_is_the_app_in_personal_and_team_scope_with_its_commands(manifes
     assert bot["botId"] == manifest["id"]
     assert bot["scopes"] == ["personal", "team"]
     assert [cl["scopes"] for cl in bot["commandLists"]] == [["personal"], ["team"]]
+    everyone = ["new", "leave", "expense", "stamp", "it", "status", "inbox", "help"]
     for command_list in bot["commandLists"]:
         titles = [c["title"] for c in command_list["commands"]]
-        assert titles == ["new", "leave", "expense", "stamp", "it", "status", "inbox", "help"]
+        # in a team's channel IT also chooses it as the IT queue's channel
+        assert titles == everyone + (["channel it"] if command_list["scopes"] == ["team"] else [])
         assert all(len(c["title"]) <= 32 and 0 < len(c["description"]) <= 128 for c in command_list["commands"])
 
 
