@@ -395,7 +395,7 @@ class SlackDelivery:
             if user is None:
                 return _Plan()
             reads = notifications.Reads()  # the request is read once for this row and all its cards
-            found = notifications.message_for(conn, self.policy, self.policy.company.timezone, row, reads)
+            found = notifications.message_for(conn, self.policy, self.policy.company.timezone, row, reads, platform)
             if found is None:
                 return _Plan(user, platform=platform, address=address)
             plan = _Plan(user, found, channel=bool(shared), platform=platform, address=address)

@@ -177,6 +177,15 @@ def _ordered(pair: tuple[str, str], locale: str) -> tuple[str, str]:
     return (ja, en) if normalize_locale(locale) == "ja" else (en, ja)
 
 
+SLASH_COMMAND = "/madoguchi"
+
+
+def command_name(platform: str | None) -> str:
+    """How commands are typed on a platform: after the slash command on Slack (and where the platform is not
+    known yet), as plain words to the bot on Teams."""
+    return "" if platform == "teams" else SLASH_COMMAND
+
+
 def prefix(command_name: str) -> str:
     """What comes before a subcommand: `/madoguchi ` on Slack; nothing where people type to the bot itself
     (Teams: the command name is empty)."""

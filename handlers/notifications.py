@@ -44,14 +44,15 @@ class Reads:
 
 
 def message_for(conn: Connection, policy: Policy, tz: str, row: OutboxMessage,
-                reads: Reads | None = None) -> tuple[Message, str] | None:
+                reads: Reads | None = None, platform: str | None = None) -> tuple[Message, str] | None:
     """The message for an outbox row and the recipient's locale; None when the request (or its type, or the
-    recipient) is gone, so there is nothing meaningful to say."""
+    recipient) is gone, so there is nothing meaningful to say. `platform`: where it goes (slack | teams)."""
     if row.kind in broadcast.MESSAGE_KINDS:  # HR broadcasts and the 年5日 campaign say their own thing
         return broadcast.message_for(conn, policy, row)
     person = get_employee(conn, row.recipient_id)
     if row.kind == DIGEST_KIND and person is not None:  # one message about several requests (workflow.nudges)
-        digest = digest_message(conn, policy, person.timezone or tz, person, row.id, row.payload)
+        digest = digest_message(conn, policy, person.timezone or tz, person, row.id, row.payload,
+                                platform=platform)
         return (digest, person.locale) if digest is not None else None
     request_id = row.request_id or row.payload.get("request_id")
     if person is None or request_id is None:
@@ -104,7 +105,8 @@ def sent_digests(conn: Connection, policy: Policy, tz: str,
         person = get_employee(conn, row.recipient_id)
         if person is None or not row.message_ref:
             continue
-        digest = digest_message(conn, policy, person.timezone or tz, person, row.id, row.payload, update=True)
+        digest = digest_message(conn, policy, person.timezone or tz, person, row.id, row.payload, update=True,
+                                platform=row.platform)
         if digest is not None:
             found.append((dict(row.message_ref), digest, person.locale))
     return found

@@ -22,6 +22,7 @@ from sqlalchemy.engine import Connection
 from config.i18n import LocalText
 from config.policy import Policy
 from handlers.cards import approval_card, escape
+from handlers.commands import command_name, prefix
 from handlers.summaries import date_text
 from handlers.views import Actions, Block, Button, Context, Divider, Message, Text
 from models.people import Employee, get_employees
@@ -40,7 +41,7 @@ SNOOZED = LocalText.of("🔔 リマインド（期限 {when}）", "🔔 Reminder
 ESCALATED = LocalText.of("⬆️ {name} さんの承認が {days} 営業日滞っています。代わりに判断するか、担当を変えてください。",
                          "⬆️ Waiting for {name} for {days} business day(s) past due. You may decide in their place "
                          "or have it reassigned.")
-MORE = LocalText.of("…ほか {n} 件（`/madoguchi inbox` で一覧）", "…and {n} more (`/madoguchi inbox` lists them all)")
+MORE = LocalText.of("…ほか {n} 件（`{cmd}承認` で一覧）", "…and {n} more (`{cmd}inbox` lists them all)")
 REMIND_TOMORROW = LocalText.of("明日リマインド", "Remind me tomorrow")
 DONE = LocalText.of("*対応済み*", "*Done*")
 ALL_DONE = LocalText.of("✅ このリマインドの件はすべて対応済みです。", "✅ Everything in this reminder has been dealt with.")
@@ -48,9 +49,10 @@ SNOOZED_UNTIL = LocalText.of("{when} にもう一度お知らせします。", "
 
 
 def digest_message(conn: Connection, policy: Policy, tz: str, person: Employee, digest_id: int,
-                   payload: dict[str, Any], *, update: bool = False) -> Message | None:
+                   payload: dict[str, Any], *, update: bool = False, platform: str | None = None) -> Message | None:
     """The digest for its reader as things stand now. First sent (`update` False): None when nothing in it is
-    still open for them. An update of the posted digest: decided items as "done" lines, never None."""
+    still open for them. An update of the posted digest: decided items as "done" lines, never None. `platform`:
+    where it is shown (the inbox command is typed differently on Teams)."""
     locale, calendar = person.locale, calendar_for(policy)
     approvers = get_employees(conn, {int(i["approver_id"]) for i in payload.get("items", [])})
     at = datetime.fromisoformat(payload["at"]) if payload.get("at") else None
@@ -78,7 +80,7 @@ def digest_message(conn: Connection, policy: Policy, tz: str, person: Employee, 
         blocks += [Divider(), Context(why), *card.blocks]
         shown += 1
     if shown < len(cards):
-        blocks.append(Context(MORE(locale).format(n=len(cards) - shown)))
+        blocks.append(Context(MORE(locale).format(n=len(cards) - shown, cmd=prefix(command_name(platform)))))
     if done and update:
         blocks += [Divider(), Context("\n".join([DONE(locale), *done]))]
     if cards:
