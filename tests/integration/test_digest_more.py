@@ -5,9 +5,9 @@ is first sent and when a decision updates it. On SQLite and PostgreSQL."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
-from zoneinfo import ZoneInfo
 
 from config.policy import Policy
 from handlers.notifications import message_for, sent_digests
