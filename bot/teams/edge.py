@@ -30,7 +30,6 @@ SDK facts that shaped this module (botbuilder 4.17.1, read in its source and mea
 from __future__ import annotations
 
 import ipaddress
-import json
 import logging
 import re
 from collections.abc import Callable
@@ -48,6 +47,7 @@ from botbuilder.schema import AdaptiveCardInvokeResponse as CardInvokeResponse
 from msrest.serialization import Model
 
 from bot.teams import adaptive, msrest_fix
+from bot.teams.connectors import ReusedClients
 from bot.writer import on_writer
 from config.i18n import LocalText, normalize_locale
 from config.settings import Settings
@@ -132,7 +132,8 @@ def make_adapter(settings: Settings) -> CloudAdapter:
                     "MICROSOFT_APP_PASSWORD and MICROSOFT_APP_TENANT_ID for a real tenant.")
     config = _BotConfig(settings.microsoft_app_id or None, settings.microsoft_app_password or None,
                         settings.microsoft_app_tenant_id or None, settings.microsoft_app_type or "MultiTenant")
-    adapter = CloudAdapter(ConfigurationBotFrameworkAuthentication(config, logger=log))
+    # the clients CloudAdapter would build for every activity are built once (bot/teams/connectors.py)
+    adapter = CloudAdapter(ReusedClients(ConfigurationBotFrameworkAuthentication(config, logger=log)))
     adapter.on_turn_error = _on_turn_error
     return adapter
 
@@ -179,7 +180,8 @@ class TeamsBot(ActivityHandler):
     def __init__(self, conversation: Conversation, changed: Callable[[], None] = lambda: None) -> None:
         self.conversation, self.changed = conversation, changed
         self.profiles = TeamsProfiles()
-        self._addresses: dict[tuple[str, str], str] = {}  # identity -> the reference last stored (as JSON)
+        # identity -> what the reference last stored was made of (see _reference_key)
+        self._addresses: dict[tuple[str, str], tuple[str | None, ...]] = {}
 
     # ------------------------------------------------------------------------------------------ activities
 
@@ -276,17 +278,36 @@ class TeamsBot(ActivityHandler):
 
     async def _remember(self, context: TurnContext, who: Who) -> None:
         """Store the person's conversation reference when it is new or changed (personal chat only: a team
-        channel's reference reaches the channel, not the person). Known unchanged ones cost nothing."""
+        channel's reference reaches the channel, not the person). Known unchanged ones cost nothing: compared by
+        what makes the reference (msrest's serialize costs more than the rest of a click's edge work)."""
         activity = context.activity
         if (activity.conversation and activity.conversation.conversation_type not in (None, "personal")):
             return
-        reference = TurnContext.get_conversation_reference(activity).serialize()
-        text = json.dumps(reference, sort_keys=True)
-        key = (who.workspace, who.user_id)
-        if self._addresses.get(key) == text:
+        key, seen = (who.workspace, who.user_id), _reference_key(activity)
+        if self._addresses.get(key) == seen:
             return
-        if await on_writer(self.conversation.engine.db, _store_address, self.conversation, who, reference):
-            self._addresses[key] = text  # someone HR has not registered yet is looked at again next time
+        if await on_writer(self.conversation.engine.db, _store_address, self.conversation, who, _reference(activity)):
+            self._addresses[key] = seen  # someone HR has not registered yet is looked at again next time
+
+
+def _reference_key(activity: Activity) -> tuple[str | None, ...]:
+    """What the conversation reference of `_reference` is made of (botbuilder's
+    TurnContext.get_conversation_reference, less the activity id): equal keys, equal references for our use."""
+    conversation, bot, user = activity.conversation, activity.recipient, activity.from_property
+    return (activity.service_url, activity.channel_id, activity.locale,
+            conversation.id if conversation else None, conversation.tenant_id if conversation else None,
+            conversation.conversation_type if conversation else None, conversation.name if conversation else None,
+            bot.id if bot else None, bot.name if bot else None,
+            user.id if user else None, user.name if user else None, user.aad_object_id if user else None)
+
+
+def _reference(activity: Activity) -> JSON:
+    """How to reach the activity's conversation unprompted: its conversation reference without the activity's own
+    id, which changes with every activity (a proactive message is a new post, not a reply to this one; and an id
+    kept in it would make every click look like a new address, a write of its own)."""
+    reference: JSON = TurnContext.get_conversation_reference(activity).serialize()
+    reference.pop("activityId", None)
+    return reference
 
 
 def _place(context: TurnContext) -> Place | None:
@@ -297,8 +318,7 @@ def _place(context: TurnContext) -> Place | None:
     kind = activity.conversation.conversation_type if activity.conversation else None
     if kind not in ("channel", "groupChat"):
         return None
-    reference = TurnContext.get_conversation_reference(activity).serialize()
-    reference.pop("activityId", None)  # a new post, not a reply to this message
+    reference = _reference(activity)
     conversation = dict(reference.get("conversation") or {})
     data: JSON = activity.channel_data if isinstance(activity.channel_data, dict) else {}
     channel: JSON = data["channel"] if isinstance(data.get("channel"), dict) else {}
