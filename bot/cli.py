@@ -359,12 +359,15 @@ def slack_manifest(
     socket_mode: Annotated[bool, typer.Option("--socket-mode", help="Socket Mode: no public URL.")] = False,
     name: Annotated[str, typer.Option(help="The app's and bot's name.")] = "madoguchi",
     command: Annotated[str, typer.Option(help="The slash command.")] = "/madoguchi",
+    oauth: Annotated[bool, typer.Option("--oauth", help="Installs into several workspaces (SLACK_CLIENT_ID): "
+                                                        "the redirect URL <url>/slack/oauth_redirect and the "
+                                                        "uninstall events.")] = False,
 ) -> None:
     """Print a Slack app manifest (YAML) to paste into "Create an app → From a manifest"."""
     from bot.slack.manifest import ManifestError, manifest_yaml  # Bolt loads only for Slack commands
 
     try:
-        text = manifest_yaml(url, socket_mode=socket_mode, name=name, command=command)
+        text = manifest_yaml(url, socket_mode=socket_mode, name=name, command=command, oauth=oauth)
     except ManifestError as exc:
         err.print(f"[red]✗ {escape(str(exc))}[/]")
         raise typer.Exit(2) from None

@@ -11,6 +11,7 @@ import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import aiohttp
@@ -44,6 +45,7 @@ class World:
     app: web.Application
     db: Database
     clock: Clock
+    settings: Settings
 
     def slack(self, team: str) -> Slack:
         return Slack(self.base, self.api, self.session, team)
@@ -95,7 +97,7 @@ async def world(db: Database, org: Org, policy: Policy, clock: Clock) -> AsyncIt
     await server.start_server()
     # no cookie jar: the test decides which cookies the "browser" sends
     async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as session:
-        yield World(str(server.make_url("")).rstrip("/"), session, api, app, db, clock)
+        yield World(str(server.make_url("")).rstrip("/"), session, api, app, db, clock, settings)
     await server.close()
     await api.close()
 
@@ -161,6 +163,33 @@ async def test_two_workspaces_install_and_each_is_served_with_its_own_token(worl
     assert await acme.command("U-alice", "状況") == (200, "")
     await wait_reply(acme)
     assert [c["user"] for c in world.api.emulator.called("users.info")] == ["U-alice"]
+
+
+async def test_a_workspace_is_looked_up_once_then_its_requests_cost_no_lookup(world: World, policy: Policy) -> None:
+    await world.install("xoxb-t2")
+    t2 = world.api.by_token["xoxb-t2"]
+    verified = len(t2.called("auth.test"))  # the install's own check of the new token
+    # a second server on the same database (a restart, or another replica) knows no installation yet
+    app = make_app(world.settings, database=world.db, policy=policy, clock=world.clock)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    lookups: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if "slack_bots" in statement or "slack_installations" in statement:
+            lookups.append(statement)
+
+    sa.event.listen(world.db.engine, "before_cursor_execute", seen)
+    try:
+        beta = Slack(str(server.make_url("")).rstrip("/"), world.api, world.session, T2)
+        for text in ("状況", "承認", "help"):
+            assert await beta.command("U2-manager", text) == (200, "")
+            await wait_reply(beta)
+    finally:
+        sa.event.remove(world.db.engine, "before_cursor_execute", seen)
+        await server.close()
+    assert len(lookups) == 1 and "FROM slack_bots" in lookups[0]
+    assert len(t2.called("auth.test")) == verified  # the installation says who the bot is: no auth.test
 
 
 async def test_a_workspace_without_an_installation_is_told_so_and_nothing_is_stored(world: World) -> None:
