@@ -71,6 +71,7 @@ GONE = "nothing to send: the request or the recipient is gone"
 PERMANENT = frozenset({"user_not_found", "account_inactive", "channel_not_found", "not_in_channel",
                        "invalid_auth", "not_authed", "token_revoked", "is_archived", "user_disabled",
                        "cannot_dm_bot", "missing_scope", "message_not_found", "cant_update_message"})
+TOKEN_GONE = frozenset({"invalid_auth", "not_authed", "token_revoked", "account_inactive"})  # the bot token is dead
 
 
 # Slack's limits (docs.slack.dev/apis/web-api/rate-limits, looked up 2026-11): chat.postMessage is a "special
@@ -122,6 +123,10 @@ class _Plan:
 
 class _Dead(Exception):
     """The row cannot be delivered, ever."""
+
+
+class _Again(Exception):
+    """The row failed for a reason that is already put right: try it again soon."""
 
 
 class WorkspacePace:
@@ -338,6 +343,8 @@ class SlackDelivery:
             ref = await self._send(row)
         except _Dead as exc:
             await self._record(delivery.mark_dead, row.id, str(exc))
+        except _Again as exc:
+            await self._transient(row, str(exc), now)
         except SlackApiError as exc:
             await self._failed_on_slack(row, exc, now)
         except TeamsError as exc:
@@ -355,6 +362,17 @@ class SlackDelivery:
         """Carry the row out on the recipient's platform; returns where the message is (Slack: channel + ts;
         Teams: activity id + conversation), None if nothing was sent."""
         plan = await self._write(self._plan, row)  # the writer: no second thread fighting for the GIL
+        try:
+            return await self._carry_out(row, plan)
+        except SlackApiError as exc:
+            # uninstalled or reinstalled through another replica: the remembered token is stale; the workspace's
+            # installation is read afresh (for its requests too), and with a new token the row goes again
+            if (self.workspaces is not None and exc.response.get("error") in TOKEN_GONE
+                    and await self.workspaces.renewed(plan.team)):
+                raise _Again("the Slack workspace was installed again: sent again with its new token") from exc
+            raise
+
+    async def _carry_out(self, row: OutboxMessage, plan: _Plan) -> JSON | None:
         if plan.covered:
             return None  # recorded as sent, with no message of its own (nothing to update later)
         self._reachable(plan)
@@ -427,11 +445,11 @@ class SlackDelivery:
 
     def _team(self, conn: Any, row: OutboxMessage, reach: delivery.Reach | None, shared: bool) -> str | None:
         """The Slack workspace the row goes to (only asked with OAuth installs): the recipient's; a queue's shared
-        channel card goes to the channel in the workspace of the person it was enqueued for."""
+        channel card goes to the channel in the workspace of the person it was enqueued for (else the requester's)."""
         if self.workspaces is None:
             return None
         if shared:
-            return delivery.slack_workspace(conn, row.recipient_id)
+            return delivery.slack_workspace(conn, row.recipient_id, row.request_id)
         return reach.workspace if reach is not None and reach.platform == PLATFORM else None
 
     def _covered(self, row: OutboxMessage, shared: Any, platform: str | None) -> bool:

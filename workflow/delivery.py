@@ -131,14 +131,24 @@ def reach(conn: Connection, employee_id: int) -> Reach | None:
     return candidates[0] if candidates else None
 
 
-def slack_workspace(conn: Connection, employee_id: int) -> str | None:
-    """The Slack workspace the person was last seen in (None: never on Slack): where a queue's shared channel card
-    enqueued for them goes, when the app is installed in several workspaces."""
-    return conn.execute(
-        sa.select(chat_identities.c.workspace)
-        .where(chat_identities.c.employee_id == employee_id, chat_identities.c.platform == "slack")
-        .order_by(chat_identities.c.last_used_at.desc().nulls_last(), chat_identities.c.id.desc())
-        .limit(1)).scalar_one_or_none()
+def slack_workspace(conn: Connection, employee_id: int, request_id: int | None = None) -> str | None:
+    """The Slack workspace the person was last seen in, else the one the request's requester was last seen in (None:
+    neither was ever on Slack): where a queue's shared channel card enqueued for them goes, when the app is
+    installed in several workspaces."""
+    people = [employee_id]
+    if request_id is not None:
+        requester = conn.execute(sa.select(requests.c.requester_id)
+                                 .where(requests.c.id == request_id)).scalar_one_or_none()
+        people += [requester] if requester is not None else []
+    for person in people:
+        found = conn.execute(
+            sa.select(chat_identities.c.workspace)
+            .where(chat_identities.c.employee_id == person, chat_identities.c.platform == "slack")
+            .order_by(chat_identities.c.last_used_at.desc().nulls_last(), chat_identities.c.id.desc())
+            .limit(1)).scalar_one_or_none()
+        if found is not None:
+            return str(found)
+    return None
 
 
 @dataclass(frozen=True)

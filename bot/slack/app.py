@@ -49,7 +49,7 @@ from bot.slack.blockkit import (
     render_message,
 )
 from bot.slack.installations import Installations
-from bot.slack.oauth import NOT_INSTALLED, InstalledBot
+from bot.slack.oauth import NOT_INSTALLED, InstalledBot, InstallFlow
 from bot.writer import on_writer
 from handlers.conversation import Conversation
 from handlers.events import (
@@ -188,10 +188,10 @@ def build_oauth_slack_app(conversation: Conversation, *, signing_secret: str, ap
     """The Bolt app for every workspace that installed it through OAuth (bot/slack/oauth.py): each request runs
     with the bot token of its own workspace; uninstalling or revoking the token deletes the installation."""
     app = AsyncApp(
-        client=AsyncWebClient(base_url=api_url),  # oauth.v2.access goes here too (the flow takes the app's client)
+        client=AsyncWebClient(base_url=api_url),
         authorize=InstalledBot(installations),  # type: ignore[arg-type]  # an AsyncAuthorize is accepted too
         installation_store=installations,
-        oauth_settings=oauth,
+        oauth_flow=InstallFlow(settings=oauth),  # its client for oauth.v2.access: the app's (on api_url)
         signing_secret=signing_secret,
         process_before_response=True,
         request_verification_enabled=True,

@@ -9,9 +9,9 @@ and OAuth state stores on our own database, behind the async interfaces Bolt's O
 - The bot of each workspace (token, bot user) is kept in memory once looked up, so a click costs no lookup; a new
   install replaces it, an uninstall or revoked token (Bolt's `app_uninstalled` / `tokens_revoked` listeners) drops
   it. A workspace without an installation is not remembered: it is looked up again on its next request (it may
-  install meanwhile, possibly through another replica). Another replica's uninstall is noticed here once a call
-  with the old token fails (Slack answers `invalid_auth` / `token_revoked`) and the process restarts; calls with a
-  revoked token change nothing.
+  install meanwhile, possibly through another replica). An uninstall or reinstall through another replica is
+  noticed here when Slack refuses the remembered token to the delivery loop (`invalid_auth`, `token_revoked`):
+  the workspace is forgotten and read again (`forget`).
 """
 
 from __future__ import annotations
@@ -91,6 +91,10 @@ class Installations(AsyncInstallationStore):
     def _forget(self, key: Key) -> None:
         self._bots.pop(key, None)
         self._lookups.pop(key, None)  # a lookup under way must not bring the old bot back
+
+    def forget(self, *, enterprise_id: str | None, team_id: str | None) -> None:
+        """Drop what is remembered of the workspace (its token was refused): the next request reads it afresh."""
+        self._forget(bot_key(enterprise_id, team_id))
 
     async def async_save(self, installation: Installation) -> None:
         await self._run(True, SQLAlchemyInstallationStore.save, installation)

@@ -21,7 +21,9 @@ from typing import Any
 from slack_bolt.authorization import AuthorizeResult
 from slack_bolt.authorization.async_authorize import AsyncAuthorize
 from slack_bolt.context.async_context import AsyncBoltContext
+from slack_bolt.oauth.async_oauth_flow import AsyncOAuthFlow
 from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
+from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.oauth.redirect_uri_page_renderer import RedirectUriPageRenderer
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -35,6 +37,8 @@ REDIRECT_PATH = "/slack/oauth_redirect"
 NOT_INSTALLED = LocalText.of(
     ja=":warning: madoguchi はこのワークスペースにインストールされていません。管理者にインストールを依頼してください。",
     en=":warning: madoguchi is not installed in this workspace. Ask your Slack admin to install it.")
+INSTALL = LocalText.of(ja="madoguchi を Slack ワークスペースに追加します", en="Add madoguchi to your Slack workspace")
+ADD_TO_SLACK = LocalText.of(ja="Slack に追加", en="Add to Slack")
 INSTALLED = LocalText.of(ja="madoguchi をインストールしました", en="madoguchi is installed")
 OPEN_SLACK = LocalText.of(ja="Slack を開く", en="Open Slack")
 FAILED = LocalText.of(ja="インストールできませんでした", en="The installation did not complete")
@@ -68,6 +72,14 @@ class InstalledBot(AsyncAuthorize):
         return AuthorizeResult(enterprise_id=bot.enterprise_id, team_id=bot.team_id, team=bot.team_name,
                                bot_user_id=bot.bot_user_id, bot_id=bot.bot_id, bot_token=bot.bot_token,
                                bot_scopes=bot.bot_scopes, user_id=user_id)
+
+
+class InstallFlow(AsyncOAuthFlow):
+    """Bolt's OAuth flow, with the "Add to Slack" page in Japanese and English."""
+
+    async def build_install_page_html(self, url: str, request: AsyncBoltRequest) -> str:
+        return _page(f"{INSTALL('ja')} / {INSTALL('en')}",
+                     f'<p><a href="{html.escape(url)}">{ADD_TO_SLACK("ja")} / {ADD_TO_SLACK("en")}</a></p>')
 
 
 class Pages(RedirectUriPageRenderer):
@@ -128,3 +140,13 @@ class WorkspaceClients:
                                                                    base_url=self.template.base_url)
         client.session = self.template.session  # set or cleared with the server's session
         return client
+
+    async def renewed(self, team_id: str | None) -> bool:
+        """Slack refused the workspace's token: read its installation again; True when it now has another token
+        (installed again meanwhile, e.g. through another replica)."""
+        if not team_id:
+            return False
+        old = await self.installations.async_find_bot(enterprise_id=None, team_id=team_id)
+        self.installations.forget(enterprise_id=None, team_id=team_id)
+        new = await self.installations.async_find_bot(enterprise_id=None, team_id=team_id)
+        return new is not None and bool(new.bot_token) and (old is None or new.bot_token != old.bot_token)

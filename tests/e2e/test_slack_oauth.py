@@ -55,6 +55,7 @@ class World:
         async with self.session.get(f"{self.base}/slack/install") as response:
             assert response.status == 200
             page, cookies = await response.text(), response.headers.getall("Set-Cookie", [])
+        assert "Slack に追加" in page and "Add to Slack" in page
         link = html.unescape(re.search(r'href="(https://slack\.com/oauth/v2/authorize\?[^"]+)"', page)[1])
         query = parse_qs(urlsplit(link).query)
         assert query["client_id"] == [self.api.client_id]
@@ -253,3 +254,57 @@ async def test_uninstalling_deletes_the_installation_and_its_messages_are_dead(w
         rows = conn.execute(sa.select(outbox.c.state, outbox.c.last_error)).all()
     assert rows and all((r.state, r.last_error) == ("dead", NOT_INSTALLED_IN.format(team=T2)) for r in rows)
     assert len(t2.calls) == before
+
+
+async def test_a_queue_card_goes_to_the_channel_of_the_requesters_workspace(world: World) -> None:
+    # nobody of IT was ever seen on Slack: the shared #it-help card goes to the workspace the request came from
+    await world.install("xoxb-t1")
+    await world.install("xoxb-t2")
+    t2 = world.api.by_token["xoxb-t2"]
+    beta = world.slack(T2)
+    assert await beta.command("U2-bob", "it") == (200, "")
+    view = t2.called("views.open")[-1]["view"]
+    answers = {"category": "device", "subject": "PCが起動しない", "details": "電源ランプが点きません", "urgency": "high"}
+    assert await beta.post(beta.submission_body("U2-bob", view, answers)) == (200, "")
+    await world.deliver()
+    shared = [m for m in t2.called("chat.postMessage") if m["channel"] == "#it-help"]
+    assert len(shared) == 1 and "PCが起動しない" in json.dumps(shared[0], ensure_ascii=False)
+    valid_message({"text": shared[0]["text"], "blocks": shared[0]["blocks"]})
+    assert not world.api.emulator.called("chat.postMessage")
+
+
+async def test_a_reinstall_through_another_replica_is_picked_up_when_slack_refuses_the_old_token(
+        world: World, policy: Policy) -> None:
+    await world.install("xoxb-t2")
+    t2 = world.api.by_token["xoxb-t2"]
+    beta = world.slack(T2)
+    assert await beta.command("U2-manager", "状況") == (200, "")  # this server now remembers the first token
+    await wait_reply(beta)
+    # the workspace reinstalls through a second server (another replica); Slack now takes only the new token
+    del world.api.by_token["xoxb-t2"]
+    t2.token, world.api.by_token["xoxb-t2-new"] = "xoxb-t2-new", t2
+    other = make_app(world.settings, database=world.db, policy=policy, clock=world.clock)
+    server = TestServer(other, host="127.0.0.1")
+    await server.start_server()
+    try:
+        replica = World(str(server.make_url("")).rstrip("/"), world.session, world.api, other, world.db,
+                        world.clock, world.settings)
+        await replica.install("xoxb-t2-new")
+        bob = replica.slack(T2)
+        assert await bob.command("U2-bob", "休暇") == (200, "")
+        view = t2.called("views.open")[-1]["view"]
+        assert await bob.post(bob.submission_body("U2-bob", view, LEAVE)) == (200, "")
+    finally:
+        await server.close()
+    # this server's delivery tries its remembered token once, is refused, reads the installation again, and
+    # sends every message with the new token; nothing is lost
+    await world.deliver()
+    world.clock.advance(minutes=1)
+    await world.deliver()
+    with world.db.unit_of_work(write=False) as conn:
+        states = list(conn.execute(sa.select(outbox.c.state)).scalars())
+    assert states and set(states) == {"sent"}
+    assert world.api.emulator.called("conversations.open")  # the old token's call, refused (invalid_auth)
+    assert {m["channel"] for m in t2.called("chat.postMessage")} >= {"DU2-manager", "DU2-bob"}
+    assert await beta.command("U2-manager", "状況") == (200, "")  # requests here use the new token too
+    assert "インストールされていません" not in await wait_reply(beta)
