@@ -22,6 +22,10 @@
   remembered, so every copy is updated once: more calls, never a stale card.) The DM channel of each person
   (conversations.open) is remembered too.
 
+- Several workspaces (OAuth installs, `workspaces`): each row goes with the bot token of the recipient's workspace
+  (the team of their Slack identity), each workspace has its own pace, and each message ref records its team, so
+  later updates use that workspace's token. A workspace without an installation: the row is dead, saying so.
+
 The database is reached through thread hops (it is synchronous); writes (claims, results) go to the database's
 writer (`Database.writer`: group-committed with the clicks on SQLite); Slack calls stay on the loop.
 """
