@@ -50,7 +50,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.slack.blockkit import render_message
-from bot.slack.oauth import WorkspaceClients
+from bot.slack.oauth import TOKEN_GONE, WorkspaceClients
 from bot.teams.adaptive import render_message as render_card
 from bot.teams.proactive import PLATFORM as TEAMS
 from bot.teams.proactive import TeamsError, TeamsSender, is_teams_ref
@@ -75,7 +75,6 @@ GONE = "nothing to send: the request or the recipient is gone"
 PERMANENT = frozenset({"user_not_found", "account_inactive", "channel_not_found", "not_in_channel",
                        "invalid_auth", "not_authed", "token_revoked", "is_archived", "user_disabled",
                        "cannot_dm_bot", "missing_scope", "message_not_found", "cant_update_message"})
-TOKEN_GONE = frozenset({"invalid_auth", "not_authed", "token_revoked", "account_inactive"})  # the bot token is dead
 
 
 # Slack's limits (docs.slack.dev/apis/web-api/rate-limits, looked up 2026-11): chat.postMessage is a "special

@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from slack_bolt.authorization import AuthorizeResult
+from slack_bolt.context.async_context import AsyncBoltContext
 from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
@@ -49,7 +50,7 @@ from bot.slack.blockkit import (
     render_message,
 )
 from bot.slack.installations import Installations
-from bot.slack.oauth import NOT_INSTALLED, InstalledBot, InstallFlow
+from bot.slack.oauth import NOT_INSTALLED, TOKEN_GONE, InstalledBot, InstallFlow
 from bot.writer import on_writer
 from handlers.conversation import Conversation
 from handlers.events import (
@@ -198,6 +199,14 @@ def build_oauth_slack_app(conversation: Conversation, *, signing_secret: str, ap
         user_facing_authorize_error_message=f"{NOT_INSTALLED('ja')}\n{NOT_INSTALLED('en')}",
     )
     app.enable_token_revocation_listeners()  # app_uninstalled, tokens_revoked: the installation is deleted
+
+    @app.error
+    async def on_error(error: Exception, context: AsyncBoltContext) -> None:
+        log.error("handling a Slack request failed", exc_info=error)
+        if isinstance(error, SlackApiError) and error.response.get("error") in TOKEN_GONE:
+            # removed or installed again through another replica: the next request reads the installation afresh
+            installations.forget(enterprise_id=context.enterprise_id, team_id=context.team_id)
+
     register(app, conversation, command, SlackProfiles(), changed, background or Background())
     return app
 

@@ -51,6 +51,8 @@ REASONS = {
                                   en="This link is not valid or has expired."),
     "access_denied": LocalText.of(ja="インストールが取り消されました。", en="The installation was cancelled."),
 }
+# Slack's answers to a bot token that no longer works (the app was removed, or installed again with a new token)
+TOKEN_GONE = frozenset({"invalid_auth", "not_authed", "token_revoked", "account_inactive"})
 UNKNOWN_REASON = LocalText.of(ja="Slack が認可を返しませんでした。", en="Slack did not grant the installation.")
 
 

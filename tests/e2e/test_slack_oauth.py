@@ -273,14 +273,14 @@ async def test_a_queue_card_goes_to_the_channel_of_the_requesters_workspace(worl
     assert not world.api.emulator.called("chat.postMessage")
 
 
-async def test_a_reinstall_through_another_replica_is_picked_up_when_slack_refuses_the_old_token(
-        world: World, policy: Policy) -> None:
+async def reinstall_elsewhere(world: World, policy: Policy) -> SlackApiStub:
+    """T2 was installed here, and this server remembers its token; then T2 reinstalls through a second server
+    (another replica), where Bob files a leave request, and Slack takes only the new token from then on."""
     await world.install("xoxb-t2")
     t2 = world.api.by_token["xoxb-t2"]
     beta = world.slack(T2)
-    assert await beta.command("U2-manager", "状況") == (200, "")  # this server now remembers the first token
+    assert await beta.command("U2-manager", "状況") == (200, "")
     await wait_reply(beta)
-    # the workspace reinstalls through a second server (another replica); Slack now takes only the new token
     del world.api.by_token["xoxb-t2"]
     t2.token, world.api.by_token["xoxb-t2-new"] = "xoxb-t2-new", t2
     other = make_app(world.settings, database=world.db, policy=policy, clock=world.clock)
@@ -296,8 +296,13 @@ async def test_a_reinstall_through_another_replica_is_picked_up_when_slack_refus
         assert await bob.post(bob.submission_body("U2-bob", view, LEAVE)) == (200, "")
     finally:
         await server.close()
-    # this server's delivery tries its remembered token once, is refused, reads the installation again, and
-    # sends every message with the new token; nothing is lost
+    return t2
+
+
+async def test_after_a_reinstall_elsewhere_delivery_resends_with_the_new_token(world: World, policy: Policy) -> None:
+    t2 = await reinstall_elsewhere(world, policy)
+    # delivery here tries its remembered token once, is refused, reads the installation again, and sends every
+    # message with the new token; nothing is lost
     await world.deliver()
     world.clock.advance(minutes=1)
     await world.deliver()
@@ -306,5 +311,14 @@ async def test_a_reinstall_through_another_replica_is_picked_up_when_slack_refus
     assert states and set(states) == {"sent"}
     assert world.api.emulator.called("conversations.open")  # the old token's call, refused (invalid_auth)
     assert {m["channel"] for m in t2.called("chat.postMessage")} >= {"DU2-manager", "DU2-bob"}
-    assert await beta.command("U2-manager", "状況") == (200, "")  # requests here use the new token too
-    assert "インストールされていません" not in await wait_reply(beta)
+
+
+async def test_after_a_reinstall_elsewhere_one_request_fails_then_the_new_token_is_used(
+        world: World, policy: Policy) -> None:
+    t2 = await reinstall_elsewhere(world, policy)
+    beta = world.slack(T2)
+    opened = len(t2.called("views.open"))
+    assert (await beta.command("U2-manager", "休暇"))[0] == 500  # views.open with the old token: refused
+    assert len(t2.called("views.open")) == opened
+    assert await beta.command("U2-manager", "休暇") == (200, "")  # the installation was read again
+    assert len(t2.called("views.open")) == opened + 1
