@@ -29,7 +29,9 @@ from models.installations import slack_bots, slack_installations, slack_oauth_st
 from models.messaging import outbox
 from tests.conftest import Clock, Org
 from tests.e2e.test_slack_edge import LEAVE, SECRET, USERS, Slack, counts
+from tests.e2e.test_slack_home import home_opened
 from tests.stubs.slack_api import TEAM, SlackApiStub
+from tests.stubs.socket_mode import APP_TOKEN, SocketModeStub
 from tests.unit.test_blockkit import valid_message
 
 T2 = "T2BETA"
@@ -158,6 +160,12 @@ async def test_two_workspaces_install_and_each_is_served_with_its_own_token(worl
     assert "承認しました" in await wait_reply(beta)
     await world.deliver()
     assert t2.called("chat.update") and not world.api.emulator.called("chat.update")
+
+    # an event from T2 (the manager opens App Home): published in T2, with T2's token
+    opened_home = home_opened("U2-manager", 1).replace(f'"{TEAM}"', f'"{T2}"')
+    assert (await beta.post(opened_home, headers={"Content-Type": "application/json"}))[0] == 200
+    assert [h["user_id"] for h in t2.called("views.publish")] == ["U2-manager"]
+    assert not world.api.emulator.called("views.publish")
 
     # a command from the first workspace goes with the first workspace's token
     acme = world.slack(TEAM)
@@ -322,3 +330,33 @@ async def test_after_a_reinstall_elsewhere_one_request_fails_then_the_new_token_
     assert len(t2.called("views.open")) == opened
     assert await beta.command("U2-manager", "休暇") == (200, "")  # the installation was read again
     assert len(t2.called("views.open")) == opened + 1
+
+
+async def test_socket_mode_serves_each_installed_workspace_with_its_token(db: Database, org: Org, policy: Policy,
+                                                                          clock: Clock) -> None:
+    api = SlackApiStub(users=dict(USERS))
+    t2 = api.add_workspace(T2, "xoxb-t2", T2_USERS, name="Beta")
+    stub = SocketModeStub(api)
+    await stub.start()
+    settings = Settings.model_validate({"SLACK_CLIENT_ID": api.client_id, "SLACK_CLIENT_SECRET": api.client_secret,
+                                        "SLACK_SIGNING_SECRET": SECRET, "SLACK_API_URL": stub.api_url,
+                                        "SLACK_APP_TOKEN": APP_TOKEN})
+    app = make_app(settings, database=db, policy=policy, clock=clock)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        await stub.connected()
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as session:
+            world = World(str(server.make_url("")).rstrip("/"), session, api, app, db, clock, settings)
+            await world.install("xoxb-t2")  # the install itself is HTTP: the browser comes back to the redirect URL
+        await stub.send({"envelope_id": "env-1", "type": "slash_commands", "accepts_response_payload": True,
+                         "payload": {"token": "legacy", "team_id": T2, "channel_id": "C1", "user_id": "U2-bob",
+                                     "command": "/madoguchi", "text": "休暇", "api_app_id": "A1",
+                                     "is_enterprise_install": "false", "trigger_id": "1.1.trigger",
+                                     "response_url": api.response_url("cmd1")}})
+        assert await stub.ack("env-1") == {"envelope_id": "env-1"}
+        assert [v["trigger_id"] for v in t2.called("views.open")] == ["1.1.trigger"]
+        assert not api.emulator.called("views.open")
+    finally:
+        await server.close()
+        await stub.close()
