@@ -10,8 +10,8 @@ and OAuth state stores on our own database, behind the async interfaces Bolt's O
   install replaces it, an uninstall or revoked token (Bolt's `app_uninstalled` / `tokens_revoked` listeners) drops
   it. A workspace without an installation is not remembered: it is looked up again on its next request (it may
   install meanwhile, possibly through another replica). An uninstall or reinstall through another replica is
-  noticed here when Slack refuses the remembered token to the delivery loop (`invalid_auth`, `token_revoked`):
-  the workspace is forgotten and read again (`forget`).
+  noticed here when Slack refuses the remembered token (`invalid_auth`, `token_revoked`) to the delivery loop or
+  to a request: the workspace is forgotten and read again (`forget`).
 """
 
 from __future__ import annotations
