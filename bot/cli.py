@@ -107,6 +107,24 @@ def _check_database(settings: Settings) -> None:
     out.print(f"[green]✓ database reachable, schema at {head}[/]")
 
 
+def _say_slack_mode(settings: Settings) -> None:
+    """Which Slack mode the settings make (bot/server.py decides the same way), when it may surprise."""
+    token = bool(settings.slack_bot_token and settings.slack_signing_secret)
+    oauth = bool(settings.slack_client_id and settings.slack_client_secret and settings.slack_signing_secret)
+    if token and (settings.slack_client_id or settings.slack_client_secret):
+        err.print("[yellow]SLACK_BOT_TOKEN is set: one workspace; SLACK_CLIENT_ID / SLACK_CLIENT_SECRET are "
+                  "ignored (unset SLACK_BOT_TOKEN for installs into several workspaces)[/]")
+    elif oauth and not token:
+        err.print("Slack: installs into several workspaces (OAuth): /slack/install, /slack/oauth_redirect, "
+                  "/slack/events")
+    elif not token:
+        err.print("[yellow]SLACK_BOT_TOKEN / SLACK_SIGNING_SECRET not set (nor SLACK_CLIENT_ID / "
+                  "SLACK_CLIENT_SECRET): /slack/events is off[/]")
+        if settings.slack_app_token:
+            err.print("[yellow]SLACK_APP_TOKEN is set, but Socket Mode needs SLACK_BOT_TOKEN (or "
+                      "SLACK_CLIENT_ID / SLACK_CLIENT_SECRET) and SLACK_SIGNING_SECRET too: Socket Mode is off[/]")
+
+
 @app.command()
 def serve(host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
           port: Annotated[int, typer.Option(help="Port to listen on.")] = 3000) -> None:
@@ -118,11 +136,7 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on.")] = "12
 
     settings = get_settings()
     policy = _policy(settings)  # a broken workflows.yaml stops here, before listening
-    if not (settings.slack_bot_token and settings.slack_signing_secret):
-        err.print("[yellow]SLACK_BOT_TOKEN / SLACK_SIGNING_SECRET not set: /slack/events is off[/]")
-        if settings.slack_app_token:
-            err.print("[yellow]SLACK_APP_TOKEN is set, but Socket Mode needs SLACK_BOT_TOKEN and "
-                      "SLACK_SIGNING_SECRET too: Socket Mode is off[/]")
+    _say_slack_mode(settings)
     try:
         web.run_app(make_app(settings, policy=policy), host=host, port=port)
     except SocketModeError as exc:
@@ -359,12 +373,15 @@ def slack_manifest(
     socket_mode: Annotated[bool, typer.Option("--socket-mode", help="Socket Mode: no public URL.")] = False,
     name: Annotated[str, typer.Option(help="The app's and bot's name.")] = "madoguchi",
     command: Annotated[str, typer.Option(help="The slash command.")] = "/madoguchi",
+    oauth: Annotated[bool, typer.Option("--oauth", help="Installs into several workspaces (SLACK_CLIENT_ID): "
+                                                        "the redirect URL <url>/slack/oauth_redirect and the "
+                                                        "uninstall events.")] = False,
 ) -> None:
     """Print a Slack app manifest (YAML) to paste into "Create an app → From a manifest"."""
     from bot.slack.manifest import ManifestError, manifest_yaml  # Bolt loads only for Slack commands
 
     try:
-        text = manifest_yaml(url, socket_mode=socket_mode, name=name, command=command)
+        text = manifest_yaml(url, socket_mode=socket_mode, name=name, command=command, oauth=oauth)
     except ManifestError as exc:
         err.print(f"[red]✗ {escape(str(exc))}[/]")
         raise typer.Exit(2) from None

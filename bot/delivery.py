@@ -22,6 +22,10 @@
   remembered, so every copy is updated once: more calls, never a stale card.) The DM channel of each person
   (conversations.open) is remembered too.
 
+- Several workspaces (OAuth installs, `workspaces`): each row goes with the bot token of the recipient's workspace
+  (the team of their Slack identity), each workspace has its own pace, and each message ref records its team, so
+  later updates use that workspace's token. A workspace without an installation: the row is dead, saying so.
+
 The database is reached through thread hops (it is synchronous); writes (claims, results) go to the database's
 writer (`Database.writer`: group-committed with the clicks on SQLite); Slack calls stay on the loop.
 """
@@ -46,6 +50,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.slack.blockkit import render_message
+from bot.slack.oauth import TOKEN_GONE, WorkspaceClients
 from bot.teams.adaptive import render_message as render_card
 from bot.teams.proactive import PLATFORM as TEAMS
 from bot.teams.proactive import TeamsError, TeamsSender, is_teams_ref
@@ -63,7 +68,8 @@ PLATFORM = "slack"
 JSON = dict[str, Any]
 NO_IDENTITY = "not reachable on Slack (no identity)"
 NOT_INSTALLED = "not reachable on Teams (app not installed)"
-NO_SLACK = "not reachable: Slack is not configured (SLACK_BOT_TOKEN)"
+NO_SLACK = "not reachable: Slack is not configured (SLACK_BOT_TOKEN, or SLACK_CLIENT_ID for OAuth installs)"
+NOT_INSTALLED_IN = "not reachable: madoguchi is not installed in Slack workspace {team} (install it: /slack/install)"
 NO_TEAMS = "not reachable: Teams is not configured"
 GONE = "nothing to send: the request or the recipient is gone"
 # Slack errors that no retry can fix: the person, the channel or our token is gone.
@@ -114,12 +120,17 @@ class _Plan:
     # other copies (approver cards, digests) to bring up to date, each on its own platform
     refresh: list[tuple[JSON, Message, str]] = field(default_factory=list)
     platform: str = PLATFORM  # where the recipient is reached: slack, or teams
+    team: str | None = None  # Slack: the recipient's workspace (whose bot token sends, with OAuth installs)
     address: JSON | None = None  # Teams: the conversation reference of the person's chat with the bot
     covered: bool = False  # nothing to send: the queue's shared channel card reaches this person (or Slack is off)
 
 
 class _Dead(Exception):
     """The row cannot be delivered, ever."""
+
+
+class _Again(Exception):
+    """The row failed for a reason that is already put right: try it again soon."""
 
 
 class WorkspacePace:
@@ -224,8 +235,13 @@ class SlackDelivery:
     def __init__(self, db: Database, policy: Policy, client: AsyncWebClient | None, *, pace: float = 1.0,
                  rate: float | None = None, batch: int = 20, max_attempts: int = 5, backoff: float = 2.0,
                  max_backoff: float = 300.0, clock: Callable[[], datetime] = _utcnow,
-                 lease: timedelta = delivery.LEASE, teams: TeamsSender | None = None) -> None:
+                 lease: timedelta = delivery.LEASE, teams: TeamsSender | None = None,
+                 workspaces: WorkspaceClients | None = None) -> None:
         self.db, self.policy, self.client = db, policy, client
+        # OAuth installs (several workspaces): each message goes with the bot token of its workspace, and each
+        # workspace has its own pace; None: the one `client` (SLACK_BOT_TOKEN) sends everything
+        self.workspaces = workspaces
+        self._paces: dict[str | None, WorkspacePace] = {}
         self.teams = teams  # None: Teams is not configured (its recipients' rows are dead, with the reason)
         self.teams_pace = WorkspacePace()  # the Teams bot's own pace: its limits are not Slack's
         self.lease = lease  # how long a claimed row is ours (workflow.delivery.claim_due)
@@ -234,7 +250,8 @@ class SlackDelivery:
         self.backoff, self.max_backoff, self.clock = backoff, max_backoff, clock
         self._last_sent: dict[str, float] = {}  # channel -> monotonic time of our last message there
         self._shown: dict[tuple[str, str], str] = {}  # (channel, ts) -> digest of what we last showed there
-        self._dm: dict[str, asyncio.Future[Any]] = {}  # Slack user -> conversations.open of their DM channel
+        # (workspace, Slack user) -> conversations.open of their DM channel
+        self._dm: dict[tuple[str | None, str], asyncio.Future[Any]] = {}
         self._due = asyncio.Event()  # set by `wake`: new rows may be due now
 
     def wake(self) -> None:
@@ -330,6 +347,8 @@ class SlackDelivery:
             ref = await self._send(row)
         except _Dead as exc:
             await self._record(delivery.mark_dead, row.id, str(exc))
+        except _Again as exc:
+            await self._transient(row, str(exc), now)
         except SlackApiError as exc:
             await self._failed_on_slack(row, exc, now)
         except TeamsError as exc:
@@ -347,15 +366,26 @@ class SlackDelivery:
         """Carry the row out on the recipient's platform; returns where the message is (Slack: channel + ts;
         Teams: activity id + conversation), None if nothing was sent."""
         plan = await self._write(self._plan, row)  # the writer: no second thread fighting for the GIL
+        try:
+            return await self._carry_out(row, plan)
+        except SlackApiError as exc:
+            # uninstalled or reinstalled through another replica: the remembered token is stale; the workspace's
+            # installation is read afresh (for its requests too), and with a new token the row goes again
+            if (self.workspaces is not None and exc.response.get("error") in TOKEN_GONE
+                    and await self.workspaces.renewed(plan.team)):
+                raise _Again("the Slack workspace was installed again: sent again with its new token") from exc
+            raise
+
+    async def _carry_out(self, row: OutboxMessage, plan: _Plan) -> JSON | None:
         if plan.covered:
             return None  # recorded as sent, with no message of its own (nothing to update later)
         self._reachable(plan)
         if plan.message is None:
             raise _Dead(GONE)
         for ref, message, locale in plan.refresh:
-            await self._refresh(ref, message, locale)
+            await self._refresh(ref, message, locale, plan.team)
         if plan.target is not None:
-            return await self._update(plan.target, *plan.message)
+            return await self._update(plan.target, *plan.message, team=plan.team)
         if row.kind == "card_update" or row.payload.get("updates") is not None:
             return None  # the card was never posted: nothing shows a stale copy
         if plan.platform == TEAMS:
@@ -363,8 +393,8 @@ class SlackDelivery:
             return await self._post_teams(plan.address, *plan.message)
         assert plan.user is not None
         if plan.channel:
-            return await self._post_to_channel(plan.user, render_message(*plan.message))
-        return await self._post(plan.user, render_message(*plan.message))
+            return await self._post_to_channel(plan.user, render_message(*plan.message), plan.team)
+        return await self._post(plan.user, render_message(*plan.message), plan.team)
 
     def _reachable(self, plan: _Plan) -> None:
         """Dead, with the reason an admin can act on, when the recipient cannot be reached at all."""
@@ -375,7 +405,7 @@ class SlackDelivery:
                 raise _Dead(NO_TEAMS)
         elif plan.user is None:
             raise _Dead(NO_IDENTITY)
-        elif self.client is None:
+        elif not self.slack_configured:
             raise _Dead(NO_SLACK)
 
     def _plan(self, row: OutboxMessage) -> _Plan:
@@ -390,6 +420,7 @@ class SlackDelivery:
                 user = reach.user_id if reach is not None else None
                 platform = reach.platform if reach is not None else PLATFORM
                 address = reach.address if reach is not None else None
+            team = self._team(conn, row, reach, bool(shared))
             if self._covered(row, shared, channel_at, platform if reach is not None else None):
                 return _Plan(user, platform=platform, covered=True)
             if user is None:
@@ -397,8 +428,8 @@ class SlackDelivery:
             reads = notifications.Reads()  # the request is read once for this row and all its cards
             found = notifications.message_for(conn, self.policy, self.policy.company.timezone, row, reads, platform)
             if found is None:
-                return _Plan(user, platform=platform, address=address)
-            plan = _Plan(user, found, channel=bool(shared), platform=platform, address=address)
+                return _Plan(user, platform=platform, address=address, team=team)
+            plan = _Plan(user, found, channel=bool(shared), platform=platform, address=address, team=team)
             request_id = row.request_id or 0
             if row.kind == "card_update" and row.payload.get("assignment_id") is not None:
                 plan.target = delivery.card_ref(conn, int(row.payload["assignment_id"]))
@@ -421,12 +452,21 @@ class SlackDelivery:
                                                                request_id)]
             return plan
 
+    def _team(self, conn: Any, row: OutboxMessage, reach: delivery.Reach | None, shared: bool) -> str | None:
+        """The Slack workspace the row goes to (only asked with OAuth installs): the recipient's; a queue's shared
+        channel card goes to the channel in the workspace of the person it was enqueued for (else the requester's)."""
+        if self.workspaces is None:
+            return None
+        if shared:
+            return delivery.slack_workspace(conn, row.recipient_id, row.request_id)
+        return reach.workspace if reach is not None and reach.platform == PLATFORM else None
+
     def _queue_channel(self, conn: Any, channel: Any) -> tuple[str | None, JSON | None]:
         """Where a queue's channel is, for its shared card: Slack's (named in workflows.yaml) when Slack is
         configured, else the Teams channel someone registered for it (`channel it` typed there), else nowhere."""
         if not channel:
             return None, None
-        if self.client is not None:
+        if self.slack_configured:
             return PLATFORM, None
         address = registered_address(conn, TEAMS, str(channel)) if self.teams is not None else None
         return (TEAMS, address) if address is not None else (None, None)
@@ -449,56 +489,82 @@ class SlackDelivery:
             raise _Dead(NO_SLACK)
         return self.client
 
-    async def _post(self, user: str, message: JSON) -> JSON:
-        channel = await self._dm_channel(user)
+    @property
+    def slack_configured(self) -> bool:
+        return self.client is not None or self.workspaces is not None
+
+    async def _slack(self, team: str | None) -> AsyncWebClient:
+        """The client that sends to the workspace: the one bot token's, or (OAuth installs) the workspace's own."""
+        if self.workspaces is None:
+            return self.slack
+        client = await self.workspaces.client(team)
+        if client is None:
+            raise _Dead(NOT_INSTALLED_IN.format(team=team or "?"))
+        return client
+
+    def _ref(self, channel: str, ts: str, team: str | None) -> JSON:
+        """Where a Slack message is; with OAuth installs also its workspace, whose token can update it."""
+        return {"channel": channel, "ts": ts} if self.workspaces is None else {"channel": channel, "ts": ts,
+                                                                               "team": team}
+
+    async def _post(self, user: str, message: JSON, team: str | None = None) -> JSON:
+        channel = await self._dm_channel(user, team)
         try:
-            return await self._post_to_channel(channel, message)
+            return await self._post_to_channel(channel, message, team)
         except SlackApiError:
-            self._dm.pop(user, None)  # the channel may be what failed: asked afresh next time
+            self._dm.pop((team, user), None)  # the channel may be what failed: asked afresh next time
             raise
 
-    async def _post_to_channel(self, channel: str, message: JSON) -> JSON:
+    async def _post_to_channel(self, channel: str, message: JSON, team: str | None = None) -> JSON:
         """A message in a channel: a DM, or a queue's shared card (the bot must be a member there: a permanent
         error otherwise)."""
-        posted = await self._message(self.slack.chat_postMessage, channel=channel, **message)
-        ref = {"channel": posted.get("channel") or channel, "ts": posted["ts"]}
+        client = await self._slack(team)
+        posted = await self._message(client.chat_postMessage, team, channel=channel, **message)
+        ref = self._ref(str(posted.get("channel") or channel), str(posted["ts"]), team)
         self._shown[(str(ref["channel"]), str(ref["ts"]))] = _digest(message)
         return ref
 
-    async def _dm_channel(self, user: str) -> str:
+    async def _dm_channel(self, user: str, team: str | None = None) -> str:
         """The person's DM channel: conversations.open once per person (rows delivered side by side share the
         call under way); a failed call is forgotten, so the next row asks again."""
-        opening = self._dm.get(user)
+        key = (team, user)
+        opening = self._dm.get(key)
         if opening is None:
-            opening = self._dm[user] = asyncio.ensure_future(self.slack.conversations_open(users=user))
+            client = await self._slack(team)
+            opening = self._dm.get(key)  # another row may have started it meanwhile
+            if opening is None:
+                opening = self._dm[key] = asyncio.ensure_future(client.conversations_open(users=user))
         try:
             opened = await asyncio.shield(opening)
         except BaseException:
-            if self._dm.get(user) is opening and opening.done():
-                del self._dm[user]
+            if self._dm.get(key) is opening and opening.done():
+                del self._dm[key]
             raise
         return str((opened.get("channel") or {}).get("id") or user)
 
-    async def _update(self, ref: JSON, message: Message, locale: str, *, if_changed: bool = False) -> JSON:
+    async def _update(self, ref: JSON, message: Message, locale: str, *, if_changed: bool = False,
+                      team: str | None = None) -> JSON:
         """Update the message at `ref` on its platform (Slack chat.update, Teams updateActivity); with
-        `if_changed`, not when it already shows exactly this."""
+        `if_changed`, not when it already shows exactly this. `team`: the workspace of a Slack ref that does not
+        say (posted before OAuth installs)."""
         if is_teams_ref(ref):
             return await self._update_teams(ref, render_card(message, locale), if_changed=if_changed)
-        client = self.slack
+        team = ref.get("team") or team
+        client = await self._slack(team)
         rendered = render_message(message, locale)
         key, digest = (str(ref["channel"]), str(ref["ts"])), _digest(rendered)
         if not (if_changed and self._shown.get(key) == digest):
             self._shown.pop(key, None)  # unknown while the call is under way (it may fail half way)
-            await self._message(client.chat_update, channel=ref["channel"], ts=ref["ts"], **rendered)
+            await self._message(client.chat_update, team, channel=ref["channel"], ts=ref["ts"], **rendered)
             self._shown[key] = digest
-        return {"channel": ref["channel"], "ts": ref["ts"]}
+        return self._ref(str(ref["channel"]), str(ref["ts"]), team)
 
-    async def _refresh(self, ref: JSON, message: Message, locale: str) -> None:
+    async def _refresh(self, ref: JSON, message: Message, locale: str, team: str | None = None) -> None:
         """Bring another copy of the card up to date. A copy that is gone for good (the approver left, the DM
         was deleted, the app was removed) must not hold back this row; a passing failure retries the whole row
         (updates repeat harmlessly)."""
         try:
-            await self._update(ref, message, locale, if_changed=True)
+            await self._update(ref, message, locale, if_changed=True, team=team)
         except SlackApiError as exc:
             if exc.response.status_code == 429 or exc.response.get("error") not in PERMANENT:
                 raise
@@ -533,9 +599,18 @@ class SlackDelivery:
             self._shown[key] = digest
         return ref
 
-    async def _message(self, call: Callable[..., Any], *, channel: str, **kwargs: Any) -> Any:
+    async def _message(self, call: Callable[..., Any], team: str | None, *, channel: str, **kwargs: Any) -> Any:
         """A Slack post or update of a message in `channel`, at the channel's and the workspace's pace."""
-        return await self._paced(self.workspace_pace, channel, lambda: call(channel=channel, **kwargs))
+        return await self._paced(self._pace_of(team), channel, lambda: call(channel=channel, **kwargs))
+
+    def _pace_of(self, team: str | None) -> WorkspacePace:
+        """Slack's limits are per workspace: with OAuth installs each workspace has a pace of its own."""
+        if self.workspaces is None:
+            return self.workspace_pace
+        pace = self._paces.get(team)
+        if pace is None:
+            pace = self._paces[team] = WorkspacePace(self.workspace_pace.clock)
+        return pace
 
     async def _paced(self, pace: WorkspacePace, channel: str, call: Callable[[], Any]) -> Any:
         """One chat call at its channel's pace (a Slack channel, a Teams conversation) and its platform's (`pace`:

@@ -1,7 +1,11 @@
 """The one aiohttp application of the process: `POST /slack/events` (the Bolt app, when Slack is configured),
 `POST /api/messages` (the Teams bot) and `GET /healthz`; the delivery loop (one for both platforms) and the
 scheduler's tick (bot/scheduler.py) run beside them. The Bolt app is mounted with its aiohttp adapter's
-request/response converters on this application, not run as a second server."""
+request/response converters on this application, not run as a second server.
+
+Slack comes in one of two modes: one workspace with one bot token (`SLACK_BOT_TOKEN`, the simple default), or
+installs into several workspaces through OAuth (`SLACK_CLIENT_ID` + `SLACK_CLIENT_SECRET`, no bot token), which
+adds `GET /slack/install` and `GET /slack/oauth_redirect` (bot/slack/oauth.py). Both need `SLACK_SIGNING_SECRET`."""
 
 from __future__ import annotations
 
@@ -19,7 +23,10 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.delivery import SlackDelivery
 from bot.scheduler import Ticker
-from bot.slack.app import Background, BotAuthorization, build_slack_app
+from bot.slack.app import Background, BotAuthorization, build_oauth_slack_app, build_slack_app
+from bot.slack.installations import Installations, OAuthStates
+from bot.slack.manifest import BOT_SCOPES
+from bot.slack.oauth import INSTALL_PATH, REDIRECT_PATH, WorkspaceClients, oauth_settings
 from bot.slack.socket_mode import SocketModeConnection
 from bot.teams.edge import MESSAGES, TeamsBot, anonymous, make_adapter
 from bot.teams.edge import messages as teams_messages
@@ -55,20 +62,25 @@ def make_app(settings: Settings, *, database: Database | None = None, policy: Po
     adapter = make_adapter(settings)
     slack = bool(settings.slack_bot_token and settings.slack_signing_secret)
     client = AsyncWebClient(token=settings.slack_bot_token, base_url=settings.slack_api_url) if slack else None
+    installations = _installations(db, settings) if not slack else None
+    workspaces = (WorkspaceClients(installations, AsyncWebClient(base_url=settings.slack_api_url))
+                  if installations is not None else None)
     lease = timedelta(seconds=settings.outbox_lease_seconds)
     # one delivery loop for both platforms: each recipient is reached where they last were (Slack or Teams)
     teams = TeamsSender(adapter, settings.microsoft_app_id)
-    app[DELIVERY] = (SlackDelivery(db, rules, client, clock=clock, lease=lease, teams=teams) if clock
-                     else SlackDelivery(db, rules, client, lease=lease, teams=teams))
+    app[DELIVERY] = (SlackDelivery(db, rules, client, clock=clock, lease=lease, teams=teams, workspaces=workspaces)
+                     if clock else SlackDelivery(db, rules, client, lease=lease, teams=teams, workspaces=workspaces))
     _mount_teams(app, conversation, settings, adapter)
     background = deliver if deliver is not None else database is None
     if slack and settings.slack_bot_token and settings.slack_signing_secret:
         _mount_slack(app, conversation, settings.slack_bot_token, settings.slack_signing_secret,
                      settings.slack_api_url, app[DELIVERY], warm)
-        if settings.slack_app_token:
-            # Socket Mode beside HTTP; after _mount_slack, so it closes before the shared Web API session
-            socket_mode = SocketModeConnection(app[SLACK_APP], settings.slack_app_token, settings.slack_api_url)
-            app.cleanup_ctx.append(socket_mode.context)
+    elif installations is not None and workspaces is not None:
+        _mount_slack_oauth(app, conversation, settings, installations, workspaces, app[DELIVERY])
+    if SLACK_APP in app and settings.slack_app_token:
+        # Socket Mode beside HTTP; after the Slack mount, so it closes before the shared Web API session
+        socket_mode = SocketModeConnection(app[SLACK_APP], settings.slack_app_token, settings.slack_api_url)
+        app.cleanup_ctx.append(socket_mode.context)
     if background:
         app.cleanup_ctx.append(_delivery_loop)
     if tick if tick is not None else database is None:  # the scheduler's tick: like delivery, off for a test's db
@@ -134,6 +146,34 @@ def _mount_slack(app: web.Application, conversation: Conversation, token: str, s
     app.router.add_post(SLACK_EVENTS, slack_events)
 
 
+def _installations(db: Database, settings: Settings) -> Installations | None:
+    """The installation store of the OAuth mode, when it is configured (no bot token, the app's client id and
+    secret, the signing secret)."""
+    if settings.slack_client_id and settings.slack_client_secret and settings.slack_signing_secret:
+        return Installations(db, settings.slack_client_id)
+    return None
+
+
+def _mount_slack_oauth(app: web.Application, conversation: Conversation, settings: Settings,
+                       installations: Installations, workspaces: WorkspaceClients, delivery: SlackDelivery) -> None:
+    """Slack for every workspace that installs the app: /slack/events, /slack/install and /slack/oauth_redirect."""
+    assert settings.slack_client_id and settings.slack_client_secret and settings.slack_signing_secret
+    scopes = [s.strip() for s in (settings.slack_scopes or ",".join(BOT_SCOPES)).split(",") if s.strip()]
+    oauth = oauth_settings(client_id=settings.slack_client_id, client_secret=settings.slack_client_secret,
+                           scopes=scopes, installations=installations,
+                           states=OAuthStates(app[DATABASE], settings.slack_oauth_state_seconds),
+                           redirect_uri=settings.slack_redirect_uri,
+                           state_expiration_seconds=settings.slack_oauth_state_seconds)
+    replies = Background()
+    app[SLACK_APP] = build_oauth_slack_app(conversation, signing_secret=settings.slack_signing_secret,
+                                           api_url=settings.slack_api_url, oauth=oauth, installations=installations,
+                                           changed=delivery.wake, background=replies)
+    _share_session(app, [app[SLACK_APP].client, workspaces.template], replies)
+    app.router.add_post(SLACK_EVENTS, slack_events)
+    app.router.add_get(INSTALL_PATH, slack_install)
+    app.router.add_get(REDIRECT_PATH, slack_oauth_redirect)
+
+
 def _mount_teams(app: web.Application, conversation: Conversation, settings: Settings,
                  adapter: CloudAdapter) -> None:
     """`POST /api/messages` for Teams: authenticated with the bot's credentials, or anonymous for loopback clients
@@ -152,6 +192,21 @@ async def slack_events(request: web.Request) -> web.Response:
     bolt = request.app[SLACK_APP]
     response = await bolt.async_dispatch(await to_bolt_request(request))
     return await to_aiohttp_response(response)
+
+
+async def slack_install(request: web.Request) -> web.Response:
+    """The "Add to Slack" page (Bolt's OAuth flow): a one-time state, also set as a cookie."""
+    flow = request.app[SLACK_APP].oauth_flow
+    assert flow is not None  # mounted only with OAuth
+    return await to_aiohttp_response(await flow.handle_installation(await to_bolt_request(request)))
+
+
+async def slack_oauth_redirect(request: web.Request) -> web.Response:
+    """Where Slack sends the browser back: the state is checked (cookie and store), the code exchanged
+    (oauth.v2.access) and the installation stored; a page says how it went."""
+    flow = request.app[SLACK_APP].oauth_flow
+    assert flow is not None
+    return await to_aiohttp_response(await flow.handle_callback(await to_bolt_request(request)))
 
 
 async def healthz(_: web.Request) -> web.Response:

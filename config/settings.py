@@ -31,6 +31,12 @@ class Settings(BaseSettings):
     slack_client_id: str | None = Field(None, validation_alias="SLACK_CLIENT_ID")
     slack_client_secret: str | None = Field(None, validation_alias="SLACK_CLIENT_SECRET")
     slack_api_url: str = Field("https://slack.com/api/", validation_alias="SLACK_API_URL")
+    # OAuth installs (several workspaces; with SLACK_CLIENT_ID + SLACK_CLIENT_SECRET and no SLACK_BOT_TOKEN): the
+    # bot scopes asked for, comma-separated (None: the manifest's), the redirect URL registered with the app
+    # (None: the one registered there, when it is the only one), and how long an install link stays valid.
+    slack_scopes: str | None = Field(None, validation_alias="SLACK_SCOPES")
+    slack_redirect_uri: str | None = Field(None, validation_alias="SLACK_REDIRECT_URI")
+    slack_oauth_state_seconds: int = Field(600, gt=0, validation_alias="SLACK_OAUTH_STATE_SECONDS")
 
     microsoft_app_id: str | None = Field(None, validation_alias="MICROSOFT_APP_ID")
     microsoft_app_password: str | None = Field(None, validation_alias="MICROSOFT_APP_PASSWORD")

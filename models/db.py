@@ -29,6 +29,7 @@ from sqlalchemy.engine import Connection, Engine
 import models.audit  # noqa: F401  (registers the tables on metadata)
 import models.broadcasts  # noqa: F401
 import models.channels  # noqa: F401
+import models.installations  # noqa: F401
 import models.leave  # noqa: F401
 import models.messaging  # noqa: F401
 import models.people  # noqa: F401

@@ -98,11 +98,13 @@ def requester_ref(conn: Connection, request_id: int) -> dict[str, Any] | None:
 
 @dataclass(frozen=True)
 class Reach:
-    """Where a person is reached: the platform, their user id there, and (Teams) the address to post to."""
+    """Where a person is reached: the platform, their user id there, and (Teams) the address to post to. `workspace`:
+    the Slack workspace (team id) or Teams tenant the identity belongs to (a Slack user id is one workspace's)."""
 
     platform: str
     user_id: str
     address: dict[str, Any] | None = None
+    workspace: str = ""
 
 
 REACHABLE_BY_ID = ("slack",)  # platforms where a user id is enough to message a person
@@ -115,16 +117,38 @@ def reach(conn: Connection, employee_id: int) -> Reach | None:
     seen in a team channel) counts only when there is nothing else: then the row is dead, saying why. None: the
     person was never seen on chat."""
     rows = conn.execute(
-        sa.select(chat_identities.c.platform, chat_identities.c.user_id, chat_identities.c.address)
+        sa.select(chat_identities.c.platform, chat_identities.c.user_id, chat_identities.c.address,
+                  chat_identities.c.workspace)
         .where(chat_identities.c.employee_id == employee_id)
         .order_by(chat_identities.c.last_used_at.desc().nulls_last(), chat_identities.c.id.desc())).all()
-    found = [Reach(str(r.platform), str(r.user_id), dict(r.address) if r.address else None) for r in rows]
+    found = [Reach(str(r.platform), str(r.user_id), dict(r.address) if r.address else None, str(r.workspace))
+             for r in rows]
     usable = [r for r in found if r.platform in REACHABLE_BY_ID or r.address is not None]
     chosen = notify_platform(conn, employee_id)
     # the person's (or an admin's) choice wins where it can reach them; else where they were last seen
     preferred = [r for r in usable if r.platform == chosen] if chosen else []
     candidates = preferred or usable or found
     return candidates[0] if candidates else None
+
+
+def slack_workspace(conn: Connection, employee_id: int, request_id: int | None = None) -> str | None:
+    """The Slack workspace the person was last seen in, else the one the request's requester was last seen in (None:
+    neither was ever on Slack): where a queue's shared channel card enqueued for them goes, when the app is
+    installed in several workspaces."""
+    people = [employee_id]
+    if request_id is not None:
+        requester = conn.execute(sa.select(requests.c.requester_id)
+                                 .where(requests.c.id == request_id)).scalar_one_or_none()
+        people += [requester] if requester is not None else []
+    for person in people:
+        found = conn.execute(
+            sa.select(chat_identities.c.workspace)
+            .where(chat_identities.c.employee_id == person, chat_identities.c.platform == "slack")
+            .order_by(chat_identities.c.last_used_at.desc().nulls_last(), chat_identities.c.id.desc())
+            .limit(1)).scalar_one_or_none()
+        if found is not None:
+            return str(found)
+    return None
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,8 @@ from typing import Any, TypeVar
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from slack_bolt.authorization import AuthorizeResult
+from slack_bolt.context.async_context import AsyncBoltContext
+from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
@@ -47,6 +49,8 @@ from bot.slack.blockkit import (
     render_home,
     render_message,
 )
+from bot.slack.installations import Installations
+from bot.slack.oauth import NOT_INSTALLED, TOKEN_GONE, InstalledBot, InstallFlow
 from bot.writer import on_writer
 from handlers.conversation import Conversation
 from handlers.events import (
@@ -175,6 +179,34 @@ def build_slack_app(conversation: Conversation, *, token: str, signing_secret: s
         process_before_response=True,
         request_verification_enabled=True,
     )
+    register(app, conversation, command, SlackProfiles(), changed, background or Background())
+    return app
+
+
+def build_oauth_slack_app(conversation: Conversation, *, signing_secret: str, api_url: str,
+                          oauth: AsyncOAuthSettings, installations: Installations, command: str = "/madoguchi",
+                          changed: Callable[[], None] = _nothing, background: Background | None = None) -> AsyncApp:
+    """The Bolt app for every workspace that installed it through OAuth (bot/slack/oauth.py): each request runs
+    with the bot token of its own workspace; uninstalling or revoking the token deletes the installation."""
+    app = AsyncApp(
+        client=AsyncWebClient(base_url=api_url),
+        authorize=InstalledBot(installations),  # type: ignore[arg-type]  # an AsyncAuthorize is accepted too
+        installation_store=installations,
+        oauth_flow=InstallFlow(settings=oauth),  # its client for oauth.v2.access: the app's (on api_url)
+        signing_secret=signing_secret,
+        process_before_response=True,
+        request_verification_enabled=True,
+        user_facing_authorize_error_message=f"{NOT_INSTALLED('ja')}\n{NOT_INSTALLED('en')}",
+    )
+    app.enable_token_revocation_listeners()  # app_uninstalled, tokens_revoked: the installation is deleted
+
+    @app.error
+    async def on_error(error: Exception, context: AsyncBoltContext) -> None:
+        log.error("handling a Slack request failed", exc_info=error)
+        if isinstance(error, SlackApiError) and error.response.get("error") in TOKEN_GONE:
+            # removed or installed again through another replica: the next request reads the installation afresh
+            installations.forget(enterprise_id=context.enterprise_id, team_id=context.team_id)
+
     register(app, conversation, command, SlackProfiles(), changed, background or Background())
     return app
 

@@ -5,6 +5,10 @@ slack_sdk has no manifest models (only the apps.manifest.* Web API methods), so 
 documented ones: display_information, features (app_home, bot_user, shortcuts, slash_commands),
 oauth_config.scopes.bot, settings (event_subscriptions, interactivity, org_deploy_enabled, socket_mode_enabled,
 token_rotation_enabled). In Socket Mode Slack delivers over the socket, so no URL appears at all.
+
+With `oauth` (installs into several workspaces, bot/slack/oauth.py) the manifest also lists the redirect URL
+(`oauth_config.redirect_urls`: <url>/slack/oauth_redirect, so the base URL is needed even in Socket Mode) and the
+`app_uninstalled` and `tokens_revoked` events, on which the workspace's installation is deleted.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from bot.slack.app import NEW_REQUEST
+from bot.slack.oauth import REDIRECT_PATH
 
 EVENTS_PATH = "/slack/events"  # the one route bot/server.py serves Slack on (commands, events, interactivity)
 LOCAL_HOSTS = ("127.0.0.1", "localhost")
@@ -23,6 +28,7 @@ LOCAL_HOSTS = ("127.0.0.1", "localhost")
 # app_home_opened needs none either; im:write opens the DMs approval cards go to.
 BOT_SCOPES = ("commands", "chat:write", "im:write", "users:read", "users:read.email")
 BOT_EVENTS = ("app_home_opened",)
+OAUTH_EVENTS = ("app_uninstalled", "tokens_revoked")  # need no scope
 DESCRIPTION = "社内の申請（休暇・経費・押印・IT）と承認の窓口 / Back-office requests and approvals from Slack"
 LONG_DESCRIPTION_JA = ("madoguchi（窓口）は、休暇・経費精算・押印・IT 依頼などの社内申請を Slack から行い、"
                        "上長や担当部署がボタンで承認できるようにするボットです。"
@@ -56,13 +62,14 @@ def base_url(url: str) -> str:
 
 
 def build_manifest(url: str | None, *, socket_mode: bool = False, name: str = "madoguchi",
-                   command: str = "/madoguchi") -> dict[str, Any]:
-    """The manifest as data. `url` is the public base URL (required unless `socket_mode`)."""
+                   command: str = "/madoguchi", oauth: bool = False) -> dict[str, Any]:
+    """The manifest as data. `url` is the public base URL (required unless `socket_mode` without `oauth`)."""
     if not _COMMAND.match(command):
         raise ManifestError(f"--command must be a slash and up to 32 lowercase letters, digits, - or _: {command!r}")
     if not name.strip() or len(name) > 35:
         raise ManifestError(f"--name must be 1 to 35 characters (Slack's limit): {name!r}")
     events = None if socket_mode else _required(url) + EVENTS_PATH
+    redirect = _required(url, "--oauth") + REDIRECT_PATH if oauth else None
     slash: dict[str, Any] = {"command": command, "description": COMMAND_DESCRIPTION, "usage_hint": USAGE_HINT,
                              "should_escape": False}
     if events:
@@ -79,20 +86,23 @@ def build_manifest(url: str | None, *, socket_mode: bool = False, name: str = "m
                            "description": SHORTCUT_DESCRIPTION}],
             "slash_commands": [slash],
         },
-        "oauth_config": {"scopes": {"bot": list(BOT_SCOPES)}},
-        "settings": _settings(events),
+        "oauth_config": {**({"redirect_urls": [redirect]} if redirect else {}),
+                         "scopes": {"bot": list(BOT_SCOPES)}},
+        "settings": _settings(events, oauth),
     }
 
 
-def _required(url: str | None) -> str:
+def _required(url: str | None, needed_by: str | None = None) -> str:
     if url is None:
-        raise ManifestError("--url is required unless --socket-mode is given")
+        raise ManifestError(f"--url is required with {needed_by} (Slack sends the browser back to "
+                            f"<url>{REDIRECT_PATH})" if needed_by else
+                            "--url is required unless --socket-mode is given")
     return base_url(url)
 
 
-def _settings(events_url: str | None) -> dict[str, Any]:
+def _settings(events_url: str | None, oauth: bool = False) -> dict[str, Any]:
     """Where Slack sends events and clicks: our one route, or the socket (no URLs at all)."""
-    subscriptions: dict[str, Any] = {"bot_events": list(BOT_EVENTS)}
+    subscriptions: dict[str, Any] = {"bot_events": list(BOT_EVENTS + (OAUTH_EVENTS if oauth else ()))}
     interactivity: dict[str, Any] = {"is_enabled": True}
     if events_url:
         subscriptions = {"request_url": events_url, **subscriptions}
@@ -102,7 +112,7 @@ def _settings(events_url: str | None) -> dict[str, Any]:
 
 
 def manifest_yaml(url: str | None, *, socket_mode: bool = False, name: str = "madoguchi",
-                  command: str = "/madoguchi") -> str:
+                  command: str = "/madoguchi", oauth: bool = False) -> str:
     """The manifest as YAML, Japanese kept readable (not \\u escapes), keys in the documented order."""
-    data = build_manifest(url, socket_mode=socket_mode, name=name, command=command)
+    data = build_manifest(url, socket_mode=socket_mode, name=name, command=command, oauth=oauth)
     return yaml.safe_dump(data, allow_unicode=True, sort_keys=False, width=1000)

@@ -41,8 +41,9 @@ LEAVE = {"unit": "full", "period.start": "2026-06-08", "period.end": "2026-06-08
 class Slack:
     """What Slack does to the app: signed POSTs to /slack/events; what it saw from the app: `api`."""
 
-    def __init__(self, base: str, api: SlackApiStub, session: aiohttp.ClientSession) -> None:
+    def __init__(self, base: str, api: SlackApiStub, session: aiohttp.ClientSession, team: str = TEAM) -> None:
         self.url = f"{base}/slack/events"
+        self.team = team  # the workspace the requests come from
         self.api = api
         self.session = session
         self.seq = 0
@@ -60,7 +61,7 @@ class Slack:
 
     def command_body(self, user: str, text: str) -> str:
         self.seq += 1
-        return urlencode({"token": "legacy", "team_id": TEAM, "team_domain": "acme", "channel_id": "C1",
+        return urlencode({"token": "legacy", "team_id": self.team, "team_domain": "acme", "channel_id": "C1",
                           "channel_name": "general", "user_id": user, "user_name": user, "command": "/madoguchi",
                           "text": text, "api_app_id": "A1", "is_enterprise_install": "false",
                           "response_url": self.api.response_url(f"cmd{self.seq}"),
@@ -72,11 +73,11 @@ class Slack:
     def click_body(self, user: str, action_id: str, value: str) -> str:
         self.seq += 1
         payload = {
-            "type": "block_actions", "user": {"id": user, "username": user, "name": user, "team_id": TEAM},
+            "type": "block_actions", "user": {"id": user, "username": user, "name": user, "team_id": self.team},
             "api_app_id": "A1", "token": "legacy", "trigger_id": f"{self.seq}.2.trigger",
             "container": {"type": "message", "message_ts": "1780000000.000100", "channel_id": "C1",
                           "is_ephemeral": True},
-            "team": {"id": TEAM, "domain": "acme"}, "enterprise": None, "is_enterprise_install": False,
+            "team": {"id": self.team, "domain": "acme"}, "enterprise": None, "is_enterprise_install": False,
             "channel": {"id": "C1", "name": "general"}, "state": {"values": {}},
             "response_url": self.api.response_url(f"click{self.seq}"),
             "actions": [{"action_id": action_id, "block_id": "b1", "type": "button", "value": value,
@@ -86,10 +87,10 @@ class Slack:
 
     def submission_body(self, user: str, view: dict[str, Any], answers: dict[str, Any]) -> str:
         self.seq += 1
-        submitted = {**view, "id": "V1", "team_id": TEAM, "app_id": "A1", "bot_id": "B1", "hash": "h",
+        submitted = {**view, "id": "V1", "team_id": self.team, "app_id": "A1", "bot_id": "B1", "hash": "h",
                      "state": {"values": state_values(view, answers)}}
-        payload = {"type": "view_submission", "team": {"id": TEAM, "domain": "acme"},
-                   "user": {"id": user, "username": user, "name": user, "team_id": TEAM},
+        payload = {"type": "view_submission", "team": {"id": self.team, "domain": "acme"},
+                   "user": {"id": user, "username": user, "name": user, "team_id": self.team},
                    "api_app_id": "A1", "token": "legacy", "trigger_id": f"{self.seq}.3.trigger",
                    "view": submitted, "response_urls": [], "is_enterprise_install": False, "enterprise": None}
         return urlencode({"payload": json.dumps(payload, ensure_ascii=False)})

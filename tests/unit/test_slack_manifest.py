@@ -73,3 +73,23 @@ def test_bad_options_exit_2_with_a_clear_error(args: tuple[str, ...]) -> None:
 def test_build_manifest_refuses_a_missing_url() -> None:
     with pytest.raises(ManifestError, match="--url is required"):
         build_manifest(None)
+
+
+def test_oauth_adds_the_redirect_url_and_the_uninstall_events() -> None:
+    result = run("--url", "https://bot.example.com", "--oauth")
+    assert result.exit_code == 0, result.stderr
+    m = yaml.safe_load(result.stdout)
+    assert m["oauth_config"]["redirect_urls"] == ["https://bot.example.com/slack/oauth_redirect"]
+    assert m["oauth_config"]["scopes"]["bot"] == list(BOT_SCOPES)
+    assert m["settings"]["event_subscriptions"]["bot_events"] == ["app_home_opened", "app_uninstalled",
+                                                                   "tokens_revoked"]
+    socket = build_manifest("https://bot.example.com", socket_mode=True, oauth=True)
+    assert socket["oauth_config"]["redirect_urls"] == ["https://bot.example.com/slack/oauth_redirect"]
+    assert "request_url" not in socket["settings"]["event_subscriptions"]
+    assert "redirect_urls" not in build_manifest("https://bot.example.com")["oauth_config"]
+
+
+def test_oauth_without_a_url_is_refused_with_the_reason() -> None:
+    result = run("--socket-mode", "--oauth")
+    assert result.exit_code == 2 and "--url is required with --oauth" in result.stderr
+    assert result.stdout == ""
