@@ -135,13 +135,17 @@ async def test_a_seal_request_goes_through_manager_legal_and_the_seal_keeper_in_
         status = await alice.wait_for(card_for("STP-2026-0001", "withdraw"), what="Alice's status card")
         seen += [*form.cards, *status.cards]
         # each approver gets the card proactively in their own Teams, approves there, and their card closes
-        for step, pg in enumerate((manager, legal, seal), start=1):
+        # (each closed card says who decided last: one clock for all three, so the same instant each time)
+        said = ("Manager: Approved — Ichiro Suzuki", "Legal review: Approved — Daisuke Nakamura",
+                "**Status:** Approved — Sachiko Kobayashi")
+        for step, (pg, line) in enumerate(zip((manager, legal, seal), said, strict=True), start=1):
             card = await pg.wait_for(card_for("STP-2026-0001"), what=f"{pg.me.name}'s card", timeout=15)
             assert "https://files.example.jp/contracts/2026-014.pdf" in json.dumps(card.cards)  # the document
             answer = await pg.click(card, title=execute(card.cards[0], "approve")["title"])
             assert "STP-2026-0001" in json.dumps(answer, ensure_ascii=False)
             closed = await pg.wait_for(updated_without(card), what=f"{pg.me.name}'s card updated", timeout=15)
             assert not any(execute_or_none(c, verb) for c in closed.cards for verb in ("reject", "send_back"))
+            assert line in json.dumps(closed.cards, ensure_ascii=False)
             done = [a for a in assignment_rows(db) if a.status == "approved"]
             assert len(done) == step
             seen += [*card.cards, *closed.cards]
@@ -149,7 +153,7 @@ async def test_a_seal_request_goes_through_manager_legal_and_the_seal_keeper_in_
         # the requester's status card ends approved, with nothing left to press
         final = await alice.wait_for(updated_without(status, "withdraw", shows("STP-2026-0001", "Approved")),
                                      what="Alice's status card approved", timeout=15)
-        assert "Sachiko Kobayashi" in json.dumps(final.cards)  # who decided last (the Playground speaks en-US)
+        assert said[-1] in json.dumps(final.cards, ensure_ascii=False)  # the Playground speaks en-US
         seen += final.cards
     approvers = {a.approver_id for a in assignment_rows(db) if a.status == "approved"}
     assert approvers == {org.manager, org.legal, org.seal_keeper}
