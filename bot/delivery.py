@@ -48,6 +48,7 @@ from typing import Any
 import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
+from sqlalchemy.engine import Connection
 
 from bot.slack.blockkit import render_message
 from bot.slack.oauth import TOKEN_GONE, WorkspaceClients
@@ -379,11 +380,11 @@ class SlackDelivery:
     async def _carry_out(self, row: OutboxMessage, plan: _Plan) -> JSON | None:
         if plan.covered:
             return None  # recorded as sent, with no message of its own (nothing to update later)
+        for ref, message, locale in plan.refresh:  # first: the copies change even if this recipient is unreachable
+            await self._refresh(ref, message, locale, plan.team)
         self._reachable(plan)
         if plan.message is None:
             raise _Dead(GONE)
-        for ref, message, locale in plan.refresh:
-            await self._refresh(ref, message, locale, plan.team)
         if plan.target is not None:
             return await self._update(plan.target, *plan.message, team=plan.team)
         if row.kind == "card_update" or row.payload.get("updates") is not None:
@@ -423,9 +424,10 @@ class SlackDelivery:
             team = self._team(conn, row, reach, bool(shared))
             if self._covered(row, shared, channel_at, platform if reach is not None else None):
                 return _Plan(user, platform=platform, covered=True)
-            if user is None:
-                return _Plan()
             reads = notifications.Reads()  # the request is read once for this row and all its cards
+            if user is None:
+                # nobody to tell, but the request's other copies (approver cards, digests) must still show it
+                return _Plan(refresh=self._copies(conn, row, reads), team=team)
             found = notifications.message_for(conn, self.policy, self.policy.company.timezone, row, reads, platform)
             if found is None:
                 return _Plan(user, platform=platform, address=address, team=team)
@@ -442,15 +444,20 @@ class SlackDelivery:
                 plan.message = card if card is not None else plan.message
             elif row.kind in notifications.REQUESTER_KINDS:
                 plan.target = delivery.requester_ref(conn, request_id)
-                plan.refresh = [(ref, message, locale) for ref, message, locale
-                                in notifications.sent_cards(conn, self.policy, self.policy.company.timezone,
-                                                            request_id, reads)]
-            if request_id and (row.kind in notifications.REQUESTER_KINDS or row.kind == "card_update"):
-                # the request changed: every posted reminder digest showing it is brought up to date too
-                plan.refresh += [(ref, message, locale) for ref, message, locale
-                                 in notifications.sent_digests(conn, self.policy, self.policy.company.timezone,
-                                                               request_id)]
+            plan.refresh = self._copies(conn, row, reads)
             return plan
+
+    def _copies(self, conn: Connection, row: OutboxMessage,
+                reads: notifications.Reads) -> list[tuple[JSON, Message, str]]:
+        """The other posted copies a row brings up to date: news to the requester refreshes every approver card
+        of the request; that or a closed card also every reminder digest showing it."""
+        request_id, tz = row.request_id or 0, self.policy.company.timezone
+        copies = []
+        if row.kind in notifications.REQUESTER_KINDS:
+            copies += notifications.sent_cards(conn, self.policy, tz, request_id, reads)
+        if request_id and (row.kind in notifications.REQUESTER_KINDS or row.kind == "card_update"):
+            copies += notifications.sent_digests(conn, self.policy, tz, request_id)
+        return copies
 
     def _team(self, conn: Any, row: OutboxMessage, reach: delivery.Reach | None, shared: bool) -> str | None:
         """The Slack workspace the row goes to (only asked with OAuth installs): the recipient's; a queue's shared

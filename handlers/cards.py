@@ -262,7 +262,9 @@ def _latest_decision(d: RequestDetails, status: str | None) -> tuple[StepView, P
     """The most recent decision on the route (of the given assignment status, when one is given)."""
     made = [(s, p) for s in d.steps for p in s.people
             if p.decided_at is not None and p.status in ACTED and (status is None or p.status == status)]
-    return max(made, key=lambda sp: sp[1].decided_at or datetime.min) if made else None
+    # decisions in the same instant (a clock that stands still, as in the tests) go by assignment: a later
+    # step's (or a later cycle's) assignment was created after an earlier one's, so it was decided after too
+    return max(made, key=lambda sp: (sp[1].decided_at or datetime.min, sp[1].assignment_id)) if made else None
 
 
 def progress_line(d: RequestDetails, locale: str) -> str:

@@ -670,6 +670,8 @@ class Engine:
             for a in open_:
                 if a.status in ("pending", "claimed"):
                     changes.notify("card_update", a.approver_id, request, request.version, assignment_id=a.id)
+            # the requester's status card still offers Withdraw (and Fix and resubmit): it must show the end too
+            changes.notify("request_completed", request.requester_id, request, request.version, status="withdrawn")
             changes.audit.append(audit.Entry("request.withdrawn", actor_id, request.id, {"comment": comment}))
             changes.flush(conn)
             return Outcome(True, "withdrawn", msg.fill(msg.WITHDRAWN, number=request.number), request)
