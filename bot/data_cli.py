@@ -1,0 +1,86 @@
+"""`madoguchi export ...`, `madoguchi backup` and `madoguchi restore`: the company's data out of madoguchi (for
+Excel, an auditor, a data warehouse) and the whole database to a file and back. The work is in bot/export.py and
+models/backup.py; this module reads the options, says what happened and sets the exit code (2: bad input,
+nothing written or changed; 1: it could not be done)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+from zoneinfo import ZoneInfo
+
+import typer
+from rich.markup import escape
+from sqlalchemy.exc import SQLAlchemyError
+
+from bot.export import TABLES, ExportError, Format, byte_order_mark, export, parse_period, replacing
+
+export_app = typer.Typer(help="Requests, decisions or audit events of a period as CSV or JSON lines.",
+                         no_args_is_help=True)
+
+FromOption = Annotated[str | None, typer.Option(
+    "--from", help="First day (YYYY-MM-DD, in the company's time zone, included); default: the beginning.")]
+ToOption = Annotated[str | None, typer.Option(
+    "--to", help="Last day (YYYY-MM-DD, in the company's time zone, included); default: up to now.")]
+FormatOption = Annotated[Format, typer.Option("--format", help="csv (a header line) or jsonl (a JSON object a line).")]
+OutOption = Annotated[Path | None, typer.Option("--out", help="Write to this file (replaced only once complete); "
+                                                              "default: standard output.")]
+BomOption = Annotated[bool | None, typer.Option(
+    "--bom/--no-bom", help="Start a CSV with a UTF-8 byte order mark, which Excel needs to read Japanese "
+                           "(default: with --out yes, on standard output no).")]
+
+
+def _run(kind: str, first: str | None, last: str | None, fmt: Format, out_file: Path | None,
+         bom: bool | None) -> None:
+    from bot.cli import _database, _policy, err, out
+    from config.settings import get_settings
+
+    try:
+        period = parse_period(first, last)
+        with_bom = byte_order_mark(fmt, out_file, bom)
+    except ExportError as exc:
+        err.print(f"[red]✗ {escape(exc.message.en)}\n  {escape(exc.message.ja)}[/]", highlight=False)
+        raise typer.Exit(2) from None
+    settings = get_settings()
+    zone = ZoneInfo(_policy(settings).company.timezone)
+    db = _database(settings)
+    try:
+        if out_file is None:
+            if with_bom:
+                sys.stdout.write("\ufeff")
+            count = export(db, kind, period, zone, fmt, sys.stdout)
+            sys.stdout.flush()
+        else:
+            with replacing(out_file, bom=with_bom) as target:
+                count = export(db, kind, period, zone, fmt, target)
+    except SQLAlchemyError as exc:  # unreachable, not migrated...: said plainly, and no file was left behind
+        cause = getattr(exc, "orig", None) or exc  # the driver's words, without SQLAlchemy's SQL and links
+        err.print(f"[red]✗ cannot read the database:[/] {type(cause).__name__}: {escape(str(cause))}",
+                  highlight=False)
+        raise typer.Exit(1) from None
+    finally:
+        db.dispose()
+    if out_file is not None:  # on standard output the data alone: no line of ours in the middle of it
+        out.print(f"[green]✓ wrote {count} {TABLES[kind].noun} to {escape(str(out_file))}[/]", highlight=False)
+
+
+@export_app.command("requests")
+def export_requests(first: FromOption = None, last: ToOption = None, fmt: FormatOption = Format.csv,
+                    out_file: OutOption = None, bom: BomOption = None) -> None:
+    """Requests submitted in the period: number, type, status, requester, round, times, the form's answers."""
+    _run("requests", first, last, fmt, out_file, bom)
+
+
+@export_app.command("decisions")
+def export_decisions(first: FromOption = None, last: ToOption = None, fmt: FormatOption = Format.csv,
+                     out_file: OutOption = None, bom: BomOption = None) -> None:
+    """Decisions made in the period: request, step, decision, who decided (and for whom: 代理), comment, time."""
+    _run("decisions", first, last, fmt, out_file, bom)
+
+
+@export_app.command("audit")
+def export_audit(first: FromOption = None, last: ToOption = None, fmt: FormatOption = Format.csv,
+                 out_file: OutOption = None, bom: BomOption = None) -> None:
+    """Audit events recorded in the period, in chain order, with their hashes."""
+    _run("audit", first, last, fmt, out_file, bom)
