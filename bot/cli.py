@@ -448,9 +448,11 @@ from bot.broadcast_cli import broadcast_app  # noqa: E402
 app.add_typer(broadcast_app, name="broadcast")
 
 # `madoguchi export ...`, `backup` and `restore` (the company's data out, the database to a file and back)
-from bot.data_cli import export_app  # noqa: E402
+from bot.data_cli import backup, export_app, restore  # noqa: E402
 
 app.add_typer(export_app, name="export")
+app.command()(backup)
+app.command()(restore)
 
 
 if __name__ == "__main__":

@@ -84,3 +84,69 @@ def export_audit(first: FromOption = None, last: ToOption = None, fmt: FormatOpt
                  out_file: OutOption = None, bom: BomOption = None) -> None:
     """Audit events recorded in the period, in chain order, with their hashes."""
     _run("audit", first, last, fmt, out_file, bom)
+
+
+def backup(target: Annotated[Path, typer.Argument(help="The file to write (SQLite: a database file; "
+                                                       "PostgreSQL: a pg_dump archive in custom format).")],
+           force: Annotated[bool, typer.Option("--force", help="Replace the file if it exists.")] = False) -> None:
+    """Back up the whole database to a file; safe while the server runs."""
+    from bot.cli import err, out
+    from config.settings import get_settings
+    from models.backup import BackupError
+    from models.backup import backup as make_backup
+
+    if target.exists() and not force:
+        err.print(f"[red]✗ {escape(str(target))} exists: choose another name, or --force to replace it[/]",
+                  highlight=False)
+        raise typer.Exit(2)
+    settings = get_settings()
+    try:
+        make_backup(settings.database_url, target, pg_bindir=settings.pg_bindir)
+    except BackupError as exc:
+        err.print(f"[red]✗ backup failed:[/] {escape(str(exc))}", highlight=False)
+        raise typer.Exit(1) from None
+    out.print(f"[green]✓ backed up to {escape(str(target))}[/] ({target.stat().st_size:,} bytes)", highlight=False)
+
+
+def restore(source: Annotated[Path, typer.Argument(help="A file from `madoguchi backup`.")],
+            yes: Annotated[bool, typer.Option("--yes", "-y", help="Replace a database that holds data without "
+                                                                   "asking.")] = False) -> None:
+    """Replace the database with a backup (stop the server first). A database that holds data is replaced only
+    after a yes (or with --yes)."""
+    from bot.cli import err, out
+    from config.settings import get_settings
+    from models.backup import BackupError, check_fits, contents
+    from models.backup import restore as restore_backup
+    from models.schema import head_revision
+
+    settings = get_settings()
+    try:
+        check_fits(settings.database_url, source)  # not a backup of this kind: said before asking anything
+        present = contents(settings.database_url)
+    except BackupError as exc:
+        err.print(f"[red]✗ {escape(str(exc))}[/]", highlight=False)
+        raise typer.Exit(2) from None
+    except SQLAlchemyError as exc:
+        cause = getattr(exc, "orig", None) or exc
+        err.print(f"[red]✗ cannot reach the database:[/] {type(cause).__name__}: {escape(str(cause))}",
+                  highlight=False)
+        raise typer.Exit(1) from None
+    if present is not None and not yes:
+        err.print(f"The database holds data ({present}); the restore replaces all of it.", highlight=False)
+        try:
+            replace = typer.confirm("Replace it with the backup?", default=False, err=True)
+        except typer.Abort:  # no answer (end of input, Ctrl-C) is a no
+            replace = False
+        if not replace:
+            err.print("[yellow]nothing was changed[/]")
+            raise typer.Exit(1)
+    try:
+        revision = restore_backup(settings.database_url, source, pg_bindir=settings.pg_bindir)
+    except BackupError as exc:
+        err.print(f"[red]✗ restore failed, nothing was changed:[/] {escape(str(exc))}", highlight=False)
+        raise typer.Exit(1) from None
+    after = contents(settings.database_url)
+    out.print(f"[green]✓ restored {escape(str(source))}[/]: {after}", highlight=False)
+    if revision != head_revision():
+        out.print(f"[yellow]the backup's schema is {revision or '(none)'}, this version's {head_revision()}: "
+                  "run `madoguchi db upgrade` before starting the server[/]")
