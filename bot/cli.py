@@ -62,6 +62,9 @@ WorkflowsOption = Annotated[Path | None, typer.Option("--workflows", "-w", help=
 @app.command()
 def check(workflows: WorkflowsOption = None,
           database: Annotated[bool, typer.Option(help="Also check the database is reachable and migrated.")]
+          = False,
+          connect: Annotated[bool, typer.Option("--connect", help="Also check connectivity: the database, Slack "
+                                                "(auth.test), Teams (a token from Microsoft's login).")]
           = False) -> None:
     """Validate the configuration and print what is configured (exit 1 on any problem)."""
     settings = get_settings()
@@ -81,6 +84,8 @@ def check(workflows: WorkflowsOption = None,
     out.print(table)
     if database:
         _check_database(settings)
+    if connect:
+        _check_connections(settings)
     out.print("[green]✓ configuration is valid[/]")
 
 
@@ -105,6 +110,19 @@ def _check_database(settings: Settings) -> None:
                   "run `madoguchi db upgrade`")
         raise typer.Exit(1)
     out.print(f"[green]✓ database reachable, schema at {head}[/]")
+
+
+def _check_connections(settings: Settings) -> None:
+    from bot.connectivity import check_all
+
+    checks = check_all(settings)
+    for c in checks:
+        mark = {"ok": "[green]✓", "failed": "[red]✗", "skipped": "[yellow]–"}[c.state]
+        (err if c.state == "failed" else out).print(f"{mark} {c.name}:[/] {escape(c.detail)}", highlight=False)
+    failed = [c.name for c in checks if c.state == "failed"]
+    if failed:
+        err.print(f"[bold red]✗ cannot connect to: {', '.join(failed)}[/]")
+        raise typer.Exit(1)
 
 
 @app.command()
