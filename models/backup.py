@@ -205,7 +205,7 @@ class PgTools:
     """pg_dump and pg_restore of a version that can handle the server, and how to reach the database."""
 
     bindir: Path
-    dsn: str  # a libpq URI without the password
+    dsn: str  # a libpq URI without the password (libpq_dsn)
     password: str | None
 
     @classmethod
@@ -220,8 +220,7 @@ class PgTools:
             if major is not None:
                 found.append((candidate, major))
                 if major >= need and _tool_major(candidate / "pg_restore") is not None:
-                    dsn = url.set(drivername="postgresql", password=None).render_as_string(hide_password=False)
-                    return cls(candidate, dsn, url.password)
+                    return cls(candidate, libpq_dsn(url), url.password)
         where = f" in {bindir}" if bindir else ""
         if not found:
             raise BackupError(f"pg_dump and pg_restore not found{where}: install the PostgreSQL client "
@@ -243,6 +242,14 @@ class PgTools:
                 detail = detail.replace(self.password, "***")  # no tool should echo it; never let it through
             raise BackupError(f"{tool} failed: {detail or f'exit status {done.returncode}'}")
         return done.stdout
+
+
+def libpq_dsn(url: sa.URL) -> str:
+    """The database's address as a libpq URI for pg_dump and pg_restore, without the password (which they get
+    in PGPASSWORD). Built afresh: `URL.set(password=None)` would keep it."""
+    bare = sa.URL.create("postgresql", username=url.username, host=url.host, port=url.port, database=url.database,
+                         query=url.query)
+    return bare.render_as_string(hide_password=False)
 
 
 def _server_major(url: sa.URL) -> int:

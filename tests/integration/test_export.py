@@ -34,11 +34,10 @@ def flat(text: str) -> str:
     return " ".join(text.split())
 
 
-@pytest.fixture
-def cli(db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Invoke]:
-    """The CLI with DATABASE_URL pointing at the test's database (SQLite or PostgreSQL)."""
+def cli_on(database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Invoke]:
+    """The CLI with DATABASE_URL pointing at `database` (SQLite or PostgreSQL), as a fixture's body."""
     monkeypatch.chdir(tmp_path)  # no stray .env from the checkout
-    monkeypatch.setenv("DATABASE_URL", db.url)
+    monkeypatch.setenv("DATABASE_URL", database.url)
     monkeypatch.setenv("MADOGUCHI_WORKFLOWS", str(DEFAULT_WORKFLOWS))
     monkeypatch.delenv("MADOGUCHI_TIMEZONE", raising=False)
     get_settings.cache_clear()
@@ -52,6 +51,11 @@ def cli(db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
         return result
     yield run
     get_settings.cache_clear()
+
+
+@pytest.fixture
+def cli(db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Invoke]:
+    yield from cli_on(db, tmp_path, monkeypatch)
 
 
 @dataclass
