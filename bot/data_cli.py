@@ -12,9 +12,11 @@ from zoneinfo import ZoneInfo
 
 import typer
 from rich.markup import escape
+from sqlalchemy import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.export import TABLES, ExportError, Format, byte_order_mark, export, parse_period, replacing
+from models.db import normalize_url
 
 export_app = typer.Typer(help="Requests, decisions or audit events of a period as CSV or JSON lines.",
                          no_args_is_help=True)
@@ -44,6 +46,10 @@ def _run(kind: str, first: str | None, last: str | None, fmt: Format, out_file: 
         raise typer.Exit(2) from None
     settings = get_settings()
     zone = ZoneInfo(_policy(settings).company.timezone)
+    missing = _missing_sqlite_file(settings.database_url)
+    if missing is not None:  # SQLite would make an empty one: say so instead, and leave no file behind
+        err.print(f"[red]✗ there is no database file {escape(str(missing))} (DATABASE_URL)[/]", highlight=False)
+        raise typer.Exit(1)
     db = _database(settings)
     try:
         if out_file is None:
@@ -63,6 +69,14 @@ def _run(kind: str, first: str | None, last: str | None, fmt: Format, out_file: 
         db.dispose()
     if out_file is not None:  # on standard output the data alone: no line of ours in the middle of it
         out.print(f"[green]✓ wrote {count} {TABLES[kind].noun} to {escape(str(out_file))}[/]", highlight=False)
+
+
+def _missing_sqlite_file(url: str) -> Path | None:
+    parsed = make_url(normalize_url(url))
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    path = Path(parsed.database)
+    return None if path.exists() else path
 
 
 @export_app.command("requests")

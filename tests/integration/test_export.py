@@ -260,3 +260,15 @@ def test_an_unknown_format_or_folder_is_refused(cli: Invoke, history: History, t
     missing = tmp_path / "nope" / "audit.csv"
     assert f"there is no folder {missing.parent}" in flat(cli("export", "audit", "--out", str(missing),
                                                               code=2).stderr)
+
+
+def test_a_missing_sqlite_file_is_said_not_made(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    missing = tmp_path / "typo.db"
+    run = cli_on(Database(f"sqlite:///{missing}"), tmp_path, monkeypatch)
+    invoke = next(run)
+    try:
+        result = invoke("export", "requests", code=1)
+    finally:
+        run.close()
+    assert f"✗ there is no database file {missing} (DATABASE_URL)" in flat(result.stderr)
+    assert not missing.exists()
