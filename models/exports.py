@@ -74,7 +74,8 @@ class AuditRecord:
 
 
 def _stream(conn: Connection, query: sa.Select[Any]) -> Iterator[sa.RowMapping]:
-    result = conn.execution_options(yield_per=BATCH).execute(query)
+    # on the statement, not the connection: Connection.execution_options() would change the connection itself
+    result = conn.execute(query.execution_options(yield_per=BATCH))
     try:
         for row in result:
             yield row._mapping

@@ -272,3 +272,21 @@ def test_a_missing_sqlite_file_is_said_not_made(tmp_path: Path, monkeypatch: pyt
         run.close()
     assert f"✗ there is no database file {missing} (DATABASE_URL)" in flat(result.stderr)
     assert not missing.exists()
+
+
+@pytest.mark.postgres
+def test_postgresql_streams_through_a_server_side_cursor(pg_database: Database, policy: Policy) -> None:
+    """On PostgreSQL rows come from a named cursor a batch at a time; a plain cursor would hold every row of
+    the result in the client's memory (libpq's, where tracemalloc in bench/export.py does not see it)."""
+    from models import exports
+    from tests.conftest import _truncate
+
+    _truncate(pg_database)
+    seed_history(pg_database, policy)
+    with pg_database.unit_of_work(write=False) as conn:
+        rows = exports.audit_trail(conn, None, None)
+        assert next(rows).seq == 1
+        cursors = conn.execute(sa.text("SELECT statement FROM pg_cursors")).scalars().all()
+        assert any("audit_events" in s for s in cursors), cursors
+        rows.close()  # an abandoned export releases its cursor at once
+        assert conn.execute(sa.text("SELECT count(*) FROM pg_cursors")).scalar_one() == 0
