@@ -62,6 +62,9 @@ WorkflowsOption = Annotated[Path | None, typer.Option("--workflows", "-w", help=
 @app.command()
 def check(workflows: WorkflowsOption = None,
           database: Annotated[bool, typer.Option(help="Also check the database is reachable and migrated.")]
+          = False,
+          connect: Annotated[bool, typer.Option("--connect", help="Also check connectivity: the database, Slack "
+                                                "(auth.test), Teams (a token from Microsoft's login).")]
           = False) -> None:
     """Validate the configuration and print what is configured (exit 1 on any problem)."""
     settings = get_settings()
@@ -81,6 +84,8 @@ def check(workflows: WorkflowsOption = None,
     out.print(table)
     if database:
         _check_database(settings)
+    if connect:
+        _check_connections(settings)
     out.print("[green]✓ configuration is valid[/]")
 
 
@@ -123,6 +128,19 @@ def _say_slack_mode(settings: Settings) -> None:
         if settings.slack_app_token:
             err.print("[yellow]SLACK_APP_TOKEN is set, but Socket Mode needs SLACK_BOT_TOKEN (or "
                       "SLACK_CLIENT_ID / SLACK_CLIENT_SECRET) and SLACK_SIGNING_SECRET too: Socket Mode is off[/]")
+
+
+def _check_connections(settings: Settings) -> None:
+    from bot.connectivity import check_all
+
+    checks = check_all(settings)
+    for c in checks:
+        mark = {"ok": "[green]✓", "failed": "[red]✗", "skipped": "[yellow]–"}[c.state]
+        (err if c.state == "failed" else out).print(f"{mark} {c.name}:[/] {escape(c.detail)}", highlight=False)
+    failed = [c.name for c in checks if c.state == "failed"]
+    if failed:
+        err.print(f"[bold red]✗ cannot connect to: {', '.join(failed)}[/]")
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -463,6 +481,13 @@ def outbox_retry(message_id: Annotated[int, typer.Argument(help="The id from `ma
 from bot.broadcast_cli import broadcast_app  # noqa: E402
 
 app.add_typer(broadcast_app, name="broadcast")
+
+# `madoguchi export ...`, `backup` and `restore` (the company's data out, the database to a file and back)
+from bot.data_cli import backup, export_app, restore  # noqa: E402
+
+app.add_typer(export_app, name="export")
+app.command()(backup)
+app.command()(restore)
 
 
 if __name__ == "__main__":

@@ -43,6 +43,13 @@ class Settings(BaseSettings):
     microsoft_app_tenant_id: str | None = Field(None, validation_alias="MICROSOFT_APP_TENANT_ID")
     microsoft_app_type: str | None = Field(None, validation_alias="MICROSOFT_APP_TYPE")
 
+    # Backup, restore and `check --connect` (docs/deploy-data.md)
+    # where pg_dump and pg_restore are; default: Debian's /usr/lib/postgresql/N/bin, PATH, `pg_config --bindir`
+    pg_bindir: Path | None = Field(None, validation_alias="MADOGUCHI_PG_BINDIR")
+    # Microsoft's login endpoint, where `check --connect` asks for the Teams bot's token (staging, tests)
+    microsoft_login_url: str = Field("https://login.microsoftonline.com/",
+                                     validation_alias="MADOGUCHI_MICROSOFT_LOGIN_URL")
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
