@@ -34,6 +34,7 @@ SNOOZE = "snooze_nudges"  # the button's action; its value is the digest's outbo
 DIGEST_BLOCKS = 48  # Slack shows at most 50 blocks: whole cards only, and room for "…and N more" and the button
 
 TITLE = LocalText.of("リマインド: 対応待ちが {n} 件あります", "Reminder: {n} requests are waiting for you")
+TITLE_ONE = LocalText.of("リマインド: 対応待ちが 1 件あります", "Reminder: 1 request is waiting for you")
 BEFORE_DUE = LocalText.of("⏰ 期限が近づいています（{when}）", "⏰ Due soon ({when})")
 AT_DUE = LocalText.of("⏰ 本日が期限です（{when}）", "⏰ Due now ({when})")
 OVERDUE = LocalText.of("⚠️ 期限を {days} 営業日過ぎています", "⚠️ {days} business day(s) overdue")
@@ -71,7 +72,7 @@ def digest_message(conn: Connection, policy: Policy, tz: str, person: Employee, 
             done.append(f"・{escape(card.fallback)}")  # the decided card's one line: what, and where it stands
     if not cards and not update:
         return None
-    title = TITLE(locale).format(n=len(cards)) if cards else ALL_DONE(locale)
+    title = (TITLE_ONE(locale) if len(cards) == 1 else TITLE(locale).format(n=len(cards))) if cards else ALL_DONE(locale)
     blocks: list[Block] = [Text(f"*{escape(title)}*")]
     shown = 0
     for card, why in cards:
