@@ -7,7 +7,8 @@ ARG BASE_IMAGE=python:3.11-slim
 
 # ---- builder: wheels for madoguchi and every dependency, installed into /opt/venv ----
 FROM ${BASE_IMAGE} AS builder
-ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PIP_ROOT_USER_ACTION=ignore PYTHONDONTWRITEBYTECODE=1
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PIP_ROOT_USER_ACTION=ignore PIP_PROGRESS_BAR=off \
+    PYTHONDONTWRITEBYTECODE=1
 # Extra CAs for pip only (a TLS-intercepting proxy); this stage's layers never reach the runtime image.
 COPY docker/extra-ca/ /tmp/extra-ca/
 RUN set -eu; \
@@ -40,10 +41,13 @@ RUN /opt/venv/bin/pip wheel --no-deps --wheel-dir /wheels /src \
 FROM ${BASE_IMAGE}
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 LANG=C.UTF-8 \
     MADOGUCHI_HOST=0.0.0.0 MADOGUCHI_PORT=3000
-# uid/gid 10001: no clash with a host user's files on a bind mount; the home holds the default SQLite file.
+# uid/gid 10001: no clash with a host user's files on a bind mount. The SQLite default lives in data/, made here
+# with its owner, so a named volume mounted there starts out writable by the user (docker copies the owner).
 RUN groupadd --system --gid 10001 madoguchi \
     && useradd --system --uid 10001 --gid madoguchi --home-dir /var/lib/madoguchi --create-home \
-        --shell /usr/sbin/nologin madoguchi
+        --shell /usr/sbin/nologin madoguchi \
+    && install -d -o 10001 -g 10001 -m 0750 /var/lib/madoguchi/data
+ENV DATABASE_URL=sqlite:////var/lib/madoguchi/data/madoguchi.db
 COPY --from=builder /opt/venv /opt/venv
 COPY docker/entrypoint.sh /usr/local/bin/madoguchi-entrypoint
 COPY docker/healthcheck.py /usr/local/lib/madoguchi-healthcheck.py

@@ -74,6 +74,12 @@ docker_stop() {
         fi
     fi
     rm -f "$dir/dockerd.pid"
+    # dockerd leaves its default network namespace bind-mounted under the exec root (and, when killed, its
+    # containers' mounts): unmount whatever is left under DIR, deepest first, so DIR can be removed.
+    local mount
+    awk -v dir="$dir/" 'index($2, dir) == 1 {print $2}' /proc/self/mounts | sort -r | while read -r mount; do
+        _docker_sudo umount -l "$mount" 2>/dev/null || true
+    done
     docker_log "dockerd stopped"
 }
 

@@ -88,12 +88,14 @@ def free_port() -> int:
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def database(request: pytest.FixtureRequest, tmp_path: Path, image: str) -> Iterator[tuple[str, list[str], str]]:
-    """(DATABASE_URL as the container sees it, its docker run options, the URL as this test sees it)."""
+    """(DATABASE_URL as the container sees it, "" for the image's default; its docker run options; the URL as this
+    test sees it)."""
     if request.param == "sqlite":
         data = tmp_path / "data"
         data.mkdir()
         data.chmod(0o777)  # the container's user (uid 10001) writes the SQLite file here
-        yield "sqlite:////data/madoguchi.db", ["-v", f"{data}:/data"], f"sqlite:///{data}/madoguchi.db"
+        # the image's own DATABASE_URL (a SQLite file in /var/lib/madoguchi/data), on a directory of this test
+        yield "", ["-v", f"{data}:/var/lib/madoguchi/data"], f"sqlite:///{data}/madoguchi.db"
         return
     if not PG_URL:
         if REQUIRE_PG:
@@ -160,7 +162,7 @@ async def served(image: str, database: tuple[str, list[str], str]) -> AsyncItera
     api = SlackApiStub(users=dict(USERS))
     await api.start()
     port = free_port()
-    container = Container(image, {"DATABASE_URL": url, "SLACK_BOT_TOKEN": "xoxb-image", "SLACK_SIGNING_SECRET": SECRET,
+    container = Container(image, {**({"DATABASE_URL": url} if url else {}), "SLACK_BOT_TOKEN": "xoxb-image", "SLACK_SIGNING_SECRET": SECRET,
                                   "SLACK_API_URL": api.api_url, "MADOGUCHI_HOST": "127.0.0.1",
                                   "MADOGUCHI_PORT": str(port), "MADOGUCHI_MIGRATE": "1"}, options)
     try:
@@ -218,10 +220,18 @@ def test_the_image_runs_as_its_own_user_and_probes_healthz(image: str) -> None:
     assert config["User"].split(":")[0] == UID
     assert config["Healthcheck"]["Test"][:2] == ["CMD", "python"]
     assert config["Entrypoint"] == ["madoguchi-entrypoint"] and config["Cmd"] == ["serve"]
-    assert not [e for e in config["Env"] if e.startswith(("PIP_", "SLACK_", "MICROSOFT_", "DATABASE_URL"))]
+    assert not [e for e in config["Env"] if e.startswith(("PIP_", "SLACK_", "MICROSOFT_"))]
+    assert "DATABASE_URL=sqlite:////var/lib/madoguchi/data/madoguchi.db" in config["Env"]
     probe = docker("run", "--rm", "--network", "host", "--entrypoint", "cat", image,
                    "/usr/local/lib/madoguchi-healthcheck.py").stdout
     assert 'PATH = "/healthz"' in probe
+    volume = f"madoguchi-test-{uuid.uuid4().hex[:10]}"
+    try:  # a fresh named volume on the data directory is the user's: the default SQLite file can be made there
+        migrated = docker("run", "--rm", "--network", "host", "-v", f"{volume}:/var/lib/madoguchi/data", image,
+                          "db", "upgrade").stdout
+        assert "schema at" in migrated
+    finally:
+        docker("volume", "rm", "-f", volume, check=False)
 
 
 def test_the_final_image_holds_no_build_ca_compiler_pip_or_env_file(image: str, tmp_path: Path) -> None:
