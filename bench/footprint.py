@@ -1,16 +1,19 @@
 """Footprint: the image size, the idle RSS of `madoguchi serve` and its cold start, beside a bare slack-bolt
 aiohttp app (bench/bare_bolt_app.py), with ratios and issue 10's targets (RSS ratio <= 2, start ratio <= 3).
 
-- **Cold start**: from spawning the process to the first 200 from GET READY_PATH (polled every 10 ms). Ours is
-  `python -m bot.cli serve` on a fresh SQLite file migrated by Alembic beforehand (untimed) with a signed-Slack
+- **Cold start**: from starting the server to its first 200 from GET READY_PATH (polled every 10 ms). Ours is
+  `madoguchi serve` on a fresh SQLite file migrated by Alembic beforehand (untimed) with a signed-Slack
   configuration (SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET, SLACK_API_URL on the tests' stub Web API, in this process),
   so it serves /slack/events, /api/messages (Teams, anonymous), the delivery loop and the tick; the bare app is
-  `python bench/bare_bolt_app.py` with the same variables. Both run outside docker, with this Python.
-- **Idle RSS**: VmRSS of that process (/proc/PID/status) once it has been idle for `--idle` seconds after ready.
+  bench/bare_bolt_app.py with the same variables. **CPU until ready**: the server's user + system time then.
+- **Idle RSS**: VmRSS of the server's process (/proc/PID/status) once it has been idle for `--idle` seconds.
+- Both are measured twice: as processes of this machine (this Python and its site-packages), and as containers
+  of the two images (`docker run --network host`; the start then includes docker's own; the process measured is
+  the container's PID 1, the server itself). Only the first without docker.
 - **Image size**: `docker image inspect` of ours (`--image`, default $MADOGUCHI_IMAGE or madoguchi:dev) and of the
   bare app built here into an image of its own, on the same base (`--base-image`, default $MADOGUCHI_BASE_IMAGE
   or madoguchi-base:bookworm, as scripts/docker-ci makes it), with the same slack-bolt, slack-sdk and aiohttp
-  versions as this Python has; `--no-image` (or no docker) skips that part and says so.
+  versions as this Python has; `--no-image` (or no docker) skips the images and says so.
 Each side runs `--rounds` times, interleaved (ours, bare, ours, ...); the median is printed.
 
 Usage, from the repository root::
@@ -32,7 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,6 +67,7 @@ class Side:
     name: str
     starts: list[float] = field(default_factory=list)  # seconds
     rss: list[int] = field(default_factory=list)  # kB
+    cpu: list[float] = field(default_factory=list)  # seconds of CPU (user + system) until ready
 
 
 def free_port() -> int:
@@ -79,6 +83,13 @@ def rss_kb(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for process {pid}")
 
 
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of the process (/proc/PID/stat): its CPU until now, which other load on the machine slows
+    less than the wall-clock start."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def environment(api_url: str, database_url: str) -> dict[str, str]:
     """The process's environment: this one's, minus anything that would switch on more (Socket Mode, a Teams
     registration, another workflows file), plus the signed-Slack configuration."""
@@ -89,11 +100,69 @@ def environment(api_url: str, database_url: str) -> dict[str, str]:
     return env
 
 
-async def ready(session: aiohttp.ClientSession, url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+class Running:
+    """One started server: its (host) PID, how to stop it, and its log so far."""
+
+    def __init__(self, pid: int, stop: Callable[[], None], log: Callable[[], str]) -> None:
+        self.pid, self.stop, self.log = pid, stop, log
+
+
+Launch = Callable[[int], Running]  # port -> the server, started
+
+
+def on_host(command: list[str], env: dict[str, str], log: Path) -> Launch:
+    """The server as a process of this machine, with this Python."""
+
+    def launch(port: int) -> Running:
+        out = log.open("wb")
+        process = subprocess.Popen([*command, "--host", "127.0.0.1", "--port", str(port)], env=env, cwd=log.parent,
+                                   stdout=out, stderr=subprocess.STDOUT)
+
+        def stop() -> None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            out.close()
+
+        return Running(process.pid, stop, lambda: log.read_text(errors="replace")[-2000:])
+
+    return launch
+
+
+def in_container(image: str, env: dict[str, str], options: list[str], command: list[str]) -> Launch:
+    """The server as a container (--network host) of the image; its PID is the container's process 1 (the image's
+    entrypoint execs the server)."""
+
+    def launch(port: int) -> Running:
+        name = f"madoguchi-bench-{port}"
+        variables = [a for k, v in {**env, "MADOGUCHI_HOST": "127.0.0.1", "MADOGUCHI_PORT": str(port)}.items()
+                     for a in ("-e", f"{k}={v}")]
+        extra = [a.replace("{port}", str(port)) for a in command]
+        subprocess.run(["docker", "run", "-d", "--name", name, "--network", "host", *variables, *options, image,
+                        *extra], check=True, capture_output=True)
+        pid = int(subprocess.run(["docker", "inspect", "--format", "{{.State.Pid}}", name], check=True,
+                                 capture_output=True, text=True).stdout)
+
+        def log() -> str:
+            done = subprocess.run(["docker", "logs", "--tail", "40", name], capture_output=True, text=True)
+            return done.stdout + done.stderr
+
+        def stop() -> None:
+            subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+
+        return Running(pid, stop, log)
+
+    return launch
+
+
+async def ready(session: aiohttp.ClientSession, url: str, server: Running) -> None:
     deadline = time.monotonic() + START_TIMEOUT
     while True:
-        if process.poll() is not None:
-            raise RuntimeError(f"{url}: the process exited ({process.returncode}):\n{log.read_text()[-2000:]}")
+        if not Path(f"/proc/{server.pid}").exists():
+            raise RuntimeError(f"{url}: the server exited:\n{server.log()}")
         try:
             async with session.get(url) as response:
                 if response.status == 200:
@@ -101,36 +170,42 @@ async def ready(session: aiohttp.ClientSession, url: str, process: subprocess.Po
         except aiohttp.ClientConnectionError:
             pass
         if time.monotonic() > deadline:
-            raise RuntimeError(f"{url}: not ready within {START_TIMEOUT:g} s:\n{log.read_text()[-2000:]}")
+            raise RuntimeError(f"{url}: not ready within {START_TIMEOUT:g} s:\n{server.log()}")
         await asyncio.sleep(0.01)
 
 
-async def one_start(side: Side, command: list[str], env: dict[str, str], workdir: Path, path: str,
-                    idle: float) -> None:
-    """Spawn, time to ready, wait idle, read RSS, stop (SIGTERM, then SIGKILL if it hangs)."""
+async def one_start(side: Side, launch: Launch, path: str, idle: float) -> None:
+    """Start, time to ready, wait idle, read RSS, stop."""
     port = free_port()
-    log = workdir / f"{side.name.replace(' ', '-')}-{len(side.starts)}.log"
-    with log.open("wb") as out:
-        session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2))
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
         started = time.monotonic()
-        process = subprocess.Popen([*command, "--host", "127.0.0.1", "--port", str(port)], env=env, cwd=workdir,
-                                   stdout=out, stderr=subprocess.STDOUT)
+        server = await asyncio.to_thread(launch, port)
         try:
-            await ready(session, f"http://127.0.0.1:{port}{path}", process, log)
+            await ready(session, f"http://127.0.0.1:{port}{path}", server)
             side.starts.append(time.monotonic() - started)
+            side.cpu.append(cpu_seconds(server.pid))
             await asyncio.sleep(idle)
-            side.rss.append(rss_kb(process.pid))
+            side.rss.append(rss_kb(server.pid))
         finally:
-            process.send_signal(signal.SIGTERM)
-            await session.close()
-            try:
-                await asyncio.to_thread(process.wait, 15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            await asyncio.to_thread(server.stop)
 
 
-async def processes(rounds: int, idle: float, path: str) -> tuple[Side, Side]:
+def migrated_sqlite(directory: Path) -> str:
+    """A fresh SQLite file migrated by Alembic (untimed: an operator migrates before starting), in a directory
+    the image's user (uid 10001) may write to as well."""
+    directory.mkdir(mode=0o777)
+    directory.chmod(0o777)
+    database = directory / "madoguchi.db"
+    db = Database(f"sqlite:///{database}")
+    upgrade(db.engine)
+    db.dispose()
+    database.chmod(0o666)
+    return f"sqlite:///{database}"
+
+
+async def measure(rounds: int, idle: float, path: str, images: tuple[str, str] | None) -> tuple[Side, Side]:
+    """Both sides, `rounds` times, interleaved; as processes of this machine, or (images = ours, bare) as
+    containers of the images."""
     api = SlackApiStub()
     await api.start()
     ours, bare = Side("ours"), Side("bare Bolt")
@@ -138,14 +213,19 @@ async def processes(rounds: int, idle: float, path: str) -> tuple[Side, Side]:
         with tempfile.TemporaryDirectory(prefix="madoguchi-bench-footprint-") as tmp:
             work = Path(tmp)
             for i in range(rounds):
-                database = work / f"ours-{i}.db"
-                db = Database(f"sqlite:///{database}")
-                upgrade(db.engine)  # untimed: an operator migrates before starting
-                db.dispose()
-                env = environment(api.api_url, f"sqlite:///{database}")
-                await one_start(ours, [sys.executable, "-m", "bot.cli", "serve"], env, work, path, idle)
-                await one_start(bare, [sys.executable, str(ROOT / "bench" / "bare_bolt_app.py"), "--path", path],
-                                env, work, path, idle)
+                data = work / f"data-{i}"
+                env = environment(api.api_url, migrated_sqlite(data))
+                if images is None:
+                    mine = on_host([sys.executable, "-m", "bot.cli", "serve"], env, work / f"ours-{i}.log")
+                    theirs = on_host([sys.executable, str(ROOT / "bench" / "bare_bolt_app.py"), "--path", path],
+                                     env, work / f"bare-{i}.log")
+                else:
+                    slack = {k: v for k, v in env.items() if k.startswith("SLACK_")}
+                    mine = in_container(images[0], slack, ["-v", f"{data}:/var/lib/madoguchi/data"], [])
+                    theirs = in_container(images[1], slack, [], ["python", "/app/bare_bolt_app.py", "--host",
+                                                                 "127.0.0.1", "--port", "{port}", "--path", path])
+                await one_start(ours, mine, path, idle)
+                await one_start(bare, theirs, path, idle)
     finally:
         await api.close()
     return ours, bare
@@ -239,17 +319,22 @@ def print_images(result: tuple[int, int, int] | str, image: str, base: str) -> N
           f"{mb(ours - base_size)} vs {mb(bare - base_size)}, ratio {(ours - base_size) / max(bare - base_size, 1):.2f})")
 
 
-def print_processes(ours: Side, bare: Side, path: str) -> None:
+def print_processes(ours: Side, bare: Side, path: str, where: str) -> None:
     rss_o, rss_b = statistics.median(ours.rss) * 1024, statistics.median(bare.rss) * 1024
     start_o, start_b = statistics.median(ours.starts), statistics.median(bare.starts)
+    cpu_o, cpu_b = statistics.median(ours.cpu), statistics.median(bare.cpu)
     rss_ratio, start_ratio = rss_o / rss_b, start_o / start_b
-    print(f"{'idle RSS (median)':<26} {mb(rss_o):>12} {mb(rss_b):>12}   ratio {rss_ratio:.2f}   "
+    print(f"{where}:")
+    print(f"{'  idle RSS (median)':<26} {mb(rss_o):>12} {mb(rss_b):>12}   ratio {rss_ratio:.2f}   "
           f"target <= {TARGET_RSS_RATIO:g}: {verdict(rss_ratio, TARGET_RSS_RATIO)}")
-    print(f"{'cold start to ' + path:<26} {start_o * 1000:>9.0f} ms {start_b * 1000:>9.0f} ms   ratio {start_ratio:.2f}"
-          f"   target <= {TARGET_START_RATIO:g}: {verdict(start_ratio, TARGET_START_RATIO)}")
-    print(f"RSS ratio: {rss_ratio:.2f}  start ratio: {start_ratio:.2f}")
+    print(f"{'  cold start to ' + path:<26} {start_o * 1000:>9.0f} ms {start_b * 1000:>9.0f} ms   ratio "
+          f"{start_ratio:.2f}   target <= {TARGET_START_RATIO:g}: {verdict(start_ratio, TARGET_START_RATIO)}")
+    print(f"{'  CPU until ready':<26} {cpu_o * 1000:>9.0f} ms {cpu_b * 1000:>9.0f} ms   ratio {cpu_o / cpu_b:.2f}   "
+          f"(user + system; less swayed by other load than the start)")
+    print(f"  RSS ratio: {rss_ratio:.2f}  start ratio: {start_ratio:.2f}")
     for side in (ours, bare):
-        print(f"  {side.name}: starts {' '.join(f'{s * 1000:.0f}' for s in side.starts)} ms; "
+        print(f"    {side.name}: starts {' '.join(f'{s * 1000:.0f}' for s in side.starts)} ms; "
+              f"CPU {' '.join(f'{c * 1000:.0f}' for c in side.cpu)} ms; "
               f"RSS {' '.join(f'{r / 1024:.1f}' for r in side.rss)} MiB")
 
 
@@ -279,9 +364,13 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"(stub Web API); bare: bench/bare_bolt_app.py")
     print()
     print(f"{'':<26} {'ours':>12} {'bare Bolt':>12}")
-    print_images("--no-image" if args.no_image else images(args.image, args.base_image), args.image, args.base_image)
-    ours, bare = asyncio.run(processes(args.rounds, args.idle, args.path))
-    print_processes(ours, bare, args.path)
+    sizes = "--no-image" if args.no_image else images(args.image, args.base_image)
+    print_images(sizes, args.image, args.base_image)
+    print_processes(*asyncio.run(measure(args.rounds, args.idle, args.path, None)), args.path,
+                    f"processes of this machine ({sys.executable})")
+    if not isinstance(sizes, str):
+        print_processes(*asyncio.run(measure(args.rounds, args.idle, args.path, (args.image, BARE_IMAGE))),
+                        args.path, "containers of the images (--network host; the start includes docker run)")
     return 0
 
 

@@ -18,9 +18,9 @@ def test_the_footprint_bench_prints_both_sides_and_the_ratios() -> None:
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     out = done.stdout
     assert "image size: skipped (--no-image)" in out
-    assert re.search(r"^idle RSS \(median\)\s+\d+\.\d MB\s+\d+\.\d MB\s+ratio \d+\.\d\d", out, re.M), out
-    assert re.search(r"^cold start to /healthz\s+\d+ ms\s+\d+ ms\s+ratio \d+\.\d\d", out, re.M), out
-    assert re.search(r"^RSS ratio: \d+\.\d\d  start ratio: \d+\.\d\d$", out, re.M), out
+    assert re.search(r"^  idle RSS \(median\)\s+\d+\.\d MB\s+\d+\.\d MB\s+ratio \d+\.\d\d", out, re.M), out
+    assert re.search(r"^  cold start to /healthz\s+\d+ ms\s+\d+ ms\s+ratio \d+\.\d\d", out, re.M), out
+    assert re.search(r"^  RSS ratio: \d+\.\d\d  start ratio: \d+\.\d\d$", out, re.M), out
 
 
 def test_a_bad_option_is_refused_with_a_message() -> None:
