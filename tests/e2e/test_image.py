@@ -2,7 +2,8 @@
 containers, then `madoguchi serve` in a container on SQLite (a file in a bind-mounted volume) and on the test
 PostgreSQL server; it gets healthy (its own HEALTHCHECK and GET /healthz), answers a signed Slack slash command
 by opening the form, stores the submitted request and DMs the requester through the stub Slack Web API on
-loopback, and runs as a user that is not root. The final image holds no build CA, compiler, pip or .env.
+loopback, and runs as a user that is not root. The final image holds no build CA, compiler, pip or .env. Two
+containers on one PostgreSQL database (compose.yaml's two replicas) send each message of a broadcast once.
 
 The image is MADOGUCHI_IMAGE (`scripts/docker-ci build` makes one and prints it; .ci/run builds it on a Debian base
 made by debootstrap, since no registry is reachable). Containers use `--network host`: the stub Slack and the
@@ -20,7 +21,10 @@ import subprocess
 import tarfile
 import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +32,16 @@ import aiohttp
 import pytest
 import sqlalchemy as sa
 
+from config.policy import load_policy
+from config.settings import DEFAULT_WORKFLOWS
+from models.db import Database
+from models.messaging import outbox
 from tests.conftest import PG_SKIP_REASON, PG_URL, REQUIRE_PG
+from tests.e2e.test_delivery_crash import seed
 from tests.e2e.test_slack_edge import EXPENSE, SECRET, Slack
 from tests.stubs.slack_api import SlackApiStub
+from workflow import broadcasts as bc
+from workflow.audiences import Audience
 
 IMAGE = os.environ.get("MADOGUCHI_IMAGE", "")
 REQUIRE = os.environ.get("MADOGUCHI_REQUIRE_DOCKER") == "1"
@@ -39,6 +50,7 @@ DEMO_ORG = "/opt/venv/lib/python3.11/site-packages/config/defaults/demo_org.csv"
 USERS = {"U-yuki": "takahashi.yuki@example.jp", "U-kenji": "sato.kenji@example.jp"}  # from the demo org
 BIN_DIRS = {"bin", "usr/bin", "usr/local/bin", "opt/venv/bin"}
 UID = "10001"  # the image's user (Dockerfile)
+RECIPIENTS = 40  # plus the HR author, who is in "everyone" too
 
 
 def _docker_missing() -> str | None:
@@ -97,6 +109,13 @@ def database(request: pytest.FixtureRequest, tmp_path: Path, image: str) -> Iter
         # the image's own DATABASE_URL (a SQLite file in /var/lib/madoguchi/data), on a directory of this test
         yield "", ["-v", f"{data}:/var/lib/madoguchi/data"], f"sqlite:///{data}/madoguchi.db"
         return
+    with own_postgres_database() as url:
+        yield url, [], url  # --network host: the container reaches the server on 127.0.0.1 as the test does
+
+
+@contextmanager
+def own_postgres_database() -> Iterator[str]:
+    """A database of this test's own on the test PostgreSQL server (dropped at the end); its URL."""
     if not PG_URL:
         if REQUIRE_PG:
             pytest.fail("MADOGUCHI_REQUIRE_POSTGRES=1 but MADOGUCHI_TEST_POSTGRES_URL is not set")
@@ -105,9 +124,8 @@ def database(request: pytest.FixtureRequest, tmp_path: Path, image: str) -> Iter
     admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = sa.make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
     try:
-        yield url, [], url  # --network host: the container reaches the server on 127.0.0.1 as the test does
+        yield sa.make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
     finally:
         with admin.connect() as conn:
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
@@ -253,3 +271,43 @@ def test_the_final_image_holds_no_build_ca_compiler_pip_or_env_file(image: str, 
     programs = {n.rsplit("/", 1)[-1] for n in names if n.rsplit("/", 1)[0] in BIN_DIRS}
     assert "python3" in programs and not programs & {"gcc", "cc", "g++", "clang", "make", "pip", "pip3"}
     assert not [n for n in names if n.rsplit("/", 1)[-1] == ".env"]
+
+
+@pytest.mark.postgres
+async def test_two_replicas_on_one_database_send_each_broadcast_message_once(image: str) -> None:
+    """compose.yaml's two replicas, as two containers of the image on one PostgreSQL database: a broadcast already
+    due when they start is fired by the first tick of one of them (each runs its tick at start) and delivered by
+    their two delivery loops; every recipient gets exactly one DM."""
+    with own_postgres_database() as url:
+        api = SlackApiStub()
+        await api.start()
+        replicas = [Container(image, {"DATABASE_URL": url, "SLACK_BOT_TOKEN": "xoxb-image", "SLACK_SIGNING_SECRET": SECRET,
+                                      "SLACK_API_URL": api.api_url, "MADOGUCHI_HOST": "127.0.0.1",
+                                      "MADOGUCHI_PORT": str(free_port())}, []) for _ in range(2)]
+        db = Database(url)
+        try:
+            assert "schema at" in await replicas[0].once("db", "upgrade")  # compose's one-shot migrate service
+            author = seed(db, RECIPIENTS)
+            due = datetime.now(UTC) - timedelta(seconds=1)
+            # stored as if made a minute ago for `due`: not fired by create(), due for the replicas' first tick
+            made = bc.create(db, load_policy(DEFAULT_WORKFLOWS), bc.Draft(author, Audience("everyone"), "健康診断の予約を",
+                             "Book your health check", False, send_at=due), due - timedelta(minutes=1))
+            assert made.ok and made.count == 0, made.message
+            await asyncio.gather(*(replica.start() for replica in replicas))
+
+            async def all_sent() -> bool:
+                for replica in replicas:
+                    await replica.health()  # fails at once, with the log, if a replica died
+                with db.unit_of_work(write=False) as conn:
+                    states = conn.execute(sa.select(outbox.c.state)).scalars().all()
+                return len(states) == RECIPIENTS + 1 and set(states) == {"sent"}
+
+            await until_true("every broadcast message sent", all_sent, replicas[0])
+            # what Slack would show: each recipient's DM with the bot holds exactly one message
+            counts = Counter({c.members[0]: len(c.messages) for c in api.workspace.conversations.values()
+                              if c.kind == "dm"})
+            assert len(counts) == RECIPIENTS + 1 and set(counts.values()) == {1}, counts
+        finally:
+            db.dispose()
+            await asyncio.gather(*(replica.remove() for replica in replicas))
+            await api.close()
