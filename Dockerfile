@@ -34,8 +34,8 @@ COPY migrations /src/migrations
 RUN /opt/venv/bin/pip wheel --no-deps --wheel-dir /wheels /src \
     && /opt/venv/bin/pip install --no-index --no-deps /wheels/madoguchi-*.whl \
     && /opt/venv/bin/pip uninstall -q -y pip setuptools
-# (pip installs byte-compiled: the runtime, whose user cannot write /opt/venv, starts without compiling.
-# Nothing at run time imports pip, setuptools or pkg_resources: they stay here.)
+# pip byte-compiles what it installs, so the runtime, whose user cannot write /opt/venv, starts without compiling.
+# pip and setuptools leave the venv: nothing at run time imports them (nor pkg_resources).
 
 # ---- runtime: the base, the venv, a user of its own; no compilers, no pip caches, no build CAs ----
 FROM ${BASE_IMAGE}
