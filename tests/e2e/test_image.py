@@ -180,9 +180,9 @@ async def served(image: str, database: tuple[str, list[str], str]) -> AsyncItera
     api = SlackApiStub(users=dict(USERS))
     await api.start()
     port = free_port()
-    container = Container(image, {**({"DATABASE_URL": url} if url else {}), "SLACK_BOT_TOKEN": "xoxb-image", "SLACK_SIGNING_SECRET": SECRET,
-                                  "SLACK_API_URL": api.api_url, "MADOGUCHI_HOST": "127.0.0.1",
-                                  "MADOGUCHI_PORT": str(port), "MADOGUCHI_MIGRATE": "1"}, options)
+    env = {"SLACK_BOT_TOKEN": "xoxb-image", "SLACK_SIGNING_SECRET": SECRET, "SLACK_API_URL": api.api_url,
+           "MADOGUCHI_HOST": "127.0.0.1", "MADOGUCHI_PORT": str(port), "MADOGUCHI_MIGRATE": "1"}
+    container = Container(image, {**({"DATABASE_URL": url} if url else {}), **env}, options)
     try:
         assert "schema at" in await container.once("db", "upgrade")
         assert "imported" in await container.once("org", "import", DEMO_ORG)
@@ -250,6 +250,13 @@ def test_the_image_runs_as_its_own_user_and_probes_healthz(image: str) -> None:
         assert "schema at" in migrated
     finally:
         docker("volume", "rm", "-f", volume, check=False)
+
+
+def test_a_broken_configuration_stops_the_container_with_the_reason(image: str) -> None:
+    done = docker("run", "--rm", "--network", "host", "-e", "MADOGUCHI_WORKFLOWS=/etc/madoguchi/missing.yaml", image,
+                  check=False)
+    assert done.returncode == 1
+    assert "/etc/madoguchi/missing.yaml" in done.stderr and "problem" in done.stderr
 
 
 def test_the_final_image_holds_no_build_ca_compiler_pip_or_env_file(image: str, tmp_path: Path) -> None:
