@@ -3,17 +3,21 @@ MADOGUCHI_LOG_FORMAT=json) one JSON object a line, each with the request id of t
 
 What must never reach a log: tokens, signing secrets, passwords (the database URL's too) and message bodies.
 - Our own log lines name rows, ids and error codes, never what a message says.
-- Libraries that log request bodies or SQL parameters at DEBUG (slack_sdk logs every Web API call's body,
-  SQLAlchemy its statements' parameters, botbuilder/msrest/msal their HTTP traffic) are held at WARNING whatever
-  MADOGUCHI_LOG_LEVEL says; aiohttp's access log is replaced by our own line per request (bot/observability.py),
-  which names the path, never the query or body.
+- Libraries that log request bodies or SQL parameters below WARNING (slack_sdk logs every Web API call's body,
+  slack_bolt a refused request's body at INFO, SQLAlchemy its statements' parameters, botbuilder/msrest/msal their
+  HTTP traffic) are held at WARNING whatever MADOGUCHI_LOG_LEVEL says: by logger name, and by the file a record
+  comes from (Bolt gives its loggers names of their own, e.g. after the app, and copies the root's level onto
+  them). aiohttp's access log is replaced by our own line per request (bot/observability.py), which names the
+  route, never the query or body.
 - As a last guard, every secret the settings hold is replaced by "[redacted]" in each formatted line.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
+import os
 import sys
 from collections.abc import Iterable
 from typing import TextIO
@@ -39,6 +43,34 @@ class RequestId(logging.Filter):
         if getattr(record, "request_id", None) is None:
             record.request_id = TRACE.get()
         return True
+
+
+class Quiet(logging.Filter):
+    """Drops the records below WARNING of the libraries in QUIET: by logger name or by the file they come from."""
+
+    def __init__(self, names: Iterable[str] = QUIET) -> None:
+        super().__init__()
+        self.names = tuple(names)
+        self.dirs = tuple(d + os.sep for d in _package_dirs(self.names))
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.WARNING:
+            return True
+        name = record.name
+        if any(name == n or name.startswith(n + ".") for n in self.names):
+            return False
+        return not record.pathname.startswith(self.dirs)
+
+
+def _package_dirs(names: Iterable[str]) -> list[str]:
+    found = []
+    for name in {n.split(".")[0] for n in names}:
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            continue
+        found += [os.path.realpath(d) for d in (spec.submodule_search_locations or [])] if spec else []
+    return found
 
 
 class Redacting(logging.Formatter):
@@ -83,6 +115,7 @@ def configure(settings: Settings, stream: TextIO | None = None) -> logging.Handl
     the handler (tests add their own the same way). Replaces handlers a previous call installed."""
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(formatter(settings))
+    handler.addFilter(Quiet())
     handler.addFilter(RequestId())
     root = logging.getLogger()
     for old in [h for h in root.handlers if getattr(h, "madoguchi", False)]:
