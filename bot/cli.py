@@ -4,6 +4,7 @@ print the leave ledger. Errors go to stderr with a non-zero exit; nothing half-d
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -63,6 +64,11 @@ def _serve_settings() -> Settings:
             got = f" (got {problem.get('input')!r})" if name.startswith("MADOGUCHI_") else ""  # never a secret
             err.print(f"  [red]✗[/] {escape(name)}: {escape(problem['msg'])}{escape(got)}", highlight=False)
         raise typer.Exit(1) from None
+
+
+def _banner(text: str) -> None:
+    """aiohttp's "Running on ..." as a log line (one JSON object with MADOGUCHI_LOG_FORMAT=json, not bare text)."""
+    logging.getLogger(__name__).info(text.replace("\n", " "))
 
 
 def _database(settings: Settings) -> Database:
@@ -143,7 +149,7 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on.")] = "12
     try:
         # access_log None: bot/observability.py logs each request itself, with its request id
         web.run_app(make_app(settings, policy=policy), host=host, port=port, shutdown_timeout=SHUTDOWN_HTTP,
-                    access_log=None)
+                    access_log=None, print=_banner)
     except SocketModeError as exc:
         err.print(f"[red]✗ {escape(str(exc))}[/]")
         raise typer.Exit(1) from None

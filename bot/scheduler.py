@@ -82,6 +82,7 @@ class Ticker:
         self._started = time.monotonic()
         self._finished: float | None = None  # monotonic time the last tick finished
         self._running: asyncio.Future[dict[str, int]] | None = None
+        self._stopped = False
 
     async def run_once(self) -> dict[str, int]:
         TRACE.set(f"tick-{uuid.uuid4().hex[:12]}")  # this job's own task: the trace ends with it
@@ -106,8 +107,10 @@ class Ticker:
         return f"scheduler: no tick finished for {since:.0f} s (interval {self.interval:g} s)"
 
     def stop(self) -> None:
-        """No tick starts from now on (the process is shutting down)."""
-        if self.scheduler.running:
+        """No tick starts from now on (the process is shutting down). Once only: AsyncIOScheduler's shutdown is
+        carried out later on the loop, so `running` stays true until then and a second call would fail."""
+        if self.scheduler.running and not self._stopped:
+            self._stopped = True
             self.scheduler.shutdown(wait=False)
 
     async def context(self, _app: object) -> AsyncIterator[None]:
