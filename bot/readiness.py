@@ -31,6 +31,7 @@ class Readiness:
         self.db, self.ticker = db, ticker  # ticker None: this process does not tick (not required)
         self._head: str | None = None
         self._probe: asyncio.Future[str | None] | None = None
+        self._said: list[str] = []  # the reasons last logged: a change is logged, not every probe
 
     async def reasons(self) -> list[str]:
         """Why the process is not ready; empty when it is."""
@@ -41,6 +42,12 @@ class Readiness:
         stalled = self.ticker.stalled() if self.ticker is not None else None
         if stalled is not None:
             found.append(stalled)
+        if found != self._said:
+            if found:
+                log.warning("not ready: %s", "; ".join(found))
+            else:
+                log.info("ready")
+            self._said = found
         return found
 
     async def _database(self) -> str | None:
@@ -77,7 +84,6 @@ def readyz_handler(readiness: Readiness) -> Callable[[web.Request], Awaitable[we
     async def readyz(_: web.Request) -> web.Response:
         reasons = await readiness.reasons()
         if reasons:
-            log.info("not ready: %s", "; ".join(reasons))
             return web.json_response({"status": "not ready", "reasons": reasons}, status=503)
         return web.json_response({"status": "ready"})
 
