@@ -94,6 +94,7 @@ async def test_sigterm_mid_broadcast_exits_0_releases_its_claims_and_a_second_pr
             assert time.monotonic() - termed_at[0] < EXIT_WITHIN, f"still running 10 s after SIGTERM\n{server.output()}"
             await asyncio.sleep(0.01)
         assert process.returncode == 0, server.output()
+        exited_after = time.monotonic() - termed_at[0]
         server._close()
 
         at_exit = dms(api, users)
@@ -134,5 +135,5 @@ async def test_sigterm_mid_broadcast_exits_0_releases_its_claims_and_a_second_pr
         assert all("request_id" in line and "level" in line for line in lines)
         assert [line for line in lines if line["level"] in ("ERROR", "CRITICAL")] == [], log.name
         assert [s for s in secrets + [MESSAGE_JA, MESSAGE_EN, "年末調整"] if s in text] == [], log.name
-    print(f"\n{len(users)} recipients; at SIGTERM {len(sent)} sent, {len(waiting)} left pending "
+    print(f"\n{len(users)} recipients; exit 0 {exited_after:.2f} s after SIGTERM; {len(sent)} sent, {len(waiting)} left pending "
           f"({released[0]['message']}); duplicates {sum(n - 1 for n in final.values())} ({db.dialect})")

@@ -305,7 +305,7 @@ async def test_readyz_with_postgresql_unreachable_says_so_until_it_is_back(db: D
 
 
 async def test_readiness_requires_a_ticking_scheduler_only_when_the_tick_is_on(db: Database, policy: Policy) -> None:
-    ticker = Ticker(db, policy, interval=0.2)  # never started: it stalls after 3 intervals
+    ticker = Ticker(db, policy, interval=1.0)  # never started: it stalls after 3 intervals
     readiness = Readiness(db, ticker)
     deadline = time.monotonic() + 10
     while not (reasons := await readiness.reasons()):
