@@ -89,7 +89,10 @@ class Ticker:
         started = time.perf_counter()
         self._running = asyncio.ensure_future(asyncio.to_thread(tick, self.db, self.policy, self.clock()))
         done = await asyncio.shield(self._running)  # a cancelled job still lets its thread's work be awaited
-        self.metrics.tick_seconds.observe(time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        self.metrics.tick_seconds.observe(seconds)
+        if any(done.values()):  # an idle tick says nothing (one a minute per replica)
+            log.info("tick: %s in %.2f s", ", ".join(f"{name} {n}" for name, n in done.items()), seconds)
         for name in (n for n, count in done.items() if count < 0):
             self.metrics.tick_failures.labels(name).inc()
         self._finished = time.monotonic()

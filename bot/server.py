@@ -109,6 +109,7 @@ def _mount_operations(app: web.Application, db: Database, clock: Callable[[], da
 
     async def stop_background(_: web.Application) -> None:
         # before the requests under way are waited for: nothing new is claimed or ticked meanwhile
+        log.info("shutdown: no new events, claims or ticks; finishing what is under way")
         app[DELIVERY].stop()
         if ticker is not None:
             ticker.stop()
