@@ -171,6 +171,10 @@ def demo(host: Annotated[str, typer.Option(help="Address to listen on.")] = "127
     from bot.server import DATABASE, DELIVERY, SHUTDOWN_HTTP, make_app
 
     settings = _serve_settings()
+    if "log_level" not in settings.model_fields_set:
+        # the page long-polls and the bot calls the playground's own Web API: a line per request would bury the
+        # demo's terminal; a newcomer sees warnings and errors only (MADOGUCHI_LOG_LEVEL=INFO shows them all)
+        settings = settings.model_copy(update={"log_level": "WARNING"})
     configure(settings)
     policy = _policy(settings)
     base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"

@@ -85,10 +85,13 @@ class Ticker:
         self._stopped = False
 
     async def run_once(self) -> dict[str, int]:
-        TRACE.set(f"tick-{uuid.uuid4().hex[:12]}")  # this job's own task: the trace ends with it
+        trace = TRACE.set(f"tick-{uuid.uuid4().hex[:12]}")  # copied into the tick's thread by to_thread
         started = time.perf_counter()
-        self._running = asyncio.ensure_future(asyncio.to_thread(tick, self.db, self.policy, self.clock()))
-        done = await asyncio.shield(self._running)  # a cancelled job still lets its thread's work be awaited
+        try:
+            self._running = asyncio.ensure_future(asyncio.to_thread(tick, self.db, self.policy, self.clock()))
+            done = await asyncio.shield(self._running)  # a cancelled job still lets its thread's work be awaited
+        finally:
+            TRACE.reset(trace)
         seconds = time.perf_counter() - started
         self.metrics.tick_seconds.observe(seconds)
         if any(done.values()):  # an idle tick says nothing (one a minute per replica)
