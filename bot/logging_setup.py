@@ -21,6 +21,7 @@ import os
 import sys
 from collections.abc import Iterable
 from typing import TextIO
+from urllib.parse import quote, quote_plus
 
 import sqlalchemy as sa
 from pythonjsonlogger.json import JsonFormatter
@@ -94,10 +95,12 @@ def secrets_of(settings: Settings) -> list[str]:
     values = [settings.slack_bot_token, settings.slack_signing_secret, settings.slack_app_token,
               settings.slack_client_secret, settings.microsoft_app_password]
     try:
-        values.append(sa.make_url(settings.database_url).password)
+        password = sa.make_url(settings.database_url).password
+        if password:  # as written in the URL (percent-encoded) and as sent to the server
+            values += [str(password), quote_plus(str(password)), quote(str(password), safe="")]
     except sa.exc.ArgumentError:
         pass  # not a URL: the database layer will say so; nothing to hide in it
-    return [v for v in values if v and len(v) >= 4]
+    return sorted({v for v in values if v and len(v) >= 4})
 
 
 def formatter(settings: Settings) -> logging.Formatter:

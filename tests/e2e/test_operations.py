@@ -221,6 +221,15 @@ async def test_an_unusable_request_id_is_replaced_by_a_fresh_one(ops: Ops, given
     assert answered != given and len(answered) == 32 and int(answered, 16) >= 0
 
 
+async def test_an_unknown_path_is_answered_with_a_request_id_and_counted_as_unmatched(ops: Ops) -> None:
+    async with ops.slack.session.get(f"{ops.url}/wp-admin/setup.php?x=1",
+                                     headers={"X-Request-Id": "probe-0000-1111"}) as response:
+        assert response.status == 404 and response.headers["X-Request-Id"] == "probe-0000-1111"
+    got = samples((await ops.get("/metrics"))[1])
+    assert got[("madoguchi_http_requests_total", (("route", "unmatched"), ("status", "404")))] == 1
+    assert not [labels for name, labels in got if "wp-admin" in str(labels)]  # no label per path tried
+
+
 # ------------------------------------------------------------------------------------------------ secret-free
 
 
