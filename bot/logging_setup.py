@@ -80,7 +80,8 @@ class Redacting(logging.Formatter):
     def __init__(self, inner: logging.Formatter, secrets: Iterable[str]) -> None:
         super().__init__()
         self.inner = inner
-        spellings = {s for secret in secrets for s in (secret, json.dumps(secret)[1:-1])}
+        spellings = {s for secret in secrets
+                     for s in (secret, json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1])}
         self.secrets = sorted(spellings, key=len, reverse=True)  # longest first: no half-replaced secret
 
     def format(self, record: logging.LogRecord) -> str:
