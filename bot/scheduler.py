@@ -6,8 +6,9 @@ claims its rows atomically, so any number of processes may tick at once and noth
 job per deadline (a job store of deadlines drops what fell due while the process was down, and APScheduler 3
 forbids sharing one between processes; bench/nudges.py measures both designs).
 
-Due work is a list of functions `(db, policy, now) -> int` (how much they did). To add one, append it to
-`DUE_WORK` (e.g. `("broadcasts", broadcasts.fire_due)`).
+Due work is a list of functions `(db, policy, now, stop) -> int` (how much they did; `stop()` says the process is
+shutting down: a function working in several transactions ends after the current one and leaves the rest due).
+To add one, append it to `DUE_WORK` (e.g. `("broadcasts", broadcasts.fire_due)`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -31,7 +33,8 @@ from workflow import broadcasts, five_day_campaign, nudges
 
 log = logging.getLogger(__name__)
 
-DueWork = Callable[[Database, Policy, datetime], int]
+Stop = Callable[[], bool]
+DueWork = Callable[[Database, Policy, datetime, Stop], int]
 DUE_WORK: list[tuple[str, DueWork]] = [
     ("nudges", nudges.fire_due),
     ("broadcasts", broadcasts.fire_due),  # scheduled and repeated HR broadcasts, once per occurrence
@@ -43,14 +46,21 @@ STALE_TICKS = 3  # readiness: the scheduler is stuck once no tick has finished f
 SHUTDOWN_WAIT = 3.0  # seconds a tick under way at shutdown may take to finish its transactions
 
 
-def tick(db: Database, policy: Policy, now: datetime,
-         work: list[tuple[str, DueWork]] | None = None) -> dict[str, int]:
+def _never() -> bool:
+    return False
+
+
+def tick(db: Database, policy: Policy, now: datetime, work: list[tuple[str, DueWork]] | None = None,
+         stop: Stop = _never) -> dict[str, int]:
     """Run every due-work function (or those of `work`) once as of `now`; returns what each did. One failing
-    does not stop the others (its rows stay due and the next tick tries again)."""
+    does not stop the others (its rows stay due and the next tick tries again). Once `stop()` is true the
+    functions not begun are skipped (not in the result)."""
     done: dict[str, int] = {}
     for name, work_fn in DUE_WORK if work is None else work:
+        if stop():
+            break
         try:
-            done[name] = work_fn(db, policy, now)
+            done[name] = work_fn(db, policy, now, stop)
         except Exception:
             log.exception("due work %r failed", name)
             done[name] = -1
@@ -67,9 +77,10 @@ class Ticker:
     is never overlapped by the next one.
 
     Each tick runs under a trace id of its own (`tick-...`), stamped on the messages it writes; its duration and
-    failures go to `metrics`. At shutdown no tick starts any more, and one under way is waited for (up to
-    SHUTDOWN_WAIT), so its transactions end before the database is closed: the tick's claims are row locks inside
-    its transactions, so nothing stays claimed once they are over."""
+    failures go to `metrics`. At shutdown no tick starts any more, one under way stops after its current
+    transaction (`stop` in DueWork) and is waited for (up to SHUTDOWN_WAIT), so its transactions end before the
+    database is closed: the tick's claims are row locks inside its transactions, so nothing stays claimed once
+    they are over, and what it did not reach stays due."""
 
     def __init__(self, db: Database, policy: Policy, *, clock: Callable[[], datetime] = _utcnow,
                  interval: float = INTERVAL, after: Callable[[], None] | None = None,
@@ -83,12 +94,14 @@ class Ticker:
         self._finished: float | None = None  # monotonic time the last tick finished
         self._running: asyncio.Future[dict[str, int]] | None = None
         self._stopped = False
+        self._stopping = threading.Event()  # read by the tick's thread between its transactions
 
     async def run_once(self) -> dict[str, int]:
         trace = TRACE.set(f"tick-{uuid.uuid4().hex[:12]}")  # copied into the tick's thread by to_thread
         started = time.perf_counter()
         try:
-            self._running = asyncio.ensure_future(asyncio.to_thread(tick, self.db, self.policy, self.clock()))
+            self._running = asyncio.ensure_future(asyncio.to_thread(tick, self.db, self.policy, self.clock(),
+                                                                    None, self._stopping.is_set))
             done = await asyncio.shield(self._running)  # a cancelled job still lets its thread's work be awaited
         finally:
             TRACE.reset(trace)
@@ -115,6 +128,7 @@ class Ticker:
     def stop(self) -> None:
         """No tick starts from now on (the process is shutting down). Once only: AsyncIOScheduler's shutdown is
         carried out later on the loop, so `running` stays true until then and a second call would fail."""
+        self._stopping.set()  # a tick under way ends after its current transaction
         if self.scheduler.running and not self._stopped:
             self._stopped = True
             self.scheduler.shutdown(wait=False)
