@@ -9,7 +9,11 @@ Asserted:
 - the calls under way at SIGTERM (the one the stub was answering among them) were answered and recorded as sent;
 - a second `madoguchi serve` finishes the broadcast: every recipient has the message, at most one duplicate in all;
 - both processes' JSON logs (MADOGUCHI_LOG_FORMAT=json, DEBUG) are one JSON object a line, with no token, signing
-  secret or database password, and no word of the broadcast."""
+  secret or database password, and no word of the broadcast.
+
+And SIGTERM in the middle of a long tick (1,500 due reminders, three transactions of 500): the tick stops after the
+transaction under way, the process exits 0 within 10 s, the reminders it did not reach are still pending, and the
+next process's tick writes them: every approver gets exactly one digest."""
 
 from __future__ import annotations
 
@@ -26,12 +30,16 @@ from aiohttp import web
 
 from config.policy import load_policy
 from config.settings import DEFAULT_WORKFLOWS
+from models import messaging
 from models.db import Database
 from models.messaging import outbox
 from tests.e2e.test_delivery_crash import Server, dms, seed, states
+from tests.e2e.test_two_replicas import midday_zone, workflows_open_today
+from tests.e2e.test_two_replicas import seed as seed_reminders
 from tests.stubs.slack_api import SlackApiStub
 from workflow import broadcasts as bc
 from workflow.audiences import Audience
+from workflow.nudges import DIGEST_KIND
 
 RECIPIENTS = 120  # plus the HR author
 TERM_AT = 1 / 3  # SIGTERM once this share of the recipients has a DM
@@ -137,3 +145,60 @@ async def test_sigterm_mid_broadcast_exits_0_releases_its_claims_and_a_second_pr
         assert [s for s in secrets + [MESSAGE_JA, MESSAGE_EN, "年末調整"] if s in text] == [], log.name
     print(f"\n{len(users)} recipients; exit 0 {exited_after:.2f} s after SIGTERM; {len(sent)} sent, {len(waiting)} left pending "
           f"({released[0]['message']}); duplicates {sum(n - 1 for n in final.values())} ({db.dialect})")
+
+
+REMINDERS = 1500  # three of the tick's transactions (workflow.nudges.BATCH = 500)
+
+
+def reminder_states(db: Database) -> Counter[str]:
+    with db.unit_of_work(write=False) as conn:
+        return Counter({r[0]: r[1] for r in conn.execute(
+            sa.select(messaging.nudges.c.state, sa.func.count()).where(messaging.nudges.c.id <= REMINDERS)
+            .group_by(messaging.nudges.c.state))})
+
+
+async def test_sigterm_mid_tick_stops_after_the_transaction_under_way_and_the_next_tick_sends_the_rest(
+        db: Database, tmp_path: Path) -> None:
+    now = datetime.now(UTC)
+    zone = midday_zone(now)
+    approvers = seed_reminders(db, REMINDERS, zone, now)
+    server = Server(db, "http://127.0.0.1:9/api/", tmp_path)
+    for name in ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET"):  # no Slack: the digests are written, not sent
+        server.env.pop(name)
+    server.env.update({"MADOGUCHI_WORKFLOWS": str(workflows_open_today(tmp_path / "workflows.yaml", zone, now)),
+                       "MADOGUCHI_LOG_FORMAT": "json"})
+    started = time.monotonic()
+    try:
+        server.start()
+        process = server.process
+        assert process is not None
+        while reminder_states(db)["sent"] == 0:  # the tick's first transaction has committed
+            server.alive()
+            assert time.monotonic() - started < DEADLINE, server.output()
+            await asyncio.sleep(0.02)
+        process.send_signal(signal.SIGTERM)
+        termed = time.monotonic()
+        while process.poll() is None:
+            assert time.monotonic() - termed < EXIT_WITHIN, f"still running 10 s after SIGTERM\n{server.output()}"
+            await asyncio.sleep(0.02)
+        assert process.returncode == 0, server.output()
+        exited_after = time.monotonic() - termed
+        server._close()
+        at_exit = reminder_states(db)
+        assert set(at_exit) == {"sent", "pending"}, at_exit  # stopped between transactions: nothing half done
+        assert at_exit["pending"] >= 1, "the tick was over before SIGTERM: nothing was tested"
+
+        server.start()  # the next process's tick sends the rest
+        while reminder_states(db) != Counter({"sent": REMINDERS}):
+            server.alive()
+            assert time.monotonic() - started < DEADLINE, f"{reminder_states(db)}\n{server.output()}"
+            await asyncio.sleep(0.05)
+    finally:
+        await server.stop()
+    with db.unit_of_work(write=False) as conn:
+        written = Counter(conn.execute(sa.select(outbox.c.recipient_id).where(outbox.c.kind == DIGEST_KIND))
+                          .scalars())
+    assert written == Counter(dict.fromkeys(approvers, 1))  # every approver one digest: none twice, none lost
+    print(f"\n{REMINDERS} reminders: SIGTERM after the first transaction, exit 0 {exited_after:.2f} s later, "
+          f"{at_exit['sent']} sent and {at_exit['pending']} left pending; the next process sent the rest "
+          f"({db.dialect})")

@@ -88,7 +88,8 @@ def seed(db: Database, n: int, zone: str, now: datetime) -> dict[int, str]:
             {"id": i, "request_id": i, "assignment_id": i, "target_id": a, "kind": "due", "due_at": due,
              "state": "pending"} for i, a in enumerate(approvers, start=1)])
         for table in (rq.requests, rq.steps, rq.assignments, messaging.nudges):
-            conn.execute(sa.text(f"SELECT setval(pg_get_serial_sequence('{table.name}', 'id'), :n)"), {"n": n})
+            if db.dialect == "postgresql":  # ids were given: the sequences move past them (SQLite's follow max)
+                conn.execute(sa.text(f"SELECT setval(pg_get_serial_sequence('{table.name}', 'id'), :n)"), {"n": n})
     return numbers
 
 
