@@ -10,12 +10,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
-from alembic.runtime.migration import MigrationContext
 
 from models.broadcasts import occurrences, recipients
 from models.db import Database
 from models.messaging import nudges, outbox
 from models.requests import requests
+from models.schema import current_revision
 
 WAITING = ("pending", "sending")  # outbox rows not delivered yet (`sending`: claimed, under way)
 DEPTH_STATES = (*WAITING, "dead")  # counted; `sent` rows pile up for ever and are not
@@ -24,8 +24,7 @@ RECENT_BROADCASTS = timedelta(days=1)  # broadcast occurrences fired this recent
 
 def schema_revision(db: Database) -> str | None:
     """The Alembic revision the database is at (None: never migrated). Raises if the database is unreachable."""
-    with db.engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+    return current_revision(db.engine)
 
 
 @dataclass(frozen=True)
