@@ -13,7 +13,6 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-import sqlalchemy as sa
 from aiohttp import web
 
 from bot.scheduler import Ticker
@@ -27,6 +26,8 @@ TIMEOUT = 3.0  # seconds the database may take to answer a probe
 
 
 class Readiness:
+    """The readiness of one application: its database, and its ticker if it has one."""
+
     def __init__(self, db: Database, ticker: Ticker | None) -> None:
         self.db, self.ticker = db, ticker  # ticker None: this process does not tick (not required)
         self._head: str | None = None
@@ -64,7 +65,7 @@ class Readiness:
             self._head = head_revision()
         try:
             current = schema_revision(self.db)
-        except sa.exc.SQLAlchemyError as exc:
+        except Exception as exc:  # whatever the driver raises, a probe answers 503 with it, never 500
             return f"database unreachable: {_first_line(exc)}"
         if current is None:
             return f"schema missing (expected {self._head}): run `madoguchi db upgrade`"
@@ -73,7 +74,7 @@ class Readiness:
         return None
 
 
-def _first_line(exc: sa.exc.SQLAlchemyError) -> str:
+def _first_line(exc: Exception) -> str:
     """The driver's own message, first line (it names the host and port, never the password)."""
     cause = getattr(exc, "orig", None) or exc
     text = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
