@@ -4,12 +4,14 @@ print the leave ledger. Errors go to stderr with a non-zero exit; nothing half-d
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -49,6 +51,24 @@ def _policy(settings: Settings) -> Policy:
         for problem in exc.problems:
             err.print(f"  [red]✗[/] {escape(problem)}", highlight=False, soft_wrap=True)  # one line each: grep-able
         raise typer.Exit(1) from None
+
+
+def _serve_settings() -> Settings:
+    """The settings, or exit 1 naming each variable that is wrong (before anything starts)."""
+    try:
+        return get_settings()
+    except ValidationError as exc:
+        err.print(f"[bold red]the environment has {exc.error_count()} problem(s):[/]")
+        for problem in exc.errors():
+            name = ".".join(str(p) for p in problem["loc"])
+            got = f" (got {problem.get('input')!r})" if name.startswith("MADOGUCHI_") else ""  # never a secret
+            err.print(f"  [red]✗[/] {escape(name)}: {escape(problem['msg'])}{escape(got)}", highlight=False)
+        raise typer.Exit(1) from None
+
+
+def _banner(text: str) -> None:
+    """aiohttp's "Running on ..." as a log line (one JSON object with MADOGUCHI_LOG_FORMAT=json, not bare text)."""
+    logging.getLogger(__name__).info(text.replace("\n", " "))
 
 
 def _database(settings: Settings) -> Database:
@@ -146,17 +166,22 @@ def _check_connections(settings: Settings) -> None:
 @app.command()
 def serve(host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
           port: Annotated[int, typer.Option(help="Port to listen on.")] = 3000) -> None:
-    """Run the HTTP server: POST /slack/events (when Slack is configured) and GET /healthz."""
+    """Run the HTTP server: POST /slack/events (when Slack is configured), POST /api/messages, GET /healthz,
+    /readyz and /metrics. SIGTERM stops it gracefully (see bot/server.py)."""
     from aiohttp import web  # the server's dependencies only when serving
 
-    from bot.server import make_app
+    from bot.logging_setup import configure
+    from bot.server import SHUTDOWN_HTTP, make_app
     from bot.slack.socket_mode import SocketModeError
 
-    settings = get_settings()
+    settings = _serve_settings()
+    configure(settings)
     policy = _policy(settings)  # a broken workflows.yaml stops here, before listening
     _say_slack_mode(settings)
     try:
-        web.run_app(make_app(settings, policy=policy), host=host, port=port)
+        # access_log None: bot/observability.py logs each request itself, with its request id
+        web.run_app(make_app(settings, policy=policy), host=host, port=port, shutdown_timeout=SHUTDOWN_HTTP,
+                    access_log=None, print=_banner)
     except SocketModeError as exc:
         err.print(f"[red]✗ {escape(str(exc))}[/]")
         raise typer.Exit(1) from None
@@ -171,12 +196,18 @@ def demo(host: Annotated[str, typer.Option(help="Address to listen on.")] = "127
     people, on SQLite, with no Slack workspace. The bot runs its real Slack code path against the playground."""
     from aiohttp import web
 
+    from bot.logging_setup import configure
     from bot.playground import demo as demo_company
     from bot.playground.app import api_url, make_playground, mount
     from bot.playground.clock import DemoClock, add_clock_control
-    from bot.server import DATABASE, DELIVERY, make_app
+    from bot.server import DATABASE, DELIVERY, SHUTDOWN_HTTP, make_app
 
-    settings = get_settings()
+    settings = _serve_settings()
+    if "log_level" not in settings.model_fields_set:
+        # the page long-polls and the bot calls the playground's own Web API: a line per request would bury the
+        # demo's terminal; a newcomer sees warnings and errors only (MADOGUCHI_LOG_LEVEL=INFO shows them all)
+        settings = settings.model_copy(update={"log_level": "WARNING"})
+    configure(settings)
     policy = _policy(settings)
     base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
     playground = make_playground(base)
@@ -199,7 +230,7 @@ def demo(host: Annotated[str, typer.Option(help="Address to listen on.")] = "127
               f"database {database}")
     out.print(f"  open [bold cyan]{base}/?as={company.first}[/] — pick who you are, then type "
               f"[bold]/madoguchi[/] (or 申請 / leave / expense ...)")
-    web.run_app(app, host=host, port=port, print=None)
+    web.run_app(app, host=host, port=port, print=None, shutdown_timeout=SHUTDOWN_HTTP, access_log=None)
 
 
 @app.command()

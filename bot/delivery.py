@@ -28,6 +28,13 @@
 
 The database is reached through thread hops (it is synchronous); writes (claims, results) go to the database's
 writer (`Database.writer`: group-committed with the clicks on SQLite); Slack calls stay on the loop.
+
+Shutdown (`stop`, then `release_claims`): no batch is claimed any more and no call starts; the calls under way are
+answered and recorded; the rows claimed but not begun are given back (`workflow.delivery.release`: pending, due now,
+the attempt not counted), so another replica sends them at once instead of after the lease.
+
+Each row is delivered under the trace of the request that wrote it (`models.messaging.TRACE`, from its payload), so
+its log lines carry that request's id; results are counted for /metrics (`bot.metrics.Metrics`).
 """
 
 from __future__ import annotations
@@ -50,6 +57,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.engine import Connection
 
+from bot.metrics import Metrics
 from bot.slack.blockkit import render_message
 from bot.slack.oauth import TOKEN_GONE, WorkspaceClients
 from bot.teams.adaptive import render_message as render_card
@@ -59,7 +67,7 @@ from config.policy import Policy
 from handlers import notifications
 from handlers.views import Message
 from models.db import Database
-from models.messaging import OutboxMessage
+from models.messaging import TRACE, TRACE_KEY, OutboxMessage
 from workflow import broadcasts, delivery
 from workflow.queue_channels import registered_address
 
@@ -132,6 +140,10 @@ class _Dead(Exception):
 
 class _Again(Exception):
     """The row failed for a reason that is already put right: try it again soon."""
+
+
+class _Stopped(Exception):
+    """The process is shutting down: the call was not made (the row is given back, see `release_claims`)."""
 
 
 class WorkspacePace:
@@ -237,12 +249,15 @@ class SlackDelivery:
                  rate: float | None = None, batch: int = 20, max_attempts: int = 5, backoff: float = 2.0,
                  max_backoff: float = 300.0, clock: Callable[[], datetime] = _utcnow,
                  lease: timedelta = delivery.LEASE, teams: TeamsSender | None = None,
-                 workspaces: WorkspaceClients | None = None) -> None:
+                 workspaces: WorkspaceClients | None = None, metrics: Metrics | None = None) -> None:
         self.db, self.policy, self.client = db, policy, client
         # OAuth installs (several workspaces): each message goes with the bot token of its workspace, and each
         # workspace has its own pace; None: the one `client` (SLACK_BOT_TOKEN) sends everything
         self.workspaces = workspaces
         self._paces: dict[str | None, WorkspacePace] = {}
+        self.metrics = metrics or Metrics()
+        self._claims: dict[int, datetime] = {}  # rows claimed and not recorded yet -> the end of their lease
+        self._stopping = False
         self.teams = teams  # None: Teams is not configured (its recipients' rows are dead, with the reason)
         self.teams_pace = WorkspacePace()  # the Teams bot's own pace: its limits are not Slack's
         self.lease = lease  # how long a claimed row is ours (workflow.delivery.claim_due)
@@ -260,6 +275,21 @@ class SlackDelivery:
         Called on the loop (the edges, and the tick once its worker thread is done)."""
         self._due.set()
 
+    def stop(self) -> None:
+        """Shutting down: claim nothing more, start no call; the calls under way finish (see the docstring)."""
+        self._stopping = True
+        self._due.set()
+
+    async def release_claims(self) -> int:
+        """Give back every row this loop claimed and did not record (after `stop`, once the loop is over)."""
+        claims, self._claims = self._claims, {}
+        if not claims:
+            return 0
+        released = int(await self._write(self._release, claims, self.clock()))
+        self.metrics.deliveries.labels("released").inc(released)
+        log.info("shutdown: released %d claimed outbox rows for other replicas", released)
+        return released
+
     async def run_once(self, now: datetime | None = None) -> int:
         """Deliver what is due at `now` (one batch); returns how many rows were attempted.
 
@@ -268,7 +298,7 @@ class SlackDelivery:
         for their slots (else each batch's claim, renders and DM lookups would leave the pace idle), until a
         batch comes back short. A request's rows in the next batch wait for its rows in this one."""
         moment = now or self.clock()
-        rows = await self._write(self._claim, moment)
+        rows = await self._take(moment)
         rate = self.workspace_rate
         if rate <= 0 or len(rows) < self.batch:
             await self._deliver_batch(rows, moment, {}, [])
@@ -283,10 +313,10 @@ class SlackDelivery:
                 running.append(asyncio.ensure_future(self._deliver_batch(rows, moment, last, left, gate)))
                 if len(rows) < self.batch:
                     break
-                while left[0] > max(1.0, rate * LOOKAHEAD) and not running[-1].done():
+                while left[0] > max(1.0, rate * LOOKAHEAD) and not running[-1].done() and not self._stopping:
                     await asyncio.sleep(min(0.05, 1.0 / rate))
                 moment = now or self.clock()
-                rows = await self._write(self._claim, moment)
+                rows = await self._take(moment)
             await asyncio.gather(*running)
         except BaseException:
             for task in running:
@@ -326,8 +356,8 @@ class SlackDelivery:
 
     async def run_forever(self, interval: float = 0.5) -> None:
         """Deliver until cancelled; when nothing was due, rests until `wake` or `interval` seconds have passed
-        (the timeout catches rows that come due later, or that another process wrote)."""
-        while True:
+        (the timeout catches rows that come due later, or that another process wrote). Ends after `stop`."""
+        while not self._stopping:
             self._due.clear()  # a wake from here on means another round
             try:
                 handled = await self.run_once()
@@ -344,8 +374,19 @@ class SlackDelivery:
     # ------------------------------------------------------------------------------------- one row
 
     async def _deliver(self, row: OutboxMessage, now: datetime) -> None:
+        if self._stopping:
+            return  # claimed, not begun: given back at shutdown
+        token = TRACE.set(str(row.payload.get(TRACE_KEY) or f"outbox-{row.id}"))
+        try:
+            await self._deliver_traced(row, now)
+        finally:
+            TRACE.reset(token)
+
+    async def _deliver_traced(self, row: OutboxMessage, now: datetime) -> None:
         try:
             ref = await self._send(row)
+        except _Stopped:
+            return  # the call was not made: given back at shutdown
         except _Dead as exc:
             await self._record(delivery.mark_dead, row.id, str(exc))
         except _Again as exc:
@@ -627,6 +668,8 @@ class SlackDelivery:
         # what the window counts); a window that is full only ever makes a send later than its channel slot
         await pace.take(self.workspace_rate)
         await self._wait_for(channel)
+        if self._stopping:  # shutting down while this call waited for its slot: it is not made
+            raise _Stopped
         paced = await pace.enter(self.workspace_rate)
         try:
             return await call()  # made here: a call never made (cancelled while it waited) leaves nothing behind
@@ -662,6 +705,7 @@ class SlackDelivery:
         status = exc.response.status_code
         error = str(exc.response.get("error") or f"HTTP {status}")
         if status == 429:
+            self.metrics.rate_limited.labels(PLATFORM).inc()
             # rate limits say nothing about the message: they never make it dead
             after = _seconds(exc.response.headers.get("Retry-After"), default=1.0)
             await self._record(delivery.mark_retry, row.id, f"ratelimited (retry after {after:g}s)",
@@ -674,6 +718,7 @@ class SlackDelivery:
     async def _failed_on_teams(self, row: OutboxMessage, exc: TeamsError, now: datetime) -> None:
         after = _throttled(exc)
         if after is not None:
+            self.metrics.rate_limited.labels(TEAMS).inc()
             await self._record(delivery.mark_retry, row.id, f"throttled by Teams (retry after {after:g}s)",
                                now + timedelta(seconds=after))
         elif exc.permanent:
@@ -693,20 +738,43 @@ class SlackDelivery:
 
     # ------------------------------------------------------------------------------------- database
 
+    async def _take(self, now: datetime) -> list[OutboxMessage]:
+        """Claim the next batch (none once stopping), remembering each row's lease until its result is recorded."""
+        if self._stopping:
+            return []
+        rows: list[OutboxMessage] = await self._write(self._claim, now)
+        for row in rows:
+            self._claims[row.id] = row.next_attempt_at
+        return rows
+
     def _claim(self, now: datetime) -> list[OutboxMessage]:
         with self.db.unit_of_work() as conn:
             return delivery.claim_due(conn, now, self.batch, self.lease)
+
+    def _release(self, claims: dict[int, datetime], now: datetime) -> int:
+        with self.db.unit_of_work() as conn:
+            return delivery.release(conn, claims, now)
 
     async def _write(self, fn: Callable[..., Any], *args: Any) -> Any:
         """A write, on the database's writer (SQLite: the one writer thread, group-committed with the clicks)."""
         return await asyncio.get_running_loop().run_in_executor(self.db.writer, functools.partial(fn, *args))
 
-    async def _record(self, mark: Callable[..., None], *args: Any) -> None:
+    async def _record(self, mark: Callable[..., None], row_id: int, *args: Any) -> None:
         def work() -> None:
             with self.db.unit_of_work() as conn:
-                mark(conn, *args)
+                mark(conn, row_id, *args)
 
         await self._write(work)
+        self._claims.pop(row_id, None)
+        result = RESULTS.get(mark, "other")
+        self.metrics.deliveries.labels(result).inc()
+        # the row and its fate, never what it says; the record carries the trace of the request that wrote it
+        log.log(logging.INFO if result == "sent" else logging.WARNING, "outbox row %s: %s%s", row_id, result,
+                f" ({args[0]})" if result != "sent" and args else "")
+
+
+RESULTS: dict[Callable[..., None], str] = {delivery.mark_sent: "sent", delivery.mark_retry: "retry",
+                                           delivery.mark_dead: "dead"}
 
 
 def _throttled(exc: SlackApiError | TeamsError) -> float | None:

@@ -1,7 +1,13 @@
 """The one aiohttp application of the process: `POST /slack/events` (the Bolt app, when Slack is configured),
-`POST /api/messages` (the Teams bot) and `GET /healthz`; the delivery loop (one for both platforms) and the
-scheduler's tick (bot/scheduler.py) run beside them. The Bolt app is mounted with its aiohttp adapter's
-request/response converters on this application, not run as a second server.
+`POST /api/messages` (the Teams bot), `GET /healthz`, `GET /readyz` and `GET /metrics`; the delivery loop (one for
+both platforms) and the scheduler's tick (bot/scheduler.py) run beside them. The Bolt app is mounted with its
+aiohttp adapter's request/response converters on this application, not run as a second server.
+
+Shutdown (SIGTERM; `madoguchi serve` runs `web.run_app` with SHUTDOWN_HTTP): the listening socket closes first (no
+new events); `on_shutdown` stops the delivery loop's claims and the scheduler; requests under way get SHUTDOWN_HTTP
+seconds; then the cleanup contexts unwind: the tick under way finishes its transactions, the delivery calls under
+way are answered and recorded (DELIVERY_GRACE at most), the rows claimed and not sent are released for the other
+replicas, the database is closed. Well within 10 s.
 
 Slack comes in one of two modes: one workspace with one bot token (`SLACK_BOT_TOKEN`, the simple default), or
 installs into several workspaces through OAuth (`SLACK_CLIENT_ID` + `SLACK_CLIENT_SECRET`, no bot token), which
@@ -11,8 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import aiohttp
 from aiohttp import web
@@ -21,7 +28,10 @@ from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot import observability
 from bot.delivery import SlackDelivery
+from bot.metrics import Metrics, metrics_handler
+from bot.readiness import Readiness, readyz_handler
 from bot.scheduler import Ticker
 from bot.slack.app import Background, BotAuthorization, build_oauth_slack_app, build_slack_app
 from bot.slack.installations import Installations, OAuthStates
@@ -37,11 +47,16 @@ from handlers.conversation import Conversation
 from models.db import Database
 from workflow.engine import Engine
 
+log = logging.getLogger(__name__)
+
 SLACK_APP = web.AppKey("slack_app", AsyncApp)
 DELIVERY = web.AppKey("delivery", SlackDelivery)
 TICKER = web.AppKey("ticker", Ticker)
 DATABASE = web.AppKey("database", Database)
+METRICS = web.AppKey("metrics", Metrics)
 SLACK_EVENTS = "/slack/events"
+SHUTDOWN_HTTP = 2.0  # seconds requests under way may take after SIGTERM (web.run_app's shutdown_timeout)
+DELIVERY_GRACE = 3.0  # seconds the delivery calls under way may take to be answered and recorded at shutdown
 
 
 def make_app(settings: Settings, *, database: Database | None = None, policy: Policy | None = None,
@@ -52,11 +67,14 @@ def make_app(settings: Settings, *, database: Database | None = None, policy: Po
     application owns its database; a caller handing one in, like a test, drives delivery itself). `warm`: look
     the bot up (auth.test) at start; off when the Web API is served by this same application (the playground),
     which does not listen yet at start."""
-    app = web.Application()
+    metrics = Metrics()
+    app = web.Application(middlewares=[observability.middleware(metrics)])
+    app[METRICS] = metrics
     db = database or _own_database(app, settings)
     app[DATABASE] = db
     rules = policy or with_timezone(load_policy(settings.workflows), settings.timezone)
-    engine = Engine(db, rules, clock=clock) if clock else Engine(db, rules)
+    observe = metrics.observe_decision
+    engine = Engine(db, rules, clock=clock, observe=observe) if clock else Engine(db, rules, observe=observe)
     conversation = Conversation(engine)
     app.router.add_get("/healthz", healthz)
     adapter = make_adapter(settings)
@@ -68,8 +86,10 @@ def make_app(settings: Settings, *, database: Database | None = None, policy: Po
     lease = timedelta(seconds=settings.outbox_lease_seconds)
     # one delivery loop for both platforms: each recipient is reached where they last were (Slack or Teams)
     teams = TeamsSender(adapter, settings.microsoft_app_id)
-    app[DELIVERY] = (SlackDelivery(db, rules, client, clock=clock, lease=lease, teams=teams, workspaces=workspaces)
-                     if clock else SlackDelivery(db, rules, client, lease=lease, teams=teams, workspaces=workspaces))
+    app[DELIVERY] = (SlackDelivery(db, rules, client, clock=clock, lease=lease, teams=teams, workspaces=workspaces,
+                                   metrics=metrics, rate=settings.slack_rate) if clock
+                     else SlackDelivery(db, rules, client, lease=lease, teams=teams, workspaces=workspaces,
+                                        metrics=metrics, rate=settings.slack_rate))
     _mount_teams(app, conversation, settings, adapter)
     background = deliver if deliver is not None else database is None
     if slack and settings.slack_bot_token and settings.slack_signing_secret:
@@ -85,9 +105,32 @@ def make_app(settings: Settings, *, database: Database | None = None, policy: Po
         app.cleanup_ctx.append(_delivery_loop)
     if tick if tick is not None else database is None:  # the scheduler's tick: like delivery, off for a test's db
         wake = app[DELIVERY].wake
-        app[TICKER] = Ticker(db, rules, clock=clock, after=wake) if clock else Ticker(db, rules, after=wake)
+        app[TICKER] = (Ticker(db, rules, clock=clock, after=wake, metrics=metrics) if clock
+                       else Ticker(db, rules, after=wake, metrics=metrics))
         app.cleanup_ctx.append(app[TICKER].context)
+    _mount_operations(app, db, clock or _utcnow)
     return app
+
+
+def _mount_operations(app: web.Application, db: Database, clock: Callable[[], datetime]) -> None:
+    """What an orchestrator and a monitoring system ask: `/readyz`, `/metrics`; and the start of a graceful
+    shutdown (see the module's docstring)."""
+    ticker = app.get(TICKER)
+    app.router.add_get("/readyz", readyz_handler(Readiness(db, ticker)))
+    app.router.add_get("/metrics", metrics_handler(app[METRICS], db, clock))
+
+    async def stop_background(_: web.Application) -> None:
+        # before the requests under way are waited for: nothing new is claimed or ticked meanwhile
+        log.info("shutdown: no new events, claims or ticks; finishing what is under way")
+        app[DELIVERY].stop()
+        if ticker is not None:
+            ticker.stop()
+
+    app.on_shutdown.append(stop_background)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
 
 
 def _share_session(app: web.Application, clients: list[AsyncWebClient], replies: Background) -> None:
@@ -107,14 +150,28 @@ def _share_session(app: web.Application, clients: list[AsyncWebClient], replies:
 
 
 async def _delivery_loop(app: web.Application) -> AsyncIterator[None]:
-    """The outbox leaves while the server runs, as a task on the application's own event loop; the loop is
-    cancelled (between chat calls) on shutdown. (A thread of its own with its own loop was measured: the
-    acks got slower, 17 -> 25 ms p50 at concurrency 1 and 223 -> 350 ms p99 at 50, for faster cards at 1 only.)"""
-    task = asyncio.create_task(app[DELIVERY].run_forever())
+    """The outbox leaves while the server runs, as a task on the application's own event loop. (A thread of its
+    own with its own loop was measured: the acks got slower, 17 -> 25 ms p50 at concurrency 1 and 223 -> 350 ms
+    p99 at 50, for faster cards at 1 only.) At shutdown the loop is stopped (no claim, no new call), the calls under
+    way get DELIVERY_GRACE seconds to be answered and recorded (then the loop is cancelled), and the rows it claimed
+    and did not record are released for the other replicas."""
+    delivery = app[DELIVERY]
+    task = asyncio.create_task(delivery.run_forever())
     yield
+    delivery.stop()
+    try:
+        await asyncio.wait_for(asyncio.shield(task), DELIVERY_GRACE)
+    except TimeoutError:
+        log.warning("shutdown: delivery calls still under way after %gs: cancelled", DELIVERY_GRACE)
+    except Exception:
+        log.exception("delivery loop failed")
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+    try:
+        await delivery.release_claims()
+    except Exception:  # the database is gone: the leases run out and the rows are sent anyway
+        log.exception("shutdown: could not release the claimed outbox rows")
 
 
 def _own_database(app: web.Application, settings: Settings) -> Database:

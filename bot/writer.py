@@ -3,11 +3,15 @@ the database's writer (`Database.writer`) and the edge gets its result once it i
 
 On SQLite the writer is one thread that group-commits the calls waiting together; a call a person waits for
 (a click, a command) goes ahead of the delivery loop's bookkeeping. On PostgreSQL it is a pool.
+
+The call runs in a copy of the caller's context (contextvars), as `asyncio.to_thread` would: the request id the
+HTTP edge set (`models.messaging.TRACE`) reaches the use case, which stamps it on the messages it enqueues.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -20,6 +24,7 @@ T = TypeVar("T")
 async def on_writer(db: Database, fn: Callable[..., T], *args: Any) -> T:
     """Run a (synchronous) call on the database's writer; returns once it is committed."""
     writer = db.writer
+    context = contextvars.copy_context()
     if isinstance(writer, GroupCommitWriter):  # a person waits: ahead of the delivery loop's bookkeeping
-        return await asyncio.wrap_future(writer.submit_first(fn, *args))
-    return await asyncio.get_running_loop().run_in_executor(writer, functools.partial(fn, *args))
+        return await asyncio.wrap_future(writer.submit_first(context.run, fn, *args))
+    return await asyncio.get_running_loop().run_in_executor(writer, functools.partial(context.run, fn, *args))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -24,6 +25,12 @@ class Settings(BaseSettings):
     # How long a claimed outbox row stays with the process that claimed it; a process that dies mid-send leaves its
     # rows to be sent again by another (or by itself after a restart) once this has passed.
     outbox_lease_seconds: float = Field(120.0, gt=0, validation_alias="MADOGUCHI_OUTBOX_LEASE_SECONDS")
+    # Messages a second to the whole Slack workspace (posts and updates together); unset: the delivery loop's
+    # default (bot/delivery.py DEFAULT_RATE). An operator who knows the workspace's limit sets it.
+    slack_rate: float | None = Field(None, gt=0, validation_alias="MADOGUCHI_SLACK_RATE")
+    # Logs: `text` (one readable line each) or `json` (one JSON object a line, for a log collector).
+    log_format: Literal["text", "json"] = Field("text", validation_alias="MADOGUCHI_LOG_FORMAT")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", validation_alias="MADOGUCHI_LOG_LEVEL")
 
     slack_bot_token: str | None = Field(None, validation_alias="SLACK_BOT_TOKEN")
     slack_signing_secret: str | None = Field(None, validation_alias="SLACK_SIGNING_SECRET")

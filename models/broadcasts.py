@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from models.base import JSONType, UTCDateTime, metadata
-from models.messaging import outbox
+from models.messaging import outbox, stamped
 
 broadcasts = sa.Table(
     "broadcasts", metadata,
@@ -248,5 +248,5 @@ def enqueue_returning(conn: Connection, messages: list[dict[str, Any]]) -> dict[
     """Add outbox messages (at most one per recipient) in the caller's transaction; recipient id -> outbox id."""
     if not messages:
         return {}
-    result = conn.execute(outbox.insert().returning(outbox.c.id, outbox.c.recipient_id), messages)
+    result = conn.execute(outbox.insert().returning(outbox.c.id, outbox.c.recipient_id), stamped(messages))
     return {int(r.recipient_id): int(r.id) for r in result}

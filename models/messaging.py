@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -11,6 +12,12 @@ from sqlalchemy.engine import Connection
 
 from models.base import JSONType, UTCDateTime, metadata, prepared
 from models.statements import run
+
+# The request id of whatever is writing messages now (an HTTP request, a tick), set by the edges (bot/); `enqueue`
+# stamps it into each message's payload as "trace", so delivery's log lines carry the id of the request that caused
+# them (no column: the payload is the message's own JSON). Copied into the writer thread by bot/writer.py.
+TRACE: ContextVar[str | None] = ContextVar("madoguchi_trace", default=None)
+TRACE_KEY = "trace"
 
 outbox = sa.Table(
     "outbox", metadata,
@@ -91,9 +98,17 @@ class Nudge:
 
 
 def enqueue(conn: Connection, rows: list[dict[str, Any]]) -> None:
-    """Add messages to the outbox in the caller's transaction."""
+    """Add messages to the outbox in the caller's transaction (each stamped with the current trace, if any)."""
     if rows:
-        run(conn, prepared(("enqueue",), outbox.insert), rows)
+        run(conn, prepared(("enqueue",), outbox.insert), stamped(rows))
+
+
+def stamped(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Outbox rows with the current trace (`TRACE`) in their payloads; the rows themselves when there is none."""
+    trace = TRACE.get()
+    if trace is None:
+        return rows
+    return [{**row, "payload": {**row["payload"], TRACE_KEY: trace}} for row in rows]
 
 
 def link_digests(conn: Connection, keys: dict[str, list[int]]) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -201,13 +201,16 @@ def _filled(text: LocalText, **values: Any) -> LocalText:
 # ---------------------------------------------------------------------------------------------- fire
 
 
-def fire_due(db: Database, policy: Policy, now: datetime) -> int:
+def fire_due(db: Database, policy: Policy, now: datetime, stop: Callable[[], bool] = lambda: False) -> int:
     """Fire every occurrence due by `now` (claimed by its unique row, so once across replicas); returns how
-    many messages were enqueued. One unit of work per occurrence."""
+    many messages were enqueued. One unit of work per occurrence; `stop` is asked before each (shutdown: the
+    rest stays due)."""
     with db.unit_of_work(write=False) as conn:
         due = [b.id for b in rows.due_broadcasts(conn, now)]
     sent = 0
     for broadcast_id in due:
+        if stop():
+            break
         with db.unit_of_work() as conn:
             b = rows.get_broadcast(conn, broadcast_id)
             if b is not None and b.cancelled_at is None and b.next_at is not None and b.next_at <= now:

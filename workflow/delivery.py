@@ -48,6 +48,21 @@ def claim_due(conn: Connection, now: datetime, limit: int, lease: timedelta = LE
     return sorted((OutboxMessage(**r._mapping) for r in claimed), key=lambda m: m.id)
 
 
+def release(conn: Connection, claims: dict[int, datetime], now: datetime) -> int:
+    """Give back rows this worker claimed and never tried to send (it is shutting down): each is due again at
+    `now` for any worker, its attempt not counted. `claims`: outbox id -> the lease's end the claim set; a row
+    whose lease ran out and that another worker claimed since (a new lease end) or that was recorded meanwhile is
+    left alone. Returns how many rows were released."""
+    stmt = (outbox.update()
+            .where(outbox.c.id == sa.bindparam("row"), outbox.c.state == "sending",
+                   outbox.c.next_attempt_at == sa.bindparam("leased_until"))
+            .values(state="pending", attempts=sa.case((outbox.c.attempts > 0, outbox.c.attempts - 1), else_=0),
+                    next_attempt_at=now))
+    # one statement per row (a shutdown releases a batch or two): each rowcount says whether that row was ours
+    return sum(conn.execute(stmt, {"row": row, "leased_until": until}).rowcount
+               for row, until in sorted(claims.items()))
+
+
 def mark_sent(conn: Connection, message_id: int, message_ref: dict[str, Any] | None, platform: str,
               now: datetime) -> None:
     """Delivered: remember where, so the message can be updated later."""

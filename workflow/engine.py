@@ -9,6 +9,7 @@ action changes nothing and answers why ("already approved by 佐藤 at 10:32").
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -36,6 +37,9 @@ from workflow.routes import ResolvedStep, RouteError, resolve_route
 Decision = Literal["approve", "reject", "send_back"]
 FINAL = "final"  # the nudge row of a step's final deadline (workflows.yaml: nudges.final)
 Clock = Callable[[], datetime]
+# told of every decision-like use case (decide, claim, resolve, reassign) once its unit of work is over: the outcome
+# and the seconds it took (bot/metrics.py counts decisions and their latency with it)
+DecisionObserver = Callable[[Outcome, float], None]
 _DECIDED = {"approve": "approved", "reject": "rejected", "send_back": "sent_back"}
 
 
@@ -121,8 +125,9 @@ class Engine:
     """The use cases of the back office, over one database and one policy."""
 
     def __init__(self, db: Database, policy: Policy, *, clock: Clock = _utcnow,
-                 calendar: BusinessCalendar | None = None) -> None:
+                 calendar: BusinessCalendar | None = None, observe: DecisionObserver | None = None) -> None:
         self.db = db
+        self.observe = observe
         self.policy = policy
         self.clock = clock
         self.calendar = calendar or calendar_for(policy)
@@ -496,6 +501,14 @@ class Engine:
     # ---------------------------------------------------------------- the shared frame of assignment actions
     def _on_assignment(self, assignment_id: int, actor_id: int, action: Callable[[_Context], Outcome], *,
                        allow_admin: bool = False) -> Outcome:
+        started = time.perf_counter()
+        outcome = self._act_on_assignment(assignment_id, actor_id, action, allow_admin)
+        if self.observe is not None:
+            self.observe(outcome, time.perf_counter() - started)
+        return outcome
+
+    def _act_on_assignment(self, assignment_id: int, actor_id: int, action: Callable[[_Context], Outcome],
+                           allow_admin: bool) -> Outcome:
         now = self.clock()
         with self.db.unit_of_work() as conn:
             request = rq.request_of_assignment(conn, assignment_id, lock=True)

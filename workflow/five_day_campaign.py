@@ -10,6 +10,7 @@ together, or a tick run twice, send each nudge once.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -43,8 +44,9 @@ def period_of(status: FiveDayStatus, today: date, cfg: FiveDayCampaign) -> str |
     return f"{today:%Y-%m}" if today.day >= cfg.monthly_day else None
 
 
-def run(db: Database, policy: Policy, now: datetime) -> int:
-    """Send what the campaign owes as of `now`; returns how many messages were enqueued."""
+def run(db: Database, policy: Policy, now: datetime, stop: Callable[[], bool] = lambda: False) -> int:
+    """Send what the campaign owes as of `now`; returns how many messages were enqueued. (One transaction:
+    `stop`, the tick's shutdown question, has nothing to cut short.)"""
     cfg = policy.campaigns.five_day
     tz = ZoneInfo(policy.company.timezone)
     local = now.astimezone(tz)

@@ -35,6 +35,7 @@ starts a step, and cancels an assignment's rows in the transaction that closes i
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -204,15 +205,17 @@ class Nudger:
         self.db, self.policy, self.batch = db, policy, batch
         self.calendar = calendar or calendar_for(policy)
 
-    def tick(self, now: datetime) -> TickReport:
-        """Everything due by `now`: digests in working hours, back-off, escalations."""
+    def tick(self, now: datetime, stop: Callable[[], bool] = lambda: False) -> TickReport:
+        """Everything due by `now`: digests in working hours, back-off, escalations. `stop`: asked after each
+        round (one transaction of `batch` rows); once it says so (the process is shutting down) the rest stays
+        due for the next tick, here or on another replica."""
         report = TickReport()
         while True:
             with self.db.unit_of_work() as conn:
                 seen, done, finals = self._round(conn, now)
             report.add(done)
             report.returned += self._finals(finals, now)
-            if seen < self.batch:
+            if seen < self.batch or stop():
                 break
         return report
 
@@ -371,9 +374,9 @@ def _one_per_assignment(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(best.values(), key=lambda i: i["_order"])
 
 
-def fire_due(db: Database, policy: Policy, now: datetime) -> int:
+def fire_due(db: Database, policy: Policy, now: datetime, stop: Callable[[], bool] = lambda: False) -> int:
     """The scheduler's due-work entry for nudges: how many nudges went out."""
-    return Nudger(db, policy).tick(now).done
+    return Nudger(db, policy).tick(now, stop).done
 
 
 # ------------------------------------------------------------------------------------------------ snooze

@@ -45,6 +45,8 @@ from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
+from models.messaging import TRACE
+
 log = logging.getLogger(__name__)
 sdk_log = logging.getLogger(f"{__name__}.sdk")  # what slack_sdk's client says (sessions, reconnect attempts)
 
@@ -85,6 +87,8 @@ class _Handler(AsyncSocketModeHandler):
     """Bolt's handler, with first deliveries passed on as such (see the module docstring)."""
 
     async def handle(self, client: Any, req: SocketModeRequest) -> None:
+        # the envelope's own task: its id is the request id of what it causes (as X-Request-Id is over HTTP)
+        TRACE.set(f"socket-{req.envelope_id}")
         if req.retry_attempt == 0:
             req.retry_attempt, req.retry_reason = None, None
         await super().handle(client, req)

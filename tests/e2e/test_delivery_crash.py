@@ -88,12 +88,13 @@ class Server:
         self.process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
         self.starts = 0
+        self.port = 0  # where the last start listens
 
     def start(self) -> None:
         self.starts += 1
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+            port = self.port = s.getsockname()[1]
         self._log = open(self.logs / f"serve-{self.starts}.log", "wb")  # noqa: SIM115 (closed in stop)
         self.process = subprocess.Popen([*self.program, "serve", "--port", str(port)], env=self.env,
                                         cwd=self.logs, stdout=self._log, stderr=subprocess.STDOUT)
