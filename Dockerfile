@@ -1,7 +1,7 @@
 # madoguchi's container image. Build:   docker build -t madoguchi .
 # Where no registry is reachable, build on a base of your own with Python 3.11 (e.g. Debian 12's python3, as
 # scripts/docker-lib.sh makes it):      docker build --build-arg BASE_IMAGE=madoguchi-base:bookworm -t madoguchi .
-# See docs/deploy-image.md. The base must have python3 (3.11) with venv; the official image has it at
+# See docs/deploy.md. The base must have python3 (3.11) with venv; the official image has it at
 # /usr/local/bin, Debian's at /usr/bin: both stages are FROM the same base, so the venv's interpreter link holds.
 ARG BASE_IMAGE=python:3.11-slim
 

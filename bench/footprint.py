@@ -18,7 +18,7 @@ Each side runs `--rounds` times, interleaved (ours, bare, ours, ...); the median
 
 Usage, from the repository root::
 
-    python bench/footprint.py [--rounds 5] [--idle 3] [--quick] [--no-image] [--path /healthz]
+    python bench/footprint.py [--rounds 5] [--idle 3] [--quick] [--no-image] [--path /readyz]
 """
 
 from __future__ import annotations
@@ -51,9 +51,9 @@ from models.schema import upgrade
 from tests.stubs.slack_api import SlackApiStub
 
 ROOT = Path(__file__).resolve().parents[1]
-# What "ready" means for the cold start. /readyz (database reachable, migrated) is built on another branch; until
-# it is merged this is /healthz. Change it here (or pass --path) when /readyz is there.
-READY_PATH = "/healthz"
+# What "ready" means for the cold start: /readyz (database reachable, schema at head, scheduler ticking); the bare
+# app answers the same path.
+READY_PATH = "/readyz"
 TARGET_RSS_RATIO = 2.0
 TARGET_START_RATIO = 3.0
 START_TIMEOUT = 60.0  # seconds: a process not ready by then is a failure, not a figure

@@ -50,7 +50,7 @@ class Settings(BaseSettings):
     microsoft_app_tenant_id: str | None = Field(None, validation_alias="MICROSOFT_APP_TENANT_ID")
     microsoft_app_type: str | None = Field(None, validation_alias="MICROSOFT_APP_TYPE")
 
-    # Backup, restore and `check --connect` (docs/deploy-data.md)
+    # Backup, restore and `check --connect` (docs/deploy.md)
     # where pg_dump and pg_restore are; default: Debian's /usr/lib/postgresql/N/bin, PATH, `pg_config --bindir`
     pg_bindir: Path | None = Field(None, validation_alias="MADOGUCHI_PG_BINDIR")
     # Microsoft's login endpoint, where `check --connect` asks for the Teams bot's token (staging, tests)

@@ -19,7 +19,7 @@ def test_the_footprint_bench_prints_both_sides_and_the_ratios() -> None:
     out = done.stdout
     assert "image size: skipped (--no-image)" in out
     assert re.search(r"^  idle RSS \(median\)\s+\d+\.\d MB\s+\d+\.\d MB\s+ratio \d+\.\d\d", out, re.M), out
-    assert re.search(r"^  cold start to /healthz\s+\d+ ms\s+\d+ ms\s+ratio \d+\.\d\d", out, re.M), out
+    assert re.search(r"^  cold start to /readyz\s+\d+ ms\s+\d+ ms\s+ratio \d+\.\d\d", out, re.M), out
     assert re.search(r"^  RSS ratio: \d+\.\d\d  start ratio: \d+\.\d\d$", out, re.M), out
 
 
