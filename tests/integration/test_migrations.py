@@ -93,3 +93,18 @@ def test_migrating_leaves_foreign_keys_enforced(back_at_head: Database) -> None:
     downgrade(db.engine, "base")
     upgrade(db.engine)
     assert_foreign_keys_enforced(db)
+
+
+def test_where_things_stand_is_read_as_alembic_reads_it_without_importing_it(back_at_head: Database) -> None:
+    """models.schema reads the head from the migration files and the database's revision from alembic_version
+    (so a running server never imports Alembic): the same answers as Alembic's own, at every revision."""
+    script = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    assert head_revision() == script.get_current_head()
+    revisions = [r.revision for r in reversed(list(script.walk_revisions()))]
+    downgrade(back_at_head.engine, "base")
+    assert current_revision(back_at_head.engine) is None
+    for revision in revisions:
+        upgrade(back_at_head.engine, revision)
+        with back_at_head.engine.connect() as conn:
+            theirs = MigrationContext.configure(conn).get_current_revision()
+        assert current_revision(back_at_head.engine) == theirs == revision
