@@ -25,7 +25,6 @@ from models.schema import current_revision, head_revision, upgrade
 from workflow import audit, leave
 from workflow.engine import calendar_for
 from workflow.leave_law import add_months
-from workflow.org_import import OrgImportError, import_org
 
 app = typer.Typer(help="madoguchi (窓口): back-office requests from chat.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -301,6 +300,9 @@ def org_import(file: Annotated[Path, typer.Argument(help="CSV: UTF-8 (with or wi
     except OSError as exc:
         err.print(f"[red]✗ cannot read {file}:[/] {exc.strerror}")
         raise typer.Exit(1) from None
+    # imported here, not at the top: `madoguchi serve` need not load it
+    from workflow.org_import import OrgImportError, import_org
+
     db = _database(get_settings())
     try:
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=err,

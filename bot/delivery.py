@@ -61,8 +61,8 @@ from bot.metrics import Metrics
 from bot.slack.blockkit import render_message
 from bot.slack.oauth import TOKEN_GONE, WorkspaceClients
 from bot.teams.adaptive import render_message as render_card
-from bot.teams.proactive import PLATFORM as TEAMS
-from bot.teams.proactive import TeamsError, TeamsSender, is_teams_ref
+from bot.teams.refs import PLATFORM as TEAMS
+from bot.teams.refs import CardSender, TeamsError, is_teams_ref
 from config.policy import Policy
 from handlers import notifications
 from handlers.views import Message
@@ -248,7 +248,7 @@ class SlackDelivery:
     def __init__(self, db: Database, policy: Policy, client: AsyncWebClient | None, *, pace: float = 1.0,
                  rate: float | None = None, batch: int = 20, max_attempts: int = 5, backoff: float = 2.0,
                  max_backoff: float = 300.0, clock: Callable[[], datetime] = _utcnow,
-                 lease: timedelta = delivery.LEASE, teams: TeamsSender | None = None,
+                 lease: timedelta = delivery.LEASE, teams: CardSender | None = None,
                  workspaces: WorkspaceClients | None = None, metrics: Metrics | None = None) -> None:
         self.db, self.policy, self.client = db, policy, client
         # OAuth installs (several workspaces): each message goes with the bot token of its workspace, and each

@@ -20,10 +20,10 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import aiohttp
 from aiohttp import web
-from botbuilder.integration.aiohttp import CloudAdapter
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
@@ -34,13 +34,11 @@ from bot.metrics import Metrics, metrics_handler
 from bot.readiness import Readiness, readyz_handler
 from bot.scheduler import Ticker
 from bot.slack.app import Background, BotAuthorization, build_oauth_slack_app, build_slack_app
-from bot.slack.installations import Installations, OAuthStates
 from bot.slack.manifest import BOT_SCOPES
 from bot.slack.oauth import INSTALL_PATH, REDIRECT_PATH, WorkspaceClients, oauth_settings
 from bot.slack.socket_mode import SocketModeConnection
-from bot.teams.edge import MESSAGES, TeamsBot, anonymous, make_adapter
-from bot.teams.edge import messages as teams_messages
-from bot.teams.proactive import TeamsSender
+from bot.teams.lazy import LazyTeams
+from bot.teams.refs import MESSAGES
 from config.policy import Policy, load_policy, with_timezone
 from config.settings import Settings
 from handlers.conversation import Conversation
@@ -48,6 +46,9 @@ from models.db import Database
 from workflow.engine import Engine
 
 log = logging.getLogger(__name__)
+
+if TYPE_CHECKING:  # OAuth mode only (see _installations)
+    from bot.slack.installations import Installations
 
 SLACK_APP = web.AppKey("slack_app", AsyncApp)
 DELIVERY = web.AppKey("delivery", SlackDelivery)
@@ -77,7 +78,6 @@ def make_app(settings: Settings, *, database: Database | None = None, policy: Po
     engine = Engine(db, rules, clock=clock, observe=observe) if clock else Engine(db, rules, observe=observe)
     conversation = Conversation(engine)
     app.router.add_get("/healthz", healthz)
-    adapter = make_adapter(settings)
     slack = bool(settings.slack_bot_token and settings.slack_signing_secret)
     client = AsyncWebClient(token=settings.slack_bot_token, base_url=settings.slack_api_url) if slack else None
     installations = _installations(db, settings) if not slack else None
@@ -85,12 +85,13 @@ def make_app(settings: Settings, *, database: Database | None = None, policy: Po
                   if installations is not None else None)
     lease = timedelta(seconds=settings.outbox_lease_seconds)
     # one delivery loop for both platforms: each recipient is reached where they last were (Slack or Teams)
-    teams = TeamsSender(adapter, settings.microsoft_app_id)
+    # Teams: botbuilder is loaded when Teams is used (at start with bot credentials, else at the first request)
+    teams = LazyTeams(conversation, settings, lambda: app[DELIVERY].wake())
     app[DELIVERY] = (SlackDelivery(db, rules, client, clock=clock, lease=lease, teams=teams, workspaces=workspaces,
                                    metrics=metrics, rate=settings.slack_rate) if clock
                      else SlackDelivery(db, rules, client, lease=lease, teams=teams, workspaces=workspaces,
                                         metrics=metrics, rate=settings.slack_rate))
-    _mount_teams(app, conversation, settings, adapter)
+    _mount_teams(app, teams)
     background = deliver if deliver is not None else database is None
     if slack and settings.slack_bot_token and settings.slack_signing_secret:
         _mount_slack(app, conversation, settings.slack_bot_token, settings.slack_signing_secret,
@@ -205,8 +206,11 @@ def _mount_slack(app: web.Application, conversation: Conversation, token: str, s
 
 def _installations(db: Database, settings: Settings) -> Installations | None:
     """The installation store of the OAuth mode, when it is configured (no bot token, the app's client id and
-    secret, the signing secret)."""
+    secret, the signing secret). Loaded only then: slack_sdk's SQLAlchemy stores cost 6 MB a one-workspace
+    process does not need."""
     if settings.slack_client_id and settings.slack_client_secret and settings.slack_signing_secret:
+        from bot.slack.installations import Installations
+
         return Installations(db, settings.slack_client_id)
     return None
 
@@ -214,6 +218,8 @@ def _installations(db: Database, settings: Settings) -> Installations | None:
 def _mount_slack_oauth(app: web.Application, conversation: Conversation, settings: Settings,
                        installations: Installations, workspaces: WorkspaceClients, delivery: SlackDelivery) -> None:
     """Slack for every workspace that installs the app: /slack/events, /slack/install and /slack/oauth_redirect."""
+    from bot.slack.installations import OAuthStates
+
     assert settings.slack_client_id and settings.slack_client_secret and settings.slack_signing_secret
     scopes = [s.strip() for s in (settings.slack_scopes or ",".join(BOT_SCOPES)).split(",") if s.strip()]
     oauth = oauth_settings(client_id=settings.slack_client_id, client_secret=settings.slack_client_secret,
@@ -231,17 +237,15 @@ def _mount_slack_oauth(app: web.Application, conversation: Conversation, setting
     app.router.add_get(REDIRECT_PATH, slack_oauth_redirect)
 
 
-def _mount_teams(app: web.Application, conversation: Conversation, settings: Settings,
-                 adapter: CloudAdapter) -> None:
+def _mount_teams(app: web.Application, teams: LazyTeams) -> None:
     """`POST /api/messages` for Teams: authenticated with the bot's credentials, or anonymous for loopback clients
     only (local use) when there are none."""
-    # the delivery loop exists whichever platforms are configured (make_app makes it first)
-    bot, loopback_only = TeamsBot(conversation, app[DELIVERY].wake), anonymous(settings)
 
-    async def handle(request: web.Request) -> web.Response:
-        return await teams_messages(request, adapter, bot, loopback_only)
+    async def warm(_: web.Application) -> None:
+        teams.warm()
 
-    app.router.add_post(MESSAGES, handle)
+    app.on_startup.append(warm)
+    app.router.add_post(MESSAGES, teams.handle)
 
 
 async def slack_events(request: web.Request) -> web.Response:

@@ -27,7 +27,7 @@ import asyncio
 import logging
 import re
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from slack_bolt.authorization import AuthorizeResult
@@ -49,7 +49,6 @@ from bot.slack.blockkit import (
     render_home,
     render_message,
 )
-from bot.slack.installations import Installations
 from bot.slack.oauth import NOT_INSTALLED, TOKEN_GONE, InstalledBot, InstallFlow
 from bot.writer import on_writer
 from handlers.conversation import Conversation
@@ -65,6 +64,10 @@ from handlers.events import (
     Who,
 )
 from handlers.home import home_for
+
+if TYPE_CHECKING:  # only in OAuth mode: slack_sdk's SQLAlchemy stores are loaded when used
+    from bot.slack.installations import Installations
+
 
 log = logging.getLogger(__name__)
 

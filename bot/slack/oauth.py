@@ -16,7 +16,7 @@ from __future__ import annotations
 import html
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from slack_bolt.authorization import AuthorizeResult
 from slack_bolt.authorization.async_authorize import AsyncAuthorize
@@ -27,8 +27,11 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.oauth.redirect_uri_page_renderer import RedirectUriPageRenderer
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.slack.installations import Installations, OAuthStates
 from config.i18n import LocalText
+
+if TYPE_CHECKING:  # only in OAuth mode: slack_sdk's SQLAlchemy stores are loaded when used
+    from bot.slack.installations import Installations, OAuthStates
+
 
 log = logging.getLogger(__name__)
 

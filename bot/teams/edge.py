@@ -48,6 +48,7 @@ from msrest.serialization import Model
 
 from bot.teams import adaptive, msrest_fix
 from bot.teams.connectors import ReusedClients
+from bot.teams.refs import anonymous
 from bot.writer import on_writer
 from config.i18n import LocalText, normalize_locale
 from config.settings import Settings
@@ -71,7 +72,6 @@ from workflow.identity import remember_address
 log = logging.getLogger(__name__)
 
 PLATFORM = "teams"
-MESSAGES = "/api/messages"
 CARD_ACTION = "adaptiveCard/action"
 CARD = "application/vnd.microsoft.card.adaptive"
 MESSAGE = "application/vnd.microsoft.activity.message"
@@ -113,11 +113,6 @@ class _BotConfig:
     APP_PASSWORD: str | None
     APP_TENANTID: str | None
     APP_TYPE: str
-
-
-def anonymous(settings: Settings) -> bool:
-    """No bot credentials: nobody is authenticated (local use only)."""
-    return not settings.microsoft_app_id
 
 
 def make_adapter(settings: Settings) -> CloudAdapter:

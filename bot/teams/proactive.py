@@ -19,28 +19,11 @@ from botbuilder.integration.aiohttp import CloudAdapter
 from botbuilder.schema import Activity, ActivityTypes, Attachment, ConversationReference
 from msrest.exceptions import ClientRequestError, HttpOperationError
 
+from bot.teams.refs import CARD, JSON, PLATFORM, TeamsError, is_teams_ref
+
+__all__ = ["PLATFORM", "TeamsError", "TeamsSender", "is_teams_ref"]
+
 log = logging.getLogger(__name__)
-
-PLATFORM = "teams"
-CARD = "application/vnd.microsoft.card.adaptive"
-JSON = dict[str, Any]
-PERMANENT = frozenset({401, 403, 404, 410})
-
-
-class TeamsError(Exception):
-    """The connector refused a call: `status` is its HTTP status (0: no answer), `retry_after` its Retry-After."""
-
-    def __init__(self, status: int, error: str, retry_after: float | None = None) -> None:
-        super().__init__(f"Teams connector: {error}")
-        self.status, self.error, self.retry_after = status, error, retry_after
-
-    @property
-    def permanent(self) -> bool:
-        return self.status in PERMANENT
-
-
-def is_teams_ref(ref: JSON | None) -> bool:
-    return bool(ref) and isinstance(ref, dict) and ref.get("platform") == PLATFORM
 
 
 class TeamsSender:
