@@ -18,12 +18,14 @@ hot path (every submit and decision computes due times) a call is a dict lookup.
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from functools import cache
+from pathlib import Path
 from types import MappingProxyType
-from typing import Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import holidays
@@ -48,10 +50,28 @@ _LEAP_YEAR = 2000
 
 
 @cache
+def japan() -> Any:
+    """The holidays package's Japan, loaded by itself. `holidays.Japan` imports `holidays.countries`, whose
+    __init__ imports every country it knows (about 250 modules: 8 MB of a server's memory and a fifth of a
+    second), while Japan's own module needs none of them. Where the package is laid out otherwise, its own
+    `holidays.Japan` (tests/unit/test_calendar.py checks both give the same holidays)."""
+    path = Path(holidays.__file__).parent / "countries" / "japan.py"
+    spec = importlib.util.spec_from_file_location("madoguchi_holidays_japan", path) if path.is_file() else None
+    if spec is None or spec.loader is None:
+        return holidays.Japan
+    try:
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module.Japan
+    except Exception:  # a package that no longer loads this way: the ordinary import, slower, still right
+        return holidays.Japan
+
+
+@cache
 def _japanese_holidays(year: int) -> Mapping[date, LocalText]:
     """National holidays of one year with both names; cached because the package computes them on demand."""
-    ja = holidays.Japan(categories=(holidays.PUBLIC,), years=year, language="ja")
-    en = holidays.Japan(categories=(holidays.PUBLIC,), years=year, language="en_US")
+    ja = japan()(categories=(holidays.PUBLIC,), years=year, language="ja")
+    en = japan()(categories=(holidays.PUBLIC,), years=year, language="en_US")
     # Read-only: the same mapping is shared by every calendar in the process.
     return MappingProxyType({day: LocalText(ja=name, en=en.get(day, name)) for day, name in ja.items()})
 

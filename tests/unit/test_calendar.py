@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import holidays
@@ -11,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from config.i18n import LocalText
-from workflow.calendar import BusinessCalendar
+from workflow.calendar import BusinessCalendar, japan
 
 TOKYO = ZoneInfo("Asia/Tokyo")
 LONDON = ZoneInfo("Europe/London")
@@ -411,3 +414,23 @@ def _working_time_between(start: datetime, end: datetime) -> timedelta:
 def test_added_working_time_is_conserved(moment: datetime, minutes: int) -> None:
     end = CAL.add_business_hours(moment, minutes / 60)
     assert _working_time_between(moment, end) == timedelta(minutes=minutes)
+
+
+class TestJapanLoadedByItself:
+    """workflow.calendar.japan loads the holidays package's Japan without the ~250 other countries."""
+
+    def test_the_same_holidays_as_the_package_in_both_languages_1990_to_2099(self) -> None:
+        years = range(1990, 2100)
+        for language in ("ja", "en_US"):
+            theirs = holidays.Japan(categories=(holidays.PUBLIC,), years=years, language=language)
+            ours = japan()(categories=(holidays.PUBLIC,), years=years, language=language)
+            assert dict(ours) == dict(theirs) and len(ours) > 1900
+        assert japan() is not holidays.Japan  # loaded by itself (a package laid out otherwise falls back)
+
+    def test_no_other_country_is_imported(self) -> None:
+        code = ("import sys; from datetime import date; from workflow.calendar import BusinessCalendar; "
+                "c = BusinessCalendar(); assert c.holiday_name(date(2026, 5, 4)) == 'みどりの日'; "
+                "print(sorted(m for m in sys.modules if m.startswith('holidays.countries')))")
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                              cwd=Path(__file__).resolve().parents[2])
+        assert done.stdout.strip() == "[]", done.stdout + done.stderr
