@@ -105,7 +105,14 @@ def _cpu_route(app: web.Application) -> None:
         usage = resource.getrusage(resource.RUSAGE_SELF)
         return web.json_response({"cpu": usage.ru_utime + usage.ru_stime})
 
+    async def safe_codes(_: web.Request) -> web.Response:
+        # asked after the warm-up: madoguchi loads botbuilder (and patches msrest) at its first Teams request
+        msrest = sys.modules.get("msrest.universal_http.requests")
+        return web.json_response({"safe_codes": type(msrest.ClientRetryPolicy.safe_codes).__name__
+                                  if msrest else "-"})
+
     app.router.add_get(CPU_PATH, cpu)
+    app.router.add_get(CPU_PATH + "/safe_codes", safe_codes)
 
 
 def _botbuilder_app() -> web.Application:
@@ -441,6 +448,8 @@ async def measure_row(row: Row, stub: StubConnector, n: int) -> tuple[str, dict[
             for i, size in enumerate(sizes):
                 slices[i], at = pending[at:at + size + 1], at + size + 1
         await run_phase(server.url, stub.url, WARMUP, 1, first=0, data=slices[0])
+        async with aiohttp.ClientSession() as session, session.get(server.url + CPU_PATH + "/safe_codes") as got:
+            server.safe_codes = str((await got.json())["safe_codes"])
         phases = {c: await run_phase(server.url, stub.url, n, c, first=(i + 1) * 100_000, data=slices[i + 1])
                   for i, c in enumerate(CONCURRENCIES)}
     finally:
