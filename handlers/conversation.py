@@ -85,6 +85,8 @@ NO_LONGER_VALID = LocalText.of("このボタンはもう使えません。最新
                                "This button is no longer valid. Please try again from the latest message.")
 FORM_NO_LONGER_VALID = LocalText.of("このフォームはもう使えません。もう一度コマンドから開いてください。",
                                     "This form is no longer valid. Please open it again from the command.")
+RESUBMITTING = LocalText.of("✏️ {number} を直して再申請します（番号とこれまでの経緯はそのまま残ります）",
+                            "✏️ Fixing and resubmitting {number} (it keeps its number and its history)")
 CANNOT_RESUBMIT = LocalText.of("{number} は差し戻されていないため、修正して再申請することはできません。",
                                "{number} has not been sent back to you, so it cannot be fixed and resubmitted.")
 LEAVE_BALANCE = LocalText.of("有給残日数 {available} 日（申請中 {reserved} 日）",
@@ -185,7 +187,10 @@ class Conversation:
     def _request_form(self, person: Employee, type_key: str, request: Request | None = None) -> Form:
         """A request type's form; leave shows the balance; a sent-back request comes prefilled."""
         spec = self.policy.types[type_key]
-        note = self._leave_note(person, request) if spec.behaviour == "leave" else None
+        notes = [RESUBMITTING(person.locale).format(number=request.number)] if request is not None else []
+        if spec.behaviour == "leave":
+            notes.append(self._leave_note(person, request))
+        note = "\n".join(notes) or None
         return form_for(type_key, spec, person.locale, note=note,
                         initial=request.payload if request else None, request_id=request.id if request else None)
 

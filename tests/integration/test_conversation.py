@@ -256,6 +256,9 @@ def test_send_back_then_the_requester_fixes_and_resubmits(talk: Conversation, db
     form = opened(talk.on_click(ClickEvent(who["alice"], "resubmit", request_id)))
     unit = next(b for b in form.blocks if isinstance(b, Input) and b.name == "unit")
     assert unit.initial == "full" and '"r":' in form.state
+    # the form says which request it fixes (its number stays), above the leave balance
+    notes = [b.text for b in form.blocks if isinstance(b, Context)]
+    assert notes and notes[0].startswith("✏️ LV-2026-0001 を直して再申請します") and "有給残日数" in notes[0]
     response = submit(talk, who["alice"], form, {**LEAVE, "period.start": "2026-06-09", "period.end": "2026-06-09"})
     assert "LV-2026-0001 を再申請しました" in reply_text(response)
     assert request_status(db) == ["pending"]
