@@ -11,9 +11,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
+from bot.console import escape
 from models import people
 from workflow import broadcasts as bc
 from workflow.audiences import Audience
@@ -107,6 +106,8 @@ def list_(limit: Annotated[int, typer.Option(help="How many, newest first.")] = 
             authors = people.get_employees(conn, {r.broadcast.author_id for r in reports})
     finally:
         db.dispose()
+    from rich.table import Table
+
     table = Table("id", "created", "by", "audience", "ack", "next", "recipients", "delivered", "acknowledged",
                   "outstanding", "failed")
     for r in reports:
@@ -148,6 +149,8 @@ def report(broadcast_id: Annotated[int, typer.Argument(help="The broadcast's num
         csv_file.write_text(text, encoding="utf-8-sig", newline="")
         out.print(f"[green]✓ wrote {csv_file}[/]")
         return
+    from rich.table import Table
+
     table = Table(*bc.CSV_HEADER)
     for cells in list(csv.reader(io.StringIO(text)))[1:]:
         table.add_row(*[escape(cell) for cell in cells])

@@ -12,11 +12,8 @@ from typing import Annotated
 
 import typer
 from pydantic import ValidationError
-from rich.console import Console
-from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-from rich.table import Table
 
+from bot.console import LazyConsole, escape
 from config.policy import Policy, PolicyError, json_schema, load_policy, with_timezone
 from config.settings import Settings, get_settings
 from models import people
@@ -38,8 +35,8 @@ for sub, name in ((db_app, "db"), (org_app, "org"), (audit_app, "audit"), (leave
                   (config_app, "config"), (slack_app, "slack")):
     app.add_typer(sub, name=name)
 
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)  # one problem a line, whatever the width: grep-able
+out = LazyConsole()
+err = LazyConsole(stderr=True)
 
 
 def _policy(settings: Settings) -> Policy:
@@ -94,6 +91,8 @@ def check(workflows: WorkflowsOption = None,
     out.print(f"[bold]{company.name.ja}[/] ({company.name.en}) — {settings.workflows}")
     out.print(f"timezone {company.timezone}, working hours {company.working_hours.start:%H:%M}-"
               f"{company.working_hours.end:%H:%M}, fiscal year starts in month {company.fiscal_year_start_month}")
+    from rich.table import Table
+
     table = Table("type", "number", "title", "fields", "route", "SLA (business days)")
     for key, spec in policy.types.items():
         route = " → ".join(_step_label(s) for s in spec.route)
@@ -300,12 +299,14 @@ def org_import(file: Annotated[Path, typer.Argument(help="CSV: UTF-8 (with or wi
     except OSError as exc:
         err.print(f"[red]✗ cannot read {file}:[/] {exc.strerror}")
         raise typer.Exit(1) from None
-    # imported here, not at the top: `madoguchi serve` need not load it
+    # imported here, not at the top: `madoguchi serve` need not load them
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
     from workflow.org_import import OrgImportError, import_org
 
     db = _database(get_settings())
     try:
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=err,
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=err.console,
                       transient=True) as progress:
             task = progress.add_task("importing / 取り込み中", total=None)
             report = import_org(db, data, deactivate_missing=deactivate_missing, now=datetime.now(UTC),

@@ -11,10 +11,10 @@ from typing import Annotated
 from zoneinfo import ZoneInfo
 
 import typer
-from rich.markup import escape
 from sqlalchemy import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
+from bot.console import escape
 from bot.export import TABLES, ExportError, Format, byte_order_mark, export, parse_period, replacing
 from models.db import normalize_url
 
