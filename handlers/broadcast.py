@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection
 from config.i18n import LocalText
 from config.policy import Policy
 from handlers.events import CloseForm, FormErrors, OpenForm, Reply, Response
-from handlers.views import Actions, Block, Button, Context, Form, Header, Input, Message, Option, Text
+from handlers.views import Actions, Block, Button, Context, Form, Header, Input, Message, Option, Text, line
 from models import broadcasts as rows
 from models import people
 from models.messaging import OutboxMessage
@@ -311,4 +311,4 @@ def _cut(text: str, limit: int) -> str:
 
 
 def _reply(text: str) -> Reply:
-    return Reply(Message(text, (Text(text, markdown=False),)))
+    return Reply(line(text))

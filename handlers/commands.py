@@ -180,10 +180,10 @@ def _ordered(pair: tuple[str, str], locale: str) -> tuple[str, str]:
 SLASH_COMMAND = "/madoguchi"
 
 
-def command_name(platform: str | None) -> str:
+def command_name(platform: str | None, slash_command: str = SLASH_COMMAND) -> str:
     """How commands are typed on a platform: after the slash command on Slack (and where the platform is not
     known yet), as plain words to the bot on Teams."""
-    return "" if platform == "teams" else SLASH_COMMAND
+    return "" if platform == "teams" else slash_command
 
 
 def prefix(command_name: str) -> str:

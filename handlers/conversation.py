@@ -30,6 +30,7 @@ from handlers.cards import (
 from handlers.commands import (
     SET_LANGUAGE,
     Command,
+    command_name,
     help_message,
     language_choice,
     language_message,
@@ -54,7 +55,7 @@ from handlers.events import (
 )
 from handlers.nudges import snoozed_message
 from handlers.request_forms import CALLBACK, form_for, input_errors, payload_from, read_state
-from handlers.views import Actions, Block, Context, Divider, Form, Input, Message, Option, Text
+from handlers.views import Actions, Block, Context, Divider, Form, Input, Message, Option, Text, line
 from models import messaging, people
 from models import requests as rq
 from models.people import Employee
@@ -150,16 +151,16 @@ class Conversation:
 
     def _help(self, locale: str, ev: CommandEvent) -> Message:
         """The help; in a team channel, with how to make it a queue's channel."""
-        command_name = self.command_for(ev.who)
-        shown = help_message(self.policy, locale, command_name)
-        hint = queue_channel.channel_hint(self.policy, locale, command_name) if ev.place is not None else None
+        prefix_word = self.command_for(ev.who)
+        shown = help_message(self.policy, locale, prefix_word)
+        hint = queue_channel.channel_hint(self.policy, locale, prefix_word) if ev.place is not None else None
         return Message(shown.fallback, (*shown.blocks, hint)) if hint is not None else shown
 
     def _queue_channel(self, person: Employee, ev: CommandEvent, rest: str) -> Message:
         """`channel it` in a team channel: that channel becomes the IT queue's (see handlers/queue_channel.py)."""
-        locale, command_name = person.locale, self.command_for(ev.who)
+        locale, prefix_word = person.locale, self.command_for(ev.who)
         if ev.place is None or ev.place.kind != "channel":
-            return queue_channel.only_in_channel(self.policy, locale, command_name)
+            return queue_channel.only_in_channel(self.policy, locale, prefix_word)
         type_key, named = queue_channel.requested_type(self.policy, rest)
         if named and type_key is None:
             outcome: Registered | Refused = Refused("no_type")
@@ -167,7 +168,7 @@ class Conversation:
             with self.engine.db.unit_of_work() as conn:
                 outcome = register_queue_channel(conn, self.policy, person, type_key, ev.who.platform,
                                                  ev.place.address, ev.place.name, self.engine.clock())
-        return queue_channel.outcome_message(self.policy, outcome, locale, command_name, rest)
+        return queue_channel.outcome_message(self.policy, outcome, locale, prefix_word, rest)
 
     def on_shortcut(self, who: Who) -> Response:
         """The "New request" shortcut: a modal whose one select chooses the request type."""
@@ -214,7 +215,7 @@ class Conversation:
     def command_for(self, who: Who) -> str:
         """The command name as this person types it: the slash command on Slack; nothing on Teams, where words
         typed to the bot are the commands (`休暇`, `leave`)."""
-        return "" if who.platform == "teams" else self.command_name
+        return command_name(who.platform, self.command_name)
 
     def _status(self, person: Employee, who: Who) -> Message:
         """My latest requests, one line each: number, type, status."""
@@ -222,7 +223,7 @@ class Conversation:
         lines = self.status_lines(person)
         if not lines:
             command = self.command_for(who) or ("申請" if locale == "ja" else "new")
-            return _text(NO_REQUESTS(locale).format(command=command))
+            return line(NO_REQUESTS(locale).format(command=command))
         title = MY_REQUESTS(locale)
         return Message(title, (Text(f"*{title}*"), Text("\n".join(lines), markdown=False)))
 
@@ -243,7 +244,7 @@ class Conversation:
         locale = person.locale
         waiting, cards = self.inbox_cards(person)
         if not waiting:
-            return _text(INBOX_EMPTY(locale))
+            return line(INBOX_EMPTY(locale))
         title = INBOX_TITLE(locale).format(n=waiting)
         blocks: list[Block] = [Text(f"*{title}*")]
         shown = 0
@@ -325,7 +326,7 @@ class Conversation:
         with self.engine.db.unit_of_work() as conn:
             chosen = choose_language(conn, person.id, None if choice == "auto" else choice, self.engine.clock())
         if chosen is None:  # deactivated since they were recognised a moment ago
-            return _text(NOT_REGISTERED(person.locale))
+            return line(NOT_REGISTERED(person.locale))
         return language_set_message(chosen.locale, chosen.locale_source, who.platform, automatic=choice == "auto")
 
     # ------------------------------------------------------------------------------------------ clicks
@@ -509,13 +510,8 @@ def _not_registered(who: Who) -> Reply:
     return _reply(NOT_REGISTERED(normalize_locale(who.locale)))
 
 
-def _text(text: str) -> Message:
-    # plain text: engine messages quote names and numbers that must not become markup
-    return Message(text, (Text(text, markdown=False),))
-
-
 def _reply(text: str) -> Reply:
-    return Reply(_text(text))
+    return Reply(line(text))
 
 
 def _outcome_message(outcome: Outcome, locale: str) -> Message:

@@ -24,7 +24,7 @@ from config.policy import Policy
 from handlers.cards import approval_card, escape
 from handlers.commands import command_name, prefix
 from handlers.summaries import date_text
-from handlers.views import Actions, Block, Button, Context, Divider, Message, Text
+from handlers.views import Actions, Block, Button, Context, Divider, Message, Text, line
 from models.people import Employee, get_employees
 from workflow.calendar import BusinessCalendar
 from workflow.engine import calendar_for
@@ -127,5 +127,5 @@ def _when(moment: datetime | None, locale: str, tz: str) -> str:
 def snoozed_message(until: datetime, locale: str, tz: str) -> Message:
     """The ephemeral answer to "Remind me tomorrow"."""
     text = SNOOZED_UNTIL(locale).format(when=_when(until, locale, tz))
-    return Message(text, (Text(text, markdown=False),))
+    return line(text)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from config.i18n import LocalText
 from config.policy import Policy
 from handlers.commands import parse_command, prefix, type_words
-from handlers.views import Message, Text
+from handlers.views import Message, Text, line
 from workflow.queue_channels import Refused, Registered, types_with_channels
 
 DONE = LocalText.of("このチャンネルを「{type}」の受付チャンネルにしました。新しい依頼はここに投稿され、{who}の誰かが"
@@ -36,6 +36,10 @@ HINT = LocalText.of("このチャンネルを受付チャンネルにするに�
                     "To have a queue post its requests in this channel, type `{example}` here.")
 
 
+def _said(text: str) -> Message:
+    return line(text, markdown=True)  # the commands it quotes are `code`
+
+
 def requested_type(policy: Policy, rest: str) -> tuple[str | None, bool]:
     """(the type named after `channel`, whether the words named one): ("it", True), (None, False) for nothing."""
     if not rest.strip():
@@ -52,7 +56,7 @@ def example(policy: Policy, locale: str, command_name: str) -> str:
 
 
 def only_in_channel(policy: Policy, locale: str, command_name: str) -> Message:
-    return _line(ONLY_IN_CHANNEL(locale).format(example=example(policy, locale, command_name)))
+    return _said(ONLY_IN_CHANNEL(locale).format(example=example(policy, locale, command_name)))
 
 
 def channel_hint(policy: Policy, locale: str, command_name: str) -> Text | None:
@@ -69,18 +73,14 @@ def outcome_message(policy: Policy, outcome: Registered | Refused, locale: str, 
         case Registered():
             holders = ", ".join(ref for s in outcome.steps for ref in s.approver_refs)
             who = holders.replace("role:", "") if locale != "ja" else holders.replace("role:", "役割 ")
-            return _line(DONE(locale).format(type=title, who=who))
+            return _said(DONE(locale).format(type=title, who=who))
         case Refused(reason="not_holder"):
-            return _line(NOT_HOLDER(locale).format(type=title))
+            return _said(NOT_HOLDER(locale).format(type=title))
         case Refused(reason="no_queue") if outcome.type_key:
-            return _line(NO_QUEUE(locale).format(type=title))
+            return _said(NO_QUEUE(locale).format(type=title))
         case Refused(reason="no_queue"):
-            return _line(NONE_AT_ALL(locale))
+            return _said(NONE_AT_ALL(locale))
         case Refused(reason="no_type"):
-            return _line(UNKNOWN_TYPE(locale).format(text=rest.strip()[:100]) + " "
+            return _said(UNKNOWN_TYPE(locale).format(text=rest.strip()[:100]) + " "
                          + WHICH(locale).format(examples=example(policy, locale, command_name)))
-    return _line(WHICH(locale).format(examples=example(policy, locale, command_name)))
-
-
-def _line(text: str) -> Message:
-    return Message(text, (Text(text),))
+    return _said(WHICH(locale).format(examples=example(policy, locale, command_name)))

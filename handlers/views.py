@@ -130,6 +130,12 @@ class Message:
     refresh: Button | None = None
 
 
+def line(text: str, *, markdown: bool = False) -> Message:
+    """A message of one paragraph (plain by default: engine messages quote names and numbers that must not
+    become markup)."""
+    return Message(text, (Text(text, markdown=markdown),))
+
+
 @dataclass(frozen=True)
 class Form:
     """A modal dialog / an input card. `callback` names the handler of its submission and `state` carries

@@ -48,7 +48,7 @@ from msrest.serialization import Model
 
 from bot.teams import adaptive, msrest_fix
 from bot.teams.connectors import ReusedClients
-from bot.teams.refs import anonymous
+from bot.teams.refs import CARD, JSON, PLATFORM, anonymous
 from bot.writer import on_writer
 from config.i18n import LocalText, normalize_locale
 from config.settings import Settings
@@ -66,17 +66,14 @@ from handlers.events import (
     SubmitEvent,
     Who,
 )
-from handlers.views import Message, Text
+from handlers.views import Message, Text, line
 from workflow.identity import remember_address
 
 log = logging.getLogger(__name__)
 
-PLATFORM = "teams"
 CARD_ACTION = "adaptiveCard/action"
-CARD = "application/vnd.microsoft.card.adaptive"
 MESSAGE = "application/vnd.microsoft.activity.message"
 ERROR = "application/vnd.microsoft.error"
-JSON = dict[str, Any]
 MENTION = re.compile(r"<at>.*?</at>", re.DOTALL)
 
 CLOSED = LocalText.of("フォームを閉じました。", "Form closed.")
@@ -215,7 +212,7 @@ class TeamsBot(ActivityHandler):
             return _invoke(_error(HTTPStatus.BAD_REQUEST, NOT_OURS(locale)))
         who = await self._who(turn_context)
         if asked.kind == "close":
-            return _invoke(_card_answer(adaptive.render_message(_line(CLOSED(locale)), locale)))
+            return _invoke(_card_answer(adaptive.render_message(line(CLOSED(locale)), locale)))
         if asked.kind == "click":
             response = await self._call(self.conversation.on_click, ClickEvent(who, asked.name, asked.value))
             await self._remember(turn_context, who)
@@ -335,12 +332,12 @@ def _submitted(response: Response, values: dict[str, Any], locale: str) -> CardI
         case FormErrors(errors=errors, form=form) if form is not None:
             return _card_answer(adaptive.errors_card(form, errors, values, locale))
         case FormErrors(errors=errors):
-            return _card_answer(adaptive.render_message(_line("\n".join(errors.values())), locale))
+            return _card_answer(adaptive.render_message(line("\n".join(errors.values())), locale))
         case OpenForm(form=form):
             return _card_answer(adaptive.render_form(form, locale))
         case Reply(message=message) | CloseForm(reply=Reply(message=message)):
             return _card_answer(adaptive.render_message(message, locale))
-    return _card_answer(adaptive.render_message(_line(DONE(locale)), locale))
+    return _card_answer(adaptive.render_message(line(DONE(locale)), locale))
 
 
 def _invoke(body: CardInvokeResponse) -> InvokeResponse:
@@ -362,10 +359,6 @@ def _error(status: HTTPStatus, text: str) -> CardInvokeResponse:
 
 def _card_activity(card: JSON) -> Activity:
     return MessageFactory.attachment(Attachment(content_type=CARD, content=card))
-
-
-def _line(text: str) -> Message:
-    return Message(text, (Text(text, markdown=False),))
 
 
 def _plain(message: Message) -> str:
