@@ -159,14 +159,24 @@ _EMPLOYEE_COLUMNS = [c for c in employees.c if c.name not in ("created_at", "upd
 
 
 def _employee(row: sa.Row, roles: tuple[str, ...]) -> Employee:
-    m = row._mapping
+    # by position (no mapping built per row): every employee SELECT starts with _EMPLOYEE_COLUMNS, checked below
+    (id_, code, email, name_ja, name_en, department_id, manager_id, substitute_id, locale, locale_choice,
+     platform_locale, _notify_platform, timezone, hire_date, work_days_per_week, weekly_hours,
+     active) = row[:_EMPLOYEE_WIDTH]
     return Employee(
-        id=m["id"], code=m["code"], email=m["email"], name_ja=m["name_ja"], name_en=m["name_en"],
-        department_id=m["department_id"], manager_id=m["manager_id"], substitute_id=m["substitute_id"],
-        roles=roles, org_locale=m["locale"], locale_choice=m["locale_choice"],
-        platform_locale=m["platform_locale"], timezone=m["timezone"], hire_date=m["hire_date"],
-        work_days_per_week=m["work_days_per_week"], weekly_hours=m["weekly_hours"], active=m["active"],
+        id=id_, code=code, email=email, name_ja=name_ja, name_en=name_en, department_id=department_id,
+        manager_id=manager_id, substitute_id=substitute_id, roles=roles, org_locale=locale,
+        locale_choice=locale_choice, platform_locale=platform_locale, timezone=timezone, hire_date=hire_date,
+        work_days_per_week=work_days_per_week, weekly_hours=weekly_hours, active=active,
     )
+
+
+_EMPLOYEE_WIDTH = len(_EMPLOYEE_COLUMNS)
+if [c.name for c in _EMPLOYEE_COLUMNS] != [
+        "id", "code", "email", "name_ja", "name_en", "department_id", "manager_id", "substitute_id", "locale",
+        "locale_choice", "platform_locale", "notify_platform", "timezone", "hire_date", "work_days_per_week",
+        "weekly_hours", "active"]:
+    raise TypeError("employees' columns changed: update _employee, which reads them by position")
 
 
 # Roles travel with the employee row as one comma-joined string: one query, not one per person.
@@ -182,7 +192,7 @@ _SELECT_EMPLOYEES = sa.select(*_EMPLOYEE_COLUMNS, _ROLES)
 
 
 def _employee_row(row: sa.Row) -> Employee:
-    roles = row._mapping["roles"]
+    roles = row[_EMPLOYEE_WIDTH]  # the column after the employee's own (_SELECT_EMPLOYEES)
     return _employee(row, tuple(sorted(roles.split(","))) if roles else ())
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
@@ -125,8 +125,22 @@ class Assignment:
         return self.status in UNDECIDED
 
 
+def _fields_follow_columns(cls: type, table: sa.Table) -> None:
+    """Rows become these dataclasses by position (`Request(*row)`: no mapping built per row), so each one's
+    fields must be its table's columns, in order. Checked once, at import."""
+    names, columns = [f.name for f in fields(cls)], [c.key for c in table.c]
+    if names != columns:
+        raise TypeError(f"{cls.__name__}'s fields {names} are not the columns of {table.name}: {columns}")
+
+
+_fields_follow_columns(Request, requests)
+_fields_follow_columns(Step, steps)
+_fields_follow_columns(Assignment, assignments)
+
+
 # One statement that both SQLite and PostgreSQL speak. Written as text because SQLAlchemy cannot cache the
-# compiled form of its ON CONFLICT construct (measured: 150 us a call, against 4 us for the SQL itself).
+# compiled form of its ON CONFLICT construct (measured: 150 us a call, against 4 us for the SQL itself). Its
+# values are a string and an int, so on SQLite it runs on the driver's cursor too (models.statements).
 _NEXT_NUMBER = sa.text(
     "INSERT INTO request_counters (type, fiscal_year, last) VALUES (:t, :fy, 1) "
     "ON CONFLICT (type, fiscal_year) DO UPDATE SET last = request_counters.last + 1 RETURNING last"
@@ -135,12 +149,12 @@ _NEXT_NUMBER = sa.text(
 
 def next_number(conn: Connection, type_key: str, fiscal_year: int) -> int:
     """The next sequence number for a type and fiscal year; an upsert, so concurrent submits never share one."""
-    return int(conn.execute(_NEXT_NUMBER, {"t": type_key, "fy": fiscal_year}).scalar_one())
+    return int(run(conn, _NEXT_NUMBER, {"t": type_key, "fy": fiscal_year}).scalar_one())
 
 
 def insert_request(conn: Connection, **values: Any) -> Request:
     stmt = prepared(("insert_request",), lambda: requests.insert().returning(*requests.c))
-    return Request(**run(conn, stmt, values).one()._mapping)
+    return Request(*run(conn, stmt, values).one())
 
 
 def get_request(conn: Connection, request_id: int, *, lock: bool = False) -> Request | None:
@@ -154,7 +168,7 @@ def get_request(conn: Connection, request_id: int, *, lock: bool = False) -> Req
         return query.with_for_update(key_share=True) if lock else query
 
     row = run(conn, prepared(("get_request", lock), build), {"id": request_id}).first()
-    return Request(**row._mapping) if row else None
+    return Request(*row) if row else None
 
 
 def requests_of(conn: Connection, requester_id: int, limit: int = 50) -> list[Request]:
@@ -176,7 +190,7 @@ def update_request(conn: Connection, request_id: int, expected_version: int, **v
 
     row = run(conn, prepared(("update_request", keys), build),
                        {"_id": request_id, "_v": expected_version, **values}).first()
-    return Request(**row._mapping) if row else None
+    return Request(*row) if row else None
 
 
 def insert_steps(conn: Connection, rows: list[dict[str, Any]]) -> list[Step]:
@@ -184,7 +198,7 @@ def insert_steps(conn: Connection, rows: list[dict[str, Any]]) -> list[Step]:
     if not rows:
         return []
     stmt = prepared(("insert_steps",), lambda: steps.insert().returning(*steps.c, sort_by_parameter_order=True))
-    return [Step(**r._mapping) for r in run(conn, stmt, rows)]
+    return [Step(*r) for r in run(conn, stmt, rows)]
 
 
 def steps_of(conn: Connection, request_id: int, round_: int | None = None) -> list[Step]:
@@ -195,7 +209,7 @@ def steps_of(conn: Connection, request_id: int, round_: int | None = None) -> li
         return query.order_by(steps.c.round, steps.c.position)
 
     rows = run(conn, prepared(("steps_of", round_ is not None), build), {"rid": request_id, "round": round_})
-    return [Step(**r._mapping) for r in rows]
+    return [Step(*r) for r in rows]
 
 
 def update_step(conn: Connection, step_id: int, **values: Any) -> None:
@@ -211,20 +225,20 @@ def insert_assignments(conn: Connection, rows: list[dict[str, Any]]) -> list[Ass
         return []
     stmt = prepared(("insert_assignments",),
                     lambda: assignments.insert().returning(*assignments.c, sort_by_parameter_order=True))
-    return [Assignment(**r._mapping) for r in run(conn, stmt, rows)]
+    return [Assignment(*r) for r in run(conn, stmt, rows)]
 
 
 def assignments_of(conn: Connection, request_id: int) -> list[Assignment]:
     stmt = prepared(("assignments_of",), lambda: sa.select(assignments)
                     .where(assignments.c.request_id == sa.bindparam("rid")).order_by(assignments.c.id))
-    return [Assignment(**r._mapping) for r in run(conn, stmt, {"rid": request_id})]
+    return [Assignment(*r) for r in run(conn, stmt, {"rid": request_id})]
 
 
 def get_assignment(conn: Connection, assignment_id: int) -> Assignment | None:
     stmt = prepared(("get_assignment",), lambda: sa.select(assignments)
                     .where(assignments.c.id == sa.bindparam("id")))
     row = run(conn, stmt, {"id": assignment_id}).first()
-    return Assignment(**row._mapping) if row else None
+    return Assignment(*row) if row else None
 
 
 def decide_assignment(conn: Connection, assignment_id: int, from_statuses: tuple[str, ...], **values: Any) -> bool:
@@ -288,4 +302,4 @@ def request_of_assignment(conn: Connection, assignment_id: int, *, lock: bool = 
         return query.with_for_update(of=requests, key_share=True) if lock else query  # see get_request
 
     row = run(conn, prepared(("request_of_assignment", lock), build), {"id": assignment_id}).first()
-    return Request(**row._mapping) if row else None
+    return Request(*row) if row else None

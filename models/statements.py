@@ -6,40 +6,52 @@ compiled once per shape and then run straight on the driver's cursor, with the b
 its column types (so values are stored exactly as SQLAlchemy would store them). Measured here: a SELECT by id
 costs 46 us through `Connection.execute` with a cached statement and 7 us on the cursor. Other dialects, and
 anything this fast path does not handle, go through `Connection.execute` unchanged.
+
+Per call, what is left is kept small (a use case runs about 15 statements and binds about 80 values): each plan
+has one generated function that turns a parameter dict into the driver's values and one that turns the driver's
+tuples into rows (tuples with names: `Request(*row)` costs no mapping), UTCDateTime has one-step processors, and
+a text() statement whose values are plain strings and numbers (the counter upsert) runs on the cursor as well.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.sqlite.base import DATETIME as SQLITE_DATETIME
 from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.engine.processors import str_to_datetime
+
+from models.base import UTCDateTime
 
 Processor = Callable[[Any], Any] | None
 
 
-class FastRow:
-    """A result row: `row.name`, `row._mapping["name"]`."""
+class FastRow(tuple[Any, ...]):
+    """A result row: a tuple of its values in column order (`row[0]`, `Request(*row)`), plus `row.name` and
+    `row._mapping["name"]` as on SQLAlchemy's Row. Each plan makes a subclass that knows its column keys."""
 
-    __slots__ = ("_mapping",)
-
-    def __init__(self, mapping: dict[str, Any]) -> None:
-        self._mapping = mapping
+    __slots__ = ()
+    _keys: tuple[str, ...] = ()
+    _index: dict[str, int] = {}
 
     def __getattr__(self, name: str) -> Any:
         try:
-            return self._mapping[name]
+            return self[self._index[name]]
         except KeyError:
             raise AttributeError(name) from None
 
-    def __getitem__(self, index: int) -> Any:  # type: ignore[misc]
-        return list(self._mapping.values())[index]  # positional access, as on SQLAlchemy's Row
+    @property
+    def _mapping(self) -> dict[str, Any]:
+        return dict(zip(self._keys, self, strict=True))
 
 
 class FastResult:
     """The part of SQLAlchemy's Result our models use."""
+
+    __slots__ = ("_rows", "rowcount")
 
     def __init__(self, rows: list[FastRow], rowcount: int) -> None:
         self._rows = rows
@@ -66,15 +78,103 @@ class FastResult:
         return self.one()[0]
 
 
-@dataclass(frozen=True)
+# ---------------------------------------------------------------------------------------------- UTC instants
+# UTCDateTime on SQLite is two layers of SQLAlchemy processors per value (the TypeDecorator's astimezone and
+# replace, then DATETIME's %-formatting of a dict): about 2 us a value, and a use case binds `now` a dozen times.
+# These do the same in one step; tests/integration/test_statements.py compares them with SQLAlchemy's own.
+_UTC_MEMO: tuple[datetime | None, str | None] = (None, None)
+
+
+def _utc_text(value: datetime | None) -> str | None:
+    """What SQLAlchemy stores for an instant on SQLite: its UTC wall time, 'YYYY-MM-DD HH:MM:SS.ffffff'."""
+    global _UTC_MEMO
+    if value is None:
+        return None
+    memo = _UTC_MEMO  # one read: another thread may replace the pair, never half of it
+    # the very object bound last (a use case binds its `now` many times). Not `==`: two wall times of one zone
+    # that differ only by fold compare equal, yet are different instants. The memo holds the object, so its id
+    # cannot be reused by another.
+    if value is memo[0]:
+        return memo[1]
+    if value.tzinfo is None:
+        raise ValueError(f"naive datetime {value!r}: pass an aware datetime")
+    # isoformat pads the year to 4 digits like DATETIME's format; [:26] drops the "+00:00" of the UTC value
+    text = value.astimezone(UTC).isoformat(" ", "microseconds")[:26]
+    _UTC_MEMO = (value, text)
+    return text
+
+
+def _utc_value(value: str | None) -> datetime | None:
+    """What SQLAlchemy reads back for an instant on SQLite: DATETIME's parse, then UTCDateTime's zone."""
+    if value is None:
+        return None
+    parsed = str_to_datetime(value)
+    assert parsed is not None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def _processors(type_: Any, dialect: Dialect, coltype: Any = None) -> tuple[Processor, Processor]:
+    """(bind, result) processors of a column type on this dialect: SQLAlchemy's own, or the one-step
+    equivalents above where the type is UTCDateTime over SQLite's DATETIME in its default format."""
+    impl = type_.dialect_impl(dialect)
+    if isinstance(type_, UTCDateTime):
+        inner = impl.impl_instance
+        if (type(inner) is SQLITE_DATETIME and not inner._reg
+                and inner._storage_format == SQLITE_DATETIME._storage_format):
+            return _utc_text, _utc_value
+    return impl.bind_processor(dialect), impl.result_processor(dialect, coltype)
+
+
+# ---------------------------------------------------------------------------------------------- plans
 class _Plan:
-    sql: str
-    names: tuple[str, ...]  # bind names in positional order
-    binders: tuple[Processor, ...]
-    defaults: tuple[Any, ...]  # values a statement carries itself (literals SQLAlchemy turned into binds)
-    expanding: frozenset[str]
-    keys: tuple[str, ...]  # result column keys
-    readers: tuple[Processor, ...]
+    """A statement compiled for SQLite, with the functions that turn parameters into the driver's positional
+    values (`bind`) and the driver's tuples into rows (`read`)."""
+
+    __slots__ = ("sql", "names", "binders", "defaults", "expanding", "bind", "read", "keys", "untyped")
+
+    def __init__(self, sql: str, names: tuple[str, ...], binders: tuple[Processor, ...],
+                 defaults: tuple[Any, ...], expanding: frozenset[str], keys: tuple[str, ...],
+                 readers: tuple[Processor, ...], untyped: bool) -> None:
+        self.sql, self.names, self.binders, self.defaults = sql, names, binders, defaults
+        self.expanding, self.keys, self.untyped = expanding, keys, untyped
+        self.bind = None if expanding else _make_binder(names, binders, defaults)
+        self.read = _make_reader(keys, readers) if keys else None
+
+
+def _make_binder(names: tuple[str, ...], binders: tuple[Processor, ...],
+                 defaults: tuple[Any, ...]) -> Callable[[dict[str, Any]], list[Any]]:
+    """`params -> [values in position order]` for a plan without expanding binds, as ONE generated expression
+    (no loop, no test of which position has a processor): a use case binds about 80 values."""
+    env: dict[str, Any] = {}
+    parts = []
+    for i, (name, binder, default) in enumerate(zip(names, binders, defaults, strict=True)):
+        env[f"d{i}"] = default
+        get = f"g({name!r}, d{i})"  # a value the statement carries itself (a literal) unless given
+        if binder is not None:
+            env[f"b{i}"] = binder
+            get = f"b{i}({get})"
+        parts.append(get)
+    source = f"def bind(params):\n    g = params.get\n    return [{', '.join(parts)}]\n"
+    exec(source, env)  # names and positions come from our compiled statement, never from data
+    return env["bind"]  # type: ignore[no-any-return]
+
+
+def _make_reader(keys: tuple[str, ...], readers: tuple[Processor, ...]) -> Callable[[Sequence[Any]], FastRow]:
+    """`driver tuple -> FastRow`: the row class of this plan, and the result processors where there are some."""
+    row_class = type("FastRow", (FastRow,), {"__slots__": (), "_keys": keys,
+                                             "_index": {k: i for i, k in enumerate(keys)}})
+    if not any(readers):
+        return row_class  # the driver's tuple as it is
+    env: dict[str, Any] = {"Row": row_class}
+    parts = []
+    for i, reader in enumerate(readers):
+        if reader is None:
+            parts.append(f"raw[{i}]")
+        else:
+            env[f"r{i}"] = reader
+            parts.append(f"r{i}(raw[{i}])")
+    exec(f"def read(raw):\n    return Row(({', '.join(parts)},))\n", env)
+    return env["read"]  # type: ignore[no-any-return]
 
 
 _PLANS: dict[tuple[int, tuple[str, ...]], _Plan | None] = {}
@@ -94,26 +194,35 @@ def _python_defaults(stmt: Any, keys: Sequence[str]) -> bool:
 
 
 def _plan(stmt: Any, dialect: Dialect, keys: tuple[str, ...]) -> _Plan | None:
-    if isinstance(stmt, sa.TextClause) or _python_defaults(stmt, keys):
+    untyped = isinstance(stmt, sa.TextClause)
+    if untyped and stmt._bindparams and any(  # a text() parameter with a declared type: SQLAlchemy's job
+            not isinstance(b.type, sa.types.NullType) for b in stmt._bindparams.values()):
+        return None
+    if _python_defaults(stmt, keys):
         return None
     compiled = stmt.compile(dialect=dialect, column_keys=list(keys) if isinstance(stmt, sa.Insert) else None)
     names = tuple(compiled.positiontup or ())
     binds = compiled.binds
-    binders = tuple(binds[n].type.dialect_impl(dialect).bind_processor(dialect) for n in names)
+    binders = tuple(_processors(binds[n].type, dialect)[0] for n in names)
     defaults = tuple(binds[n].effective_value for n in names)
     expanding = frozenset(b.key for b in compiled.post_compile_params)
-    if isinstance(stmt, sa.Select):
+    if untyped:
+        columns = []  # the driver's description names them (see run)
+    elif isinstance(stmt, sa.Select):
         columns = list(stmt.selected_columns)
     elif getattr(stmt, "_returning", None):
         columns = list(stmt.exported_columns)
     else:
         columns = []
-    readers = tuple(c.type.dialect_impl(dialect).result_processor(dialect, None) for c in columns)
     keys = tuple(str(c.key) for c in columns)
-    return _Plan(compiled.string, names, binders, defaults, expanding, keys, readers)
+    if any(hasattr(FastRow, k) for k in keys):  # `row.count` would be tuple.count: leave it to SQLAlchemy
+        return None
+    readers = tuple(_processors(c.type, dialect, None)[1] for c in columns)
+    return _Plan(compiled.string, names, binders, defaults, expanding, keys, readers, untyped)
 
 
 def _bound(plan: _Plan, params: dict[str, Any]) -> tuple[str, list[Any]]:
+    """SQL and values of a plan with expanding binds (IN lists): the SQL depends on the lists' lengths."""
     sql, values = plan.sql, list[Any]()
     for name, binder, default in zip(plan.names, plan.binders, plan.defaults, strict=True):
         value = params.get(name, default)
@@ -128,39 +237,64 @@ def _bound(plan: _Plan, params: dict[str, Any]) -> tuple[str, list[Any]]:
     return sql, values
 
 
-def _read(plan: _Plan, raw: Sequence[Any]) -> FastRow:
-    return FastRow({k: (r(v) if r else v) for k, r, v in zip(plan.keys, plan.readers, raw, strict=True)})
+_PLAIN = (int, str, float, type(None))
+
+
+def _untyped_values_plain(rows: list[dict[str, Any]]) -> bool:
+    """Whether a text() statement's values go to the driver as they are (SQLAlchemy would pick a type, and a
+    processor, for anything else, such as a datetime)."""
+    return all(type(v) in _PLAIN for row in rows for v in row.values())
 
 
 def run(conn: Connection, stmt: Any, params: dict[str, Any] | list[dict[str, Any]] | None = None) -> Any:
     """Execute a prepared statement: straight on the SQLite cursor when possible, else `conn.execute`."""
     if conn.dialect.name != "sqlite":
         return conn.execute(stmt, params) if params is not None else conn.execute(stmt)
-    many = isinstance(params, list)
-    rows_in: list[dict[str, Any]] = params if isinstance(params, list) else [params or {}]
+    many = type(params) is list
+    rows_in: list[dict[str, Any]] = params if many else [params or {}]  # type: ignore[assignment,list-item]
     if not rows_in:
         return FastResult([], 0)
-    keys = tuple(sorted(rows_in[0])) if isinstance(stmt, sa.Insert) else ()
-    cache_key = (id(stmt), keys)
-    if cache_key not in _PLANS:
-        _PLANS[cache_key] = _plan(stmt, conn.dialect, keys)
+    # an INSERT's SQL names the columns given: its plan is per set of keys (in the callers' order: one order
+    # per call site, so no sort on every call)
+    cache_key = (id(stmt), tuple(rows_in[0]) if isinstance(stmt, sa.Insert) else ())
+    try:
+        plan = _PLANS[cache_key]
+    except KeyError:
+        plan = _PLANS[cache_key] = _plan(stmt, conn.dialect, cache_key[1])
         _KEEP.append(stmt)  # the plan is keyed by id(): keep the statement alive so the id is never reused
-    plan = _PLANS[cache_key]
-    if plan is None:
+    if plan is None or (plan.untyped and not _untyped_values_plain(rows_in)):
         return conn.execute(stmt, params) if params is not None else conn.execute(stmt)
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    if many and not plan.keys and not plan.expanding:
-        cursor.executemany(plan.sql, [_bound(plan, p)[1] for p in rows_in])
-        return FastResult([], cursor.rowcount)
+    bind, read = plan.bind, plan.read
+    if bind is not None:
+        if many and read is None and not plan.untyped:
+            cursor.executemany(plan.sql, list(map(bind, rows_in)))
+            return FastResult([], cursor.rowcount)
+        if not many:  # the common case: one statement, one set of values
+            cursor.execute(plan.sql, bind(rows_in[0]))
+            return _result(plan, cursor)
     out: list[FastRow] = []
     count = 0
     for p in rows_in:
-        sql, values = _bound(plan, p)
-        cursor.execute(sql, values)
-        if plan.keys:
-            out.extend(_read(plan, raw) for raw in cursor.fetchall())
-        count += max(cursor.rowcount, 0)
-    return FastResult(out, count if not plan.keys or cursor.rowcount >= 0 else len(out))
+        if bind is not None:
+            cursor.execute(plan.sql, bind(p))
+        else:
+            cursor.execute(*_bound(plan, p))
+        result = _result(plan, cursor)
+        out += result._rows
+        count += result.rowcount
+    return FastResult(out, count)
+
+
+def _result(plan: _Plan, cursor: Any) -> FastResult:
+    read = plan.read
+    if read is None and plan.untyped and cursor.description:  # text(): the driver names the columns
+        read = plan.read = _make_reader(tuple(d[0] for d in cursor.description), ())
+    if read is None:
+        return FastResult([], max(cursor.rowcount, 0))
+    rows = list(map(read, cursor.fetchall()))
+    # a SELECT's rowcount is -1 on the driver; an UPDATE ... RETURNING's is known once its rows are fetched
+    return FastResult(rows, cursor.rowcount if cursor.rowcount >= 0 else len(rows))
 
 
 _KEEP: list[Any] = []

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
+import pytest
 import sqlalchemy as sa
 
 from models import leave, messaging, people
 from models import requests as rq
-from models.base import prepared
+from models.base import UTCDateTime, prepared
 from models.db import Database
-from models.statements import FastResult, run
+from models.statements import FastResult, _utc_text, _utc_value, run
 
 
 def _employee(db: Database) -> int:
@@ -74,3 +76,90 @@ def test_python_side_defaults_fall_back_to_sqlalchemy(sqlite_db: Database) -> No
         assert not isinstance(result, FastResult)  # created_at, locale... come from Python defaults
         row = conn.execute(sa.select(people.employees).where(people.employees.c.email == "b@example.jp")).one()
         assert row.locale == "ja" and row.active is True and row.created_at is not None
+
+
+def test_instants_bind_and_read_as_sqlalchemys_own_processors() -> None:
+    """The one-step UTCDateTime processors of the fast path give exactly what SQLAlchemy's two layers give."""
+    dialect = sa.create_engine("sqlite://").dialect
+    impl = UTCDateTime().dialect_impl(dialect)
+    sa_bind, sa_read = impl.bind_processor(dialect), impl.result_processor(dialect, None)
+    assert sa_bind is not None and sa_read is not None
+    tokyo, new_york = ZoneInfo("Asia/Tokyo"), ZoneInfo("America/New_York")
+    instants = [
+        datetime(2026, 6, 2, 1, 2, 3, 456789, tzinfo=UTC), datetime(2026, 6, 2, 1, 2, 3, tzinfo=UTC),
+        datetime(2026, 6, 2, 9, 2, 3, 1, tzinfo=tokyo), datetime(2027, 1, 1, 0, 0, tzinfo=tokyo),
+        datetime(2026, 11, 1, 1, 30, tzinfo=new_york), datetime(2026, 11, 1, 1, 30, fold=1, tzinfo=new_york),
+        datetime(2026, 3, 8, 2, 30, tzinfo=new_york),  # a wall time the clock skips
+        datetime(1, 1, 1, 9, 0, tzinfo=timezone(timedelta(hours=-5))), datetime(999, 12, 31, 23, 59, 59, tzinfo=UTC),
+        datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC), None,
+    ]
+    for value in instants + instants[::-1]:  # twice, the second time after other values (the memo)
+        text = _utc_text(value)
+        assert text == sa_bind(value), value
+        assert _utc_value(text) == sa_read(text) and (text is None or _utc_value(text).tzinfo is UTC)
+    # the same instant in another zone, then a naive value equal to the last one's UTC wall time
+    assert _utc_text(datetime(2026, 6, 2, 10, 2, 3, 456789, tzinfo=tokyo)) == "2026-06-02 01:02:03.456789"
+    assert _utc_text(datetime(2026, 6, 2, 1, 2, 3, 456789, tzinfo=UTC)) == "2026-06-02 01:02:03.456789"
+    for naive in (datetime(2026, 6, 2, 1, 2, 3, 456789), datetime(2026, 6, 2)):
+        with pytest.raises(ValueError, match="naive datetime"):
+            _utc_text(naive)
+        with pytest.raises(ValueError, match="naive datetime"):
+            sa_bind(naive)
+    for stored in ("2026-06-02 01:02:03", "2026-06-02 01:02:03.5", "2026-06-02T01:02:03+09:00"):
+        assert _utc_value(stored) == sa_read(stored)
+
+
+def test_steps_assignments_and_people_read_as_sqlalchemy_reads_them(sqlite_db: Database) -> None:
+    """Rows become dataclasses by position on the fast path: the same values as SQLAlchemy's rows by name."""
+    emp = _employee(sqlite_db)
+    at = datetime(2026, 6, 2, 1, 2, 3, 456789, tzinfo=UTC)
+    with sqlite_db.unit_of_work() as conn:
+        people.set_roles(conn, emp, {"finance", "admin"})
+        req = rq.insert_request(conn, number="X-2026-0003", type="x", fiscal_year=2026, requester_id=emp,
+                                payload={"a": 1}, warnings=[{"w": 1}], status="pending", version=1, round=1,
+                                created_at=at, updated_at=at, decided_at=None)
+        steps = rq.insert_steps(conn, [{"request_id": req.id, "round": 1, "position": i, "key": f"s{i}",
+                                        "kind": "approval", "required": 0, "cycle": 1, "status": "waiting",
+                                        "activated_at": at if i else None, "due_at": None, "completed_at": None}
+                                       for i in range(2)])
+        assigns = rq.insert_assignments(conn, [{"request_id": req.id, "step_id": s.id, "approver_id": emp,
+                                                "cycle": 1, "status": "waiting", "acted_by_id": None,
+                                                "comment": "c", "decided_at": at} for s in steps])
+        for table, rows in ((rq.steps, rq.steps_of(conn, req.id, 1)), (rq.assignments, rq.assignments_of(conn, req.id))):
+            slow = conn.execute(sa.select(table).where(table.c.request_id == req.id).order_by(table.c.id)).all()
+            assert [dict(r._mapping) for r in slow] == [r.__dict__ for r in rows]
+        assert rq.steps_of(conn, req.id, 1) == steps and rq.assignments_of(conn, req.id) == assigns
+        assert rq.get_request(conn, req.id) == req
+        fast = people.get_employee(conn, emp)
+        assert fast == people.all_employees(conn)[0]  # all_employees goes through SQLAlchemy's rows
+        assert fast is not None and fast.roles == ("admin", "finance") and fast.email == "a@example.jp"
+
+
+def test_text_statements_run_fast_only_with_plain_values(sqlite_db: Database) -> None:
+    """A text() statement runs on the cursor when its values need no processor; anything else (a datetime, which
+    SQLAlchemy would format) goes through SQLAlchemy, so it is stored the same either way."""
+    emp = _employee(sqlite_db)
+    at = datetime(2026, 6, 2, 1, 2, 3, 456789, tzinfo=UTC)
+    with sqlite_db.unit_of_work() as conn:
+        assert [rq.next_number(conn, "x", 2026) for _ in range(3)] == [1, 2, 3]
+        stmt = sa.text("UPDATE employees SET name_en = :n WHERE id = :i RETURNING id, name_en")
+        result = run(conn, stmt, {"n": "Z", "i": emp})
+        assert isinstance(result, FastResult)
+        row = result.one()
+        assert (row.id, row.name_en, row[1], row._mapping) == (emp, "Z", "Z", {"id": emp, "name_en": "Z"})
+        touch = sa.text("UPDATE chat_identities SET last_used_at = :at WHERE employee_id = :e")
+        people.remember_identity(conn, emp, "slack", "T1", "U1", at)
+        later = at + timedelta(seconds=1)
+        assert not isinstance(run(conn, touch, {"at": later, "e": emp}), FastResult)
+        stored = conn.exec_driver_sql("SELECT last_used_at FROM chat_identities").scalar_one()
+        conn.execute(touch, {"at": later, "e": emp})
+        assert conn.exec_driver_sql("SELECT last_used_at FROM chat_identities").scalar_one() == stored
+
+
+def test_a_column_named_like_a_tuple_method_goes_through_sqlalchemy(sqlite_db: Database) -> None:
+    _employee(sqlite_db)
+    with sqlite_db.unit_of_work() as conn:
+        stmt = prepared(("test_count",), lambda: sa.select(sa.func.count().label("count"))
+                        .select_from(people.employees).where(people.employees.c.id > sa.bindparam("i")))
+        result = run(conn, stmt, {"i": 0})
+        assert not isinstance(result, FastResult) and result.one()._mapping["count"] == 1
