@@ -40,7 +40,6 @@ its log lines carry that request's id; results are counted for /metrics (`bot.me
 from __future__ import annotations
 
 import asyncio
-import functools
 import hashlib
 import json
 import logging
@@ -63,6 +62,7 @@ from bot.slack.oauth import TOKEN_GONE, WorkspaceClients
 from bot.teams.adaptive import render_message as render_card
 from bot.teams.refs import PLATFORM as TEAMS
 from bot.teams.refs import CardSender, TeamsError, is_teams_ref
+from bot.writer import on_writer
 from config.policy import Policy
 from handlers import notifications
 from handlers.views import Message
@@ -756,8 +756,9 @@ class SlackDelivery:
             return delivery.release(conn, claims, now)
 
     async def _write(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """A write, on the database's writer (SQLite: the one writer thread, group-committed with the clicks)."""
-        return await asyncio.get_running_loop().run_in_executor(self.db.writer, functools.partial(fn, *args))
+        """A write, on the database's writer (SQLite: the one writer thread, group-committed with the clicks, which
+        go ahead of it)."""
+        return await on_writer(self.db, fn, *args, first=False)
 
     async def _record(self, mark: Callable[..., None], row_id: int, *args: Any) -> None:
         def work() -> None:

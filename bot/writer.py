@@ -21,10 +21,12 @@ from models.db import Database, GroupCommitWriter
 T = TypeVar("T")
 
 
-async def on_writer(db: Database, fn: Callable[..., T], *args: Any) -> T:
-    """Run a (synchronous) call on the database's writer; returns once it is committed."""
+async def on_writer(db: Database, fn: Callable[..., T], *args: Any, first: bool = True) -> T:
+    """Run a (synchronous) call on the database's writer; returns once it is committed. `first` (the default): a
+    person waits for it, so on SQLite it goes ahead of the background calls (delivery's bookkeeping) still waiting."""
     writer = db.writer
     context = contextvars.copy_context()
-    if isinstance(writer, GroupCommitWriter):  # a person waits: ahead of the delivery loop's bookkeeping
-        return await asyncio.wrap_future(writer.submit_first(context.run, fn, *args))
+    if isinstance(writer, GroupCommitWriter):
+        result: T = await writer.submit_async(context.run, fn, *args, first=first)
+        return result
     return await asyncio.get_running_loop().run_in_executor(writer, functools.partial(context.run, fn, *args))

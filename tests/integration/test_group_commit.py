@@ -137,3 +137,47 @@ def test_engine_refusals_in_a_round_leave_no_trace_and_concurrent_clicks_decide_
         after = conn.execute(sa.select(sa.func.count()).select_from(outbox)).scalar_one()
     assert after > before  # the one approval's news, and nothing from the refusals:
     assert engine.decide(assignment, org.manager, "approve").code == "already_decided"
+
+
+def test_async_callers_get_a_round_s_results_in_one_loop_wake(notes: Database) -> None:
+    """`submit_async`: the round's results for one event loop arrive together after the COMMIT: each caller
+    its own value or error, a refused call undone alone, a caller that gave up skipped while its call commits."""
+    import asyncio
+
+    writer = notes.writer
+    assert isinstance(writer, GroupCommitWriter)
+
+    async def scenario() -> list[Any]:
+        started, gate = threading.Event(), threading.Event()
+
+        def hold() -> bool:
+            started.set()
+            return gate.wait(10)
+
+        blocker = writer.submit(hold)
+        assert await asyncio.to_thread(started.wait, 10)
+        loop = asyncio.get_running_loop()
+        wakes = 0
+        wake = loop.call_soon_threadsafe
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            nonlocal wakes
+            wakes += 1
+            return wake(*args, **kwargs)
+
+        loop.call_soon_threadsafe = counted  # type: ignore[method-assign]
+        waiting = [writer.submit_async(_writes(notes, "a"), first=True),
+                   writer.submit_async(_writes(notes, "b", "raise")),
+                   writer.submit_async(_writes(notes, "c", "refuse")),
+                   writer.submit_async(_writes(notes, "d"))]
+        waiting[3].cancel()  # the caller gave up (e.g. its HTTP request was cancelled): the call still runs
+        gate.set()
+        assert await asyncio.wrap_future(blocker)
+        results = await asyncio.gather(*waiting[:3], return_exceptions=True)
+        loop.call_soon_threadsafe = wake  # type: ignore[method-assign]
+        return [*results, wakes]
+
+    a, b, c, wakes = asyncio.run(scenario())
+    assert a == "a" and isinstance(b, ValueError) and c == "c"
+    assert wakes == 2  # the blocker's concurrent future, then the whole round of four in one
+    assert _notes(notes) == ["a", "d"]
