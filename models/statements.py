@@ -128,23 +128,43 @@ def _processors(type_: Any, dialect: Dialect, coltype: Any = None) -> tuple[Proc
 # ---------------------------------------------------------------------------------------------- plans
 class _Plan:
     """A statement compiled for SQLite, with the functions that turn parameters into the driver's positional
-    values (`bind`) and the driver's tuples into rows (`read`)."""
+    values (`bind`) and the driver's tuples into rows (`read`). With expanding binds (IN lists) the SQL depends
+    on the lists' lengths: `sql_for` renders it once per shape."""
 
-    __slots__ = ("sql", "names", "binders", "defaults", "expanding", "bind", "read", "keys", "untyped")
+    __slots__ = ("sql", "names", "defaults", "expanding", "bind", "read", "keys", "untyped", "_shapes")
 
     def __init__(self, sql: str, names: tuple[str, ...], binders: tuple[Processor, ...],
                  defaults: tuple[Any, ...], expanding: frozenset[str], keys: tuple[str, ...],
                  readers: tuple[Processor, ...], untyped: bool) -> None:
-        self.sql, self.names, self.binders, self.defaults = sql, names, binders, defaults
+        self.sql, self.names, self.defaults = sql, names, defaults
         self.expanding, self.keys, self.untyped = expanding, keys, untyped
-        self.bind = None if expanding else _make_binder(names, binders, defaults)
+        self.bind = _make_binder(names, binders, defaults, expanding)
         self.read = _make_reader(keys, readers) if keys else None
+        self._shapes: dict[tuple[int, ...], str] = {}
+
+    def sql_for(self, params: dict[str, Any]) -> str:
+        """The SQL for these values: the plan's own, or with each IN list's markers for its length."""
+        if not self.expanding:
+            return self.sql
+        lengths = tuple(len(params.get(name, default) or ()) for name, default in zip(self.names, self.defaults,
+                                                                                      strict=True)
+                        if name in self.expanding)
+        sql = self._shapes.get(lengths)
+        if sql is None:
+            sql = self.sql
+            expanded = (name for name in self.names if name in self.expanding)
+            for name, length in zip(expanded, lengths, strict=True):
+                # an empty IN matches nothing, as SQLAlchemy renders it
+                sql = sql.replace(f"(__[POSTCOMPILE_{name}])",
+                                  "(" + ", ".join("?" * length) + ")" if length else "(NULL) AND 1 != 1", 1)
+            self._shapes[lengths] = sql
+        return sql
 
 
-def _make_binder(names: tuple[str, ...], binders: tuple[Processor, ...],
-                 defaults: tuple[Any, ...]) -> Callable[[dict[str, Any]], list[Any]]:
-    """`params -> [values in position order]` for a plan without expanding binds, as ONE generated expression
-    (no loop, no test of which position has a processor): a use case binds about 80 values."""
+def _make_binder(names: tuple[str, ...], binders: tuple[Processor, ...], defaults: tuple[Any, ...],
+                 expanding: frozenset[str]) -> Callable[[dict[str, Any]], list[Any]]:
+    """`params -> [values in position order]` (an IN list's items in its place) as ONE generated expression: no
+    loop and no test of which position has a processor, per call (a use case binds about 80 values)."""
     env: dict[str, Any] = {}
     parts = []
     for i, (name, binder, default) in enumerate(zip(names, binders, defaults, strict=True)):
@@ -152,8 +172,10 @@ def _make_binder(names: tuple[str, ...], binders: tuple[Processor, ...],
         get = f"g({name!r}, d{i})"  # a value the statement carries itself (a literal) unless given
         if binder is not None:
             env[f"b{i}"] = binder
-            get = f"b{i}({get})"
-        parts.append(get)
+        if name in expanding:
+            parts.append(f"*map(b{i}, {get} or ())" if binder is not None else f"*({get} or ())")
+        else:
+            parts.append(f"b{i}({get})" if binder is not None else get)
     source = f"def bind(params):\n    g = params.get\n    return [{', '.join(parts)}]\n"
     exec(source, env)  # names and positions come from our compiled statement, never from data
     return env["bind"]  # type: ignore[no-any-return]
@@ -221,22 +243,6 @@ def _plan(stmt: Any, dialect: Dialect, keys: tuple[str, ...]) -> _Plan | None:
     return _Plan(compiled.string, names, binders, defaults, expanding, keys, readers, untyped)
 
 
-def _bound(plan: _Plan, params: dict[str, Any]) -> tuple[str, list[Any]]:
-    """SQL and values of a plan with expanding binds (IN lists): the SQL depends on the lists' lengths."""
-    sql, values = plan.sql, list[Any]()
-    for name, binder, default in zip(plan.names, plan.binders, plan.defaults, strict=True):
-        value = params.get(name, default)
-        if name in plan.expanding:
-            items = list(value or [])
-            # an empty IN matches nothing, as SQLAlchemy renders it
-            marker = f"(__[POSTCOMPILE_{name}])"
-            sql = sql.replace(marker, "(" + ", ".join("?" * len(items)) + ")" if items else "(NULL) AND 1 != 1", 1)
-            values.extend(binder(v) if binder else v for v in items)
-        else:
-            values.append(binder(value) if binder else value)
-    return sql, values
-
-
 _PLAIN = (int, str, float, type(None))
 
 
@@ -264,22 +270,20 @@ def run(conn: Connection, stmt: Any, params: dict[str, Any] | list[dict[str, Any
         _KEEP.append(stmt)  # the plan is keyed by id(): keep the statement alive so the id is never reused
     if plan is None or (plan.untyped and not _untyped_values_plain(rows_in)):
         return conn.execute(stmt, params) if params is not None else conn.execute(stmt)
-    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    bind, read = plan.bind, plan.read
-    if bind is not None:
-        if many and read is None and not plan.untyped:
-            cursor.executemany(plan.sql, list(map(bind, rows_in)))
-            return FastResult([], cursor.rowcount)
-        if not many:  # the common case: one statement, one set of values
-            cursor.execute(plan.sql, bind(rows_in[0]))
-            return _result(plan, cursor)
+    # the pool's attribute (SQLAlchemy's driver_connection is two properties deep to the same sqlite3 object)
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    bind = plan.bind
+    if not many:  # the common case: one statement, one set of values
+        values = rows_in[0]
+        cursor.execute(plan.sql_for(values), bind(values))
+        return _result(plan, cursor)
+    if plan.read is None and not plan.expanding and not plan.untyped:
+        cursor.executemany(plan.sql, list(map(bind, rows_in)))
+        return FastResult([], cursor.rowcount)
     out: list[FastRow] = []
     count = 0
-    for p in rows_in:
-        if bind is not None:
-            cursor.execute(plan.sql, bind(p))
-        else:
-            cursor.execute(*_bound(plan, p))
+    for values in rows_in:
+        cursor.execute(plan.sql_for(values), bind(values))
         result = _result(plan, cursor)
         out += result._rows
         count += result.rowcount

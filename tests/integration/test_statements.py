@@ -163,3 +163,30 @@ def test_a_column_named_like_a_tuple_method_goes_through_sqlalchemy(sqlite_db: D
                         .select_from(people.employees).where(people.employees.c.id > sa.bindparam("i")))
         result = run(conn, stmt, {"i": 0})
         assert not isinstance(result, FastResult) and result.one()._mapping["count"] == 1
+
+
+def test_in_lists_of_every_length_share_one_plan(sqlite_db: Database) -> None:
+    """An expanding bind's SQL is rendered per list length (an empty list matches nothing); values bound inside
+    the list go through the column's processor like any other."""
+    emp = _employee(sqlite_db)
+    at = datetime(2026, 6, 2, tzinfo=UTC)
+    with sqlite_db.unit_of_work() as conn:
+        people.set_roles(conn, emp, {"x"})
+        others = [people.insert_employee(conn, email=f"{i}@example.jp", name_ja="う", name_en="C", active=True)
+                  for i in range(3)]
+        stmt = prepared(("test_in",), lambda: sa.select(people.employees.c.id).where(
+            people.employees.c.id.in_(sa.bindparam("ids", expanding=True)),
+            people.employees.c.name_en.in_(sa.bindparam("names", expanding=True)),
+            people.employees.c.created_at < sa.bindparam("before")).order_by(people.employees.c.id))
+        for ids, names in (([emp, *others], ["A", "C"]), ([], ["A"]), ([others[0]], ["C"]), ([emp, others[1]], []),
+                           ([emp, others[2]], ["A", "C"])):
+            values = {"ids": ids, "names": names, "before": datetime(2999, 1, 1, tzinfo=UTC)}
+            fast = [row[0] for row in run(conn, stmt, values)]
+            assert fast == [row[0] for row in conn.execute(stmt, values)], (ids, names)
+        created = conn.execute(sa.select(people.employees.c.created_at)
+                               .where(people.employees.c.id == emp)).scalar_one()
+        stmt = prepared(("test_in_instants",), lambda: sa.select(people.employees.c.id).where(
+            people.employees.c.created_at.in_(sa.bindparam("ats", expanding=True))))
+        assert [row[0] for row in run(conn, stmt, {"ats": [at, created]})] == [emp]
+        assert [d.id for d in people.delegations_from(conn, {emp, others[0]}, at)] == []
+        assert messaging.cancel_nudges(conn, [1, 2, 3]) == 0
