@@ -104,13 +104,25 @@ def _utc_text(value: datetime | None) -> str | None:
     return text
 
 
+# Stored text -> instant, for the texts read lately: a use case reads the same few instants again and again (its
+# request's, its steps' times: nine per decision), and a datetime is immutable, so one object can serve them all.
+_UTC_READ: dict[str, datetime] = {}
+_UTC_READ_MAX = 4096  # then it starts again: the texts read lately are those of the requests being worked on
+
+
 def _utc_value(value: str | None) -> datetime | None:
     """What SQLAlchemy reads back for an instant on SQLite: DATETIME's parse, then UTCDateTime's zone."""
     if value is None:
         return None
-    parsed = str_to_datetime(value)
-    assert parsed is not None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    instant = _UTC_READ.get(value)
+    if instant is None:
+        parsed = str_to_datetime(value)
+        assert parsed is not None
+        instant = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+        if len(_UTC_READ) >= _UTC_READ_MAX:
+            _UTC_READ.clear()  # another thread's lookup meanwhile simply misses
+        _UTC_READ[value] = instant
+    return instant
 
 
 def _processors(type_: Any, dialect: Dialect, coltype: Any = None) -> tuple[Processor, Processor]:
