@@ -37,8 +37,13 @@ def _default(value: Any) -> Any:
     raise TypeError(f"not JSON serializable: {type(value).__name__}")
 
 
+# json.dumps with these options would build a new encoder on every call; one, made once, encodes the same
+# (an encoder keeps no state between calls, so threads may share it).
+_CANONICAL = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=_default)
+
+
 def canonical_json(data: dict[str, Any]) -> str:
-    return json.dumps(data, ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=_default)
+    return _CANONICAL.encode(data)
 
 
 def event_hash(seq: int, at: datetime, actor_id: int | None, request_id: int | None, kind: str,
