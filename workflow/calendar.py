@@ -12,8 +12,8 @@ Every moment this module accepts must be timezone-aware (a naive datetime raises
 guess a zone) and every moment it returns is aware and in UTC, the zone we store.
 
 The calendar is immutable after construction, which is what makes its caches safe: national holidays are
-loaded lazily once per year (shared by all calendars) and ``is_business_day`` is memoized per date, so on the
-hot path (every submit and decision computes due times) a call is a dict lookup.
+loaded lazily once per year (shared by all calendars), and ``is_business_day`` and ``add_business_days`` are
+memoized per date, so on the hot path (every submit and decision computes due times) a call is a dict lookup.
 """
 
 from __future__ import annotations
@@ -146,6 +146,7 @@ class BusinessCalendar:
         # Wall-clock length of a working day: the unit of due_after's "business days".
         self.workday_length = datetime.combine(date.min, work_end) - datetime.combine(date.min, work_start)
         self._business_day: dict[date, bool] = {}
+        self._moved: dict[tuple[date, int], date] = {}
 
     @staticmethod
     def _check_hours(work_start: time, work_end: time) -> tuple[time, time]:
@@ -230,6 +231,14 @@ class BusinessCalendar:
         ``n == 0`` returns ``d`` if it is a business day, else the next one. ``d`` itself need not be a
         business day: from a Saturday, +1 is the next business day and -1 the previous one.
         """
+        # memoized like is_business_day: every activation shifts its due time by the same few day counts
+        key = (d, n)
+        moved = self._moved.get(key)
+        if moved is None:
+            moved = self._moved[key] = self._add_business_days(d, n)
+        return moved
+
+    def _add_business_days(self, d: date, n: int) -> date:
         if n == 0:
             return d if self.is_business_day(d) else self.next_business_day(d)
         direction: Literal[1, -1] = 1 if n > 0 else -1

@@ -353,6 +353,12 @@ def test_add_business_days_lands_on_a_business_day(start: date, n: int) -> None:
     assert CAL.is_business_day(CAL.add_business_days(start, n))
 
 
+@given(days, st.integers(min_value=-40, max_value=40))
+def test_add_business_days_remembered_is_what_a_fresh_calendar_computes(start: date, n: int) -> None:
+    first = CAL.add_business_days(start, n)
+    assert CAL.add_business_days(start, n) == first == BusinessCalendar().add_business_days(start, n)
+
+
 @given(days, st.integers(min_value=0, max_value=40))
 def test_count_matches_add_forwards(start: date, n: int) -> None:
     end = CAL.add_business_days(start, n)
