@@ -34,6 +34,7 @@ import os
 import platform
 import queue
 import re
+import resource
 import sqlite3
 import statistics
 import sys
@@ -147,6 +148,12 @@ async def our_server(database_url: str, api_url: str, profile: bool) -> web.Appl
         db.dispose()
 
     app.on_cleanup.append(dispose)
+
+    async def cpu(_: web.Request) -> web.Response:
+        usage = resource.getrusage(resource.RUSAGE_SELF)  # every thread of the process: the loop and the writer
+        return web.json_response(usage.ru_utime + usage.ru_stime)
+
+    app.router.add_get("/_bench/cpu", cpu)
     if profile:
         _profiling(app)
     return app
@@ -445,11 +452,19 @@ async def one_concurrency(world: World, n: int, concurrency: int, label: str, re
     """A fresh set of N delivered cards; the clicks on ours, then the same clicks on the bare app."""
     cards = await prepared(world, n)
     bodies = [click_body(c, i, world.response_url(f"c{concurrency}-{i}")) for i, c in enumerate(cards)]
+    before = await _cpu(world)
     times = await clicks_on_ours(world, bodies, concurrency, label)
     results[("ack ours", concurrency)] = acks(times)
     results[("card ours", concurrency)] = await card_updates(world, cards, times)
+    await drained(world.db)  # the next approvers' cards leave before the next set (and the bare app's clicks)
+    results[("cpu ours", concurrency)] = Figures([(await _cpu(world) - before) * 1000.0 / len(bodies)])
     results[("ack bare", concurrency)] = acks(await click_all(f"{world.bare}{SLACK_EVENTS}", bodies, concurrency))
-    await drained(world.db)  # the next approvers' cards leave before the next set, untimed
+
+
+async def _cpu(world: World) -> float:
+    """Seconds of CPU ours' process has used so far (all its threads)."""
+    async with world.session.get(f"{world.ours}/_bench/cpu") as answer:
+        return float(await answer.json())
 
 
 async def measure(world: World, n: int, label: str) -> Results:
@@ -525,6 +540,8 @@ def print_rows(results: Results, label: str) -> None:
             if row.missing:
                 target += f" ({row.missing} cards never updated within {CARD_TIMEOUT:g} s)"
             print(f"{name:<42} {concurrency:>4} {row.p50():>9.2f} {row.p99():>9.2f}  {target}")
+    spent = ", ".join(f"{results[('cpu ours', c)].ms[0]:.2f} ms at concurrency {c}" for c in CONCURRENCIES)
+    print(f"ours' CPU per click, its decision and its delivery (the server process, all threads): {spent}")
     ratio = results[("ack ours", 1)].p50() / results[("ack bare", 1)].p50()
     print(f"p50 ratio: {ratio:.2f}  (ours ack p50 / bare Bolt ack p50 at concurrency 1; "
           f"target <= {TARGET_RATIO:g}: {verdict(ratio, TARGET_RATIO)})")
