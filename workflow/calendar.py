@@ -12,8 +12,9 @@ Every moment this module accepts must be timezone-aware (a naive datetime raises
 guess a zone) and every moment it returns is aware and in UTC, the zone we store.
 
 The calendar is immutable after construction, which is what makes its caches safe: national holidays are
-loaded lazily once per year (shared by all calendars), and ``is_business_day`` and ``add_business_days`` are
-memoized per date, so on the hot path (every submit and decision computes due times) a call is a dict lookup.
+loaded lazily once per year (shared by all calendars), and ``is_business_day``, the business-day steps and the
+working period's bounds are memoized per date, so on the hot path (every submit and decision computes due
+times) they are dict lookups.
 """
 
 from __future__ import annotations
@@ -147,6 +148,10 @@ class BusinessCalendar:
         self.workday_length = datetime.combine(date.min, work_end) - datetime.combine(date.min, work_start)
         self._business_day: dict[date, bool] = {}
         self._moved: dict[tuple[date, int], date] = {}
+        self._stepped: dict[tuple[date, int], date] = {}
+        # a working period's bounds per day and zone (an SLA deadline walks them day by day)
+        self._starts: dict[tuple[date, ZoneInfo], datetime] = {}
+        self._ends: dict[tuple[date, ZoneInfo], datetime] = {}
 
     @staticmethod
     def _check_hours(work_start: time, work_end: time) -> tuple[time, time]:
@@ -219,6 +224,13 @@ class BusinessCalendar:
         return self._step(d, -1)
 
     def _step(self, d: date, direction: Literal[1, -1]) -> date:
+        key = (d, direction)
+        found = self._stepped.get(key)
+        if found is None:
+            found = self._stepped[key] = self._search(d, direction)
+        return found
+
+    def _search(self, d: date, direction: Literal[1, -1]) -> date:
         for offset in range(1, _SEARCH_LIMIT_DAYS + 1):
             candidate = d + timedelta(days=offset * direction)
             if self.is_business_day(candidate):
@@ -263,10 +275,16 @@ class BusinessCalendar:
         return self._tz if tz is None else _zone(tz)
 
     def _period_start(self, day: date, zone: ZoneInfo) -> datetime:
-        return datetime.combine(day, self.work_start, tzinfo=zone).astimezone(UTC)
+        start = self._starts.get((day, zone))
+        if start is None:
+            start = self._starts[(day, zone)] = datetime.combine(day, self.work_start, tzinfo=zone).astimezone(UTC)
+        return start
 
     def _period_end(self, day: date, zone: ZoneInfo) -> datetime:
-        return datetime.combine(day, self.work_end, tzinfo=zone).astimezone(UTC)
+        end = self._ends.get((day, zone))
+        if end is None:
+            end = self._ends[(day, zone)] = datetime.combine(day, self.work_end, tzinfo=zone).astimezone(UTC)
+        return end
 
     def is_working_time(self, moment: datetime, tz: str | None = None) -> bool:
         """True if ``moment`` falls in working hours of a business day, read in ``tz`` (default: ours)."""

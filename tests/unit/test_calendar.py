@@ -359,6 +359,16 @@ def test_add_business_days_remembered_is_what_a_fresh_calendar_computes(start: d
     assert CAL.add_business_days(start, n) == first == BusinessCalendar().add_business_days(start, n)
 
 
+@given(moments, st.floats(min_value=0, max_value=20), zones)
+def test_due_after_with_remembered_days_is_what_a_fresh_calendar_computes(moment: datetime, days_: float,
+                                                                          tz: str | None) -> None:
+    # CAL has answered many questions before (its days, steps and working periods are memoized); a fresh one
+    # computes everything for the first time
+    assert CAL.due_after(moment, days_, tz) == BusinessCalendar().due_after(moment, days_, tz)
+    assert CAL.next_working_moment(moment, tz) == BusinessCalendar().next_working_moment(moment, tz)
+    assert CAL.previous_business_day(moment.date()) == BusinessCalendar().previous_business_day(moment.date())
+
+
 @given(days, st.integers(min_value=0, max_value=40))
 def test_count_matches_add_forwards(start: date, n: int) -> None:
     end = CAL.add_business_days(start, n)
