@@ -272,24 +272,19 @@ def run(conn: Connection, stmt: Any, params: dict[str, Any] | list[dict[str, Any
     rows_in: list[dict[str, Any]] = params if many else [params or {}]  # type: ignore[assignment,list-item]
     if not rows_in:
         return FastResult([], 0)
-    # an INSERT's SQL names the columns given: its plan is per set of keys (in the callers' order: one order
-    # per call site, so no sort on every call)
-    cache_key = (id(stmt), tuple(rows_in[0]) if isinstance(stmt, sa.Insert) else ())
-    try:
-        plan = _PLANS[cache_key]
-    except KeyError:
-        plan = _PLANS[cache_key] = _plan(stmt, conn.dialect, cache_key[1])
-        _KEEP.append(stmt)  # the plan is keyed by id(): keep the statement alive so the id is never reused
+    plan = _plan_for(conn, stmt, rows_in[0])
     if plan is None or (plan.untyped and not _untyped_values_plain(rows_in)):
         return conn.execute(stmt, params) if params is not None else conn.execute(stmt)
     # the pool's attribute (SQLAlchemy's driver_connection is two properties deep to the same sqlite3 object)
     cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    bind = plan.bind
+    bind, read = plan.bind, plan.read
     if not many:  # the common case: one statement, one set of values
         values = rows_in[0]
-        cursor.execute(plan.sql_for(values), bind(values))
+        cursor.execute(plan.sql_for(values) if plan.expanding else plan.sql, bind(values))
+        if read is None and not plan.untyped:
+            return FastResult([], max(cursor.rowcount, 0))
         return _result(plan, cursor)
-    if plan.read is None and not plan.expanding and not plan.untyped:
+    if read is None and not plan.expanding and not plan.untyped:
         cursor.executemany(plan.sql, list(map(bind, rows_in)))
         return FastResult([], cursor.rowcount)
     out: list[FastRow] = []
@@ -300,6 +295,21 @@ def run(conn: Connection, stmt: Any, params: dict[str, Any] | list[dict[str, Any
         out += result._rows
         count += result.rowcount
     return FastResult(out, count)
+
+
+def _plan_for(conn: Connection, stmt: Any, first: dict[str, Any]) -> _Plan | None:
+    # an INSERT's SQL names the columns given: its plan is per set of keys (in the callers' order: one order
+    # per call site, so no sort on every call)
+    cache_key = (id(stmt), tuple(first) if isinstance(stmt, _INSERT) else ())
+    try:
+        return _PLANS[cache_key]
+    except KeyError:
+        plan = _PLANS[cache_key] = _plan(stmt, conn.dialect, cache_key[1])
+        _KEEP.append(stmt)  # the plan is keyed by id(): keep the statement alive so the id is never reused
+        return plan
+
+
+_INSERT = sa.Insert
 
 
 def _result(plan: _Plan, cursor: Any) -> FastResult:
