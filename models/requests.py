@@ -193,6 +193,28 @@ def update_request(conn: Connection, request_id: int, expected_version: int, **v
     return Request(*row) if row else None
 
 
+def bump_request(conn: Connection, current: Request, **values: Any) -> Request | None:
+    """`update_request` for a request this transaction holds: `current` is the request as the transaction last
+    read or wrote it (under the request's lock). Only the columns changed are read back; the others are
+    `current`'s, since the version still being `current.version` means nothing else changed (every change bumps
+    it). Reading the whole row back decoded the payload's JSON once more on every decision."""
+    keys = tuple(sorted(values))
+
+    def build() -> Any:
+        return (requests.update()
+                .where(requests.c.id == sa.bindparam("_id"), requests.c.version == sa.bindparam("_v"))
+                .values(version=sa.bindparam("_v") + 1, **{k: sa.bindparam(k) for k in keys})
+                .returning(requests.c.version, *(requests.c[k] for k in keys)))
+
+    row = run(conn, prepared(("bump_request", keys), build),
+              {"_id": current.id, "_v": current.version, **values}).first()
+    if row is None:
+        return None
+    fields = dict(current.__dict__)
+    fields.update(zip(("version", *keys), row, strict=True))  # as stored and read back, like the rest
+    return Request(**fields)
+
+
 def insert_steps(conn: Connection, rows: list[dict[str, Any]]) -> list[Step]:
     """Insert steps (one statement for all of them) and return them, in the order given."""
     if not rows:

@@ -190,3 +190,22 @@ def test_in_lists_of_every_length_share_one_plan(sqlite_db: Database) -> None:
         assert [row[0] for row in run(conn, stmt, {"ats": [at, created]})] == [emp]
         assert [d.id for d in people.delegations_from(conn, {emp, others[0]}, at)] == []
         assert messaging.cancel_nudges(conn, [1, 2, 3]) == 0
+
+
+def test_a_bumped_request_is_the_request_as_stored(sqlite_db: Database) -> None:
+    """bump_request reads back only what it changed: the request it answers is the row as a read gives it."""
+    emp = _employee(sqlite_db)
+    at = datetime(2026, 6, 2, 1, 2, 3, 456789, tzinfo=UTC)
+    later = datetime(2026, 6, 2, 12, 0, tzinfo=ZoneInfo("Asia/Tokyo"))
+    with sqlite_db.unit_of_work() as conn:
+        req = rq.insert_request(conn, number="X-2026-0004", type="x", fiscal_year=2026, requester_id=emp,
+                                payload={"a": [1, 2]}, warnings=None, status="pending", version=1, round=1,
+                                created_at=at, updated_at=at, decided_at=None)
+        bumped = rq.bump_request(conn, req, updated_at=later)
+        assert bumped is not None and bumped == rq.get_request(conn, req.id)
+        assert bumped.version == 2 and bumped.updated_at.tzinfo is UTC  # read back, as stored
+        again = rq.bump_request(conn, bumped, status="sent_back", payload={"b": (1, 2)}, warnings=[{"w": 1}],
+                                round=2, updated_at=later)
+        assert again is not None and again == rq.get_request(conn, req.id) and again.payload == {"b": [1, 2]}
+        assert rq.bump_request(conn, bumped, status="approved", updated_at=later) is None  # version 2 is gone
+        assert rq.get_request(conn, req.id) == again
