@@ -268,23 +268,30 @@ def run(conn: Connection, stmt: Any, params: dict[str, Any] | list[dict[str, Any
     """Execute a prepared statement: straight on the SQLite cursor when possible, else `conn.execute`."""
     if conn.dialect.name != "sqlite":
         return conn.execute(stmt, params) if params is not None else conn.execute(stmt)
-    many = type(params) is list
-    rows_in: list[dict[str, Any]] = params if many else [params or {}]  # type: ignore[assignment,list-item]
+    if type(params) is list:
+        return _run_many(conn, stmt, params)
+    values: dict[str, Any] = params or {}  # type: ignore[assignment]
+    plan = _plan_for(conn, stmt, values)
+    if plan is None or (plan.untyped and not _untyped_values_plain([values])):
+        return conn.execute(stmt, params) if params is not None else conn.execute(stmt)
+    # the pool's attribute (SQLAlchemy's driver_connection is two properties deep to the same sqlite3 object)
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    cursor.execute(plan.sql_for(values) if plan.expanding else plan.sql, plan.bind(values))
+    if plan.read is None and not plan.untyped:
+        return FastResult([], max(cursor.rowcount, 0))
+    return _result(plan, cursor)
+
+
+def _run_many(conn: Connection, stmt: Any, rows_in: list[dict[str, Any]]) -> Any:
+    """`run` with a list of parameter sets: one executemany where the driver can, else one statement each."""
     if not rows_in:
         return FastResult([], 0)
     plan = _plan_for(conn, stmt, rows_in[0])
     if plan is None or (plan.untyped and not _untyped_values_plain(rows_in)):
-        return conn.execute(stmt, params) if params is not None else conn.execute(stmt)
-    # the pool's attribute (SQLAlchemy's driver_connection is two properties deep to the same sqlite3 object)
+        return conn.execute(stmt, rows_in)
     cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    bind, read = plan.bind, plan.read
-    if not many:  # the common case: one statement, one set of values
-        values = rows_in[0]
-        cursor.execute(plan.sql_for(values) if plan.expanding else plan.sql, bind(values))
-        if read is None and not plan.untyped:
-            return FastResult([], max(cursor.rowcount, 0))
-        return _result(plan, cursor)
-    if read is None and not plan.expanding and not plan.untyped:
+    bind = plan.bind
+    if plan.read is None and not plan.expanding and not plan.untyped:
         cursor.executemany(plan.sql, list(map(bind, rows_in)))
         return FastResult([], cursor.rowcount)
     out: list[FastRow] = []
