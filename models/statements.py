@@ -24,6 +24,7 @@ from sqlalchemy.dialects.sqlite.base import DATETIME as SQLITE_DATETIME
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.engine.processors import str_to_datetime
 
+from models import postgres_path
 from models.base import UTCDateTime
 
 Processor = Callable[[Any], Any] | None
@@ -265,8 +266,11 @@ def _untyped_values_plain(rows: list[dict[str, Any]]) -> bool:
 
 
 def run(conn: Connection, stmt: Any, params: dict[str, Any] | list[dict[str, Any]] | None = None) -> Any:
-    """Execute a prepared statement: straight on the SQLite cursor when possible, else `conn.execute`."""
+    """Execute a prepared statement: straight on the SQLite cursor (or psycopg's: `_run_postgres`) when possible,
+    else `conn.execute`."""
     if conn.dialect.name != "sqlite":
+        if conn.dialect.driver == "psycopg":
+            return _run_postgres(conn, stmt, params)
         return conn.execute(stmt, params) if params is not None else conn.execute(stmt)
     if type(params) is list:
         return _run_many(conn, stmt, params)
@@ -280,6 +284,31 @@ def run(conn: Connection, stmt: Any, params: dict[str, Any] | list[dict[str, Any
     if plan.read is None and not plan.untyped:
         return FastResult([], max(cursor.rowcount, 0))
     return _result(plan, cursor)
+
+
+_PG_PLANS: dict[tuple[int, tuple[str, ...]], postgres_path.PostgresPlan | None] = {}
+
+
+def _run_postgres(conn: Connection, stmt: Any, params: dict[str, Any] | list[dict[str, Any]] | None) -> Any:
+    """`run` on PostgreSQL through psycopg: the statement on psycopg's cursor (models/postgres_path.py), or
+    `conn.execute` for what that path leaves to SQLAlchemy."""
+    many = type(params) is list
+    rows_in: list[dict[str, Any]] = params if many else [params or {}]  # type: ignore[assignment,list-item]
+    if rows_in:
+        cache_key = (id(stmt), tuple(rows_in[0]) if isinstance(stmt, _INSERT) else ())
+        try:
+            plan = _PG_PLANS[cache_key]
+        except KeyError:
+            plan = postgres_path.plan(stmt, conn.dialect, cache_key[1], _python_defaults(stmt, cache_key[1]))
+            if plan is not None and any(hasattr(FastRow, k) for k in plan.keys):
+                plan = None  # `row.count` would be tuple.count: SQLAlchemy's Row
+            _PG_PLANS[cache_key] = plan
+            _KEEP.append(stmt)  # keyed by id(), as _PLANS
+        if plan is not None:
+            done = postgres_path.execute(conn, plan, rows_in, many, _make_reader)
+            if done is not None:
+                return FastResult(*done)
+    return conn.execute(stmt, params) if params is not None else conn.execute(stmt)
 
 
 def _run_many(conn: Connection, stmt: Any, rows_in: list[dict[str, Any]]) -> Any:
