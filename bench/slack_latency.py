@@ -138,7 +138,7 @@ async def stub_slack(users: dict[str, str]) -> web.Application:
 async def our_server(database_url: str, api_url: str, profile: bool) -> web.Application:
     """make_app on the bench's database, delivering in the background. `profile`: cProfile the event loop's
     thread between `POST /_bench/profile/start` and `POST /_bench/profile/stop?path=` (written there)."""
-    db = Database(database_url, pool_size=60)
+    db = Database(database_url)  # as `madoguchi serve` makes it (PostgreSQL: its default pool and writer of 5)
     settings = Settings.model_validate({"SLACK_BOT_TOKEN": TOKEN, "SLACK_SIGNING_SECRET": SECRET,
                                         "SLACK_API_URL": api_url})
     app = make_app(settings, database=db, deliver=True)
