@@ -187,6 +187,9 @@ def print_ratios(ours: Result, floor: Result, spiff: Result, suffix: str = "") -
     print(f"ratio to floor{suffix}: {to_floor:.2f}")
     print(f"targets: ratio vs SpiffWorkflow >= {TARGET_VS_SPIFF:g} ({_verdict(vs_spiff >= TARGET_VS_SPIFF)}), "
           f"ratio to floor <= {TARGET_TO_FLOOR:g} ({_verdict(to_floor <= TARGET_TO_FLOOR)})")
+    if not suffix:  # one at a time: the most any engine writing these rows durably could reach (same fsyncs)
+        print(f"bound: the floor's own ratio vs SpiffWorkflow: {floor.per_second / spiff.per_second:.2f} "
+              "(an engine that cost nothing beyond the floor's statements and commits, one lifecycle at a time)")
 
 
 FEW_PER_PERSON = 4  # below this many lifecycles per person, the start and the last stragglers dominate a run
