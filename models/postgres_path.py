@@ -84,13 +84,16 @@ def plan(stmt: Any, dialect: Dialect, keys: tuple[str, ...], python_defaults: bo
     compiled = stmt.compile(dialect=dialect, column_keys=list(keys) if isinstance(stmt, sa.Insert) else None)
     if compiled.literal_execute_params or compiled.positiontup:  # rendered per call, or not psycopg's pyformat
         return None
+    return PostgresPlan(compiled, dialect, result_columns(stmt))
+
+
+def result_columns(stmt: Any) -> list[Any]:
+    """The columns a statement's rows have: a SELECT's, or what an INSERT / UPDATE returns; none otherwise."""
     if isinstance(stmt, sa.Select):
-        columns = list(stmt.selected_columns)
-    elif getattr(stmt, "_returning", None):
-        columns = list(stmt.exported_columns)
-    else:
-        columns = []
-    return PostgresPlan(compiled, dialect, columns)
+        return list(stmt.selected_columns)
+    if getattr(stmt, "_returning", None):
+        return list(stmt.exported_columns)
+    return []
 
 
 def execute(conn: Connection, plan_: PostgresPlan, rows_in: list[dict[str, Any]], many: bool,

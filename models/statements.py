@@ -241,14 +241,8 @@ def _plan(stmt: Any, dialect: Dialect, keys: tuple[str, ...]) -> _Plan | None:
     binders = tuple(_processors(binds[n].type, dialect)[0] for n in names)
     defaults = tuple(binds[n].effective_value for n in names)
     expanding = frozenset(b.key for b in compiled.post_compile_params)
-    if untyped:
-        columns = []  # the driver's description names them (see run)
-    elif isinstance(stmt, sa.Select):
-        columns = list(stmt.selected_columns)
-    elif getattr(stmt, "_returning", None):
-        columns = list(stmt.exported_columns)
-    else:
-        columns = []
+    # text(): the driver's description names the columns (see run)
+    columns = [] if untyped else postgres_path.result_columns(stmt)
     keys = tuple(str(c.key) for c in columns)
     if any(hasattr(FastRow, k) for k in keys):  # `row.count` would be tuple.count: leave it to SQLAlchemy
         return None
