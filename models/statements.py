@@ -240,7 +240,8 @@ def _plan(stmt: Any, dialect: Dialect, keys: tuple[str, ...]) -> _Plan | None:
     binds = compiled.binds
     binders = tuple(_processors(binds[n].type, dialect)[0] for n in names)
     defaults = tuple(binds[n].effective_value for n in names)
-    expanding = frozenset(b.key for b in compiled.post_compile_params)
+    # by the name the SQL uses: a literal list (`in_(("a", "b"))`) has an anonymous key but a rendered name
+    expanding = frozenset(n for n in names if binds[n].expanding)
     # text(): the driver's description names the columns (see run)
     columns = [] if untyped else postgres_path.result_columns(stmt)
     keys = tuple(str(c.key) for c in columns)

@@ -209,3 +209,20 @@ def test_a_bumped_request_is_the_request_as_stored(sqlite_db: Database) -> None:
         assert again is not None and again == rq.get_request(conn, req.id) and again.payload == {"b": [1, 2]}
         assert rq.bump_request(conn, bumped, status="approved", updated_at=later) is None  # version 2 is gone
         assert rq.get_request(conn, req.id) == again
+
+
+def test_a_literal_in_list_runs_on_the_fast_path(sqlite_db: Database) -> None:
+    """`in_((...))` with the values in the statement: an expanding bind with an anonymous key, matched by the name
+    the compiled SQL gives it."""
+    emp = _employee(sqlite_db)
+    at = datetime(2026, 6, 2, tzinfo=UTC)
+    stmt = prepared(("test_literal_in",), lambda: sa.select(rq.requests.c.number)
+                    .where(rq.requests.c.status.in_(("pending", "approved"))).order_by(rq.requests.c.number))
+    with sqlite_db.unit_of_work() as conn:
+        for i, status in enumerate(("pending", "rejected", "approved"), 1):
+            rq.insert_request(conn, number=f"L-2026-{i:04d}", type="x", fiscal_year=2026, requester_id=emp,
+                              payload={}, warnings=None, status=status, version=1, round=1, created_at=at,
+                              updated_at=at, decided_at=None)
+        found = run(conn, stmt)
+        assert isinstance(found, FastResult)
+        assert [r.number for r in found] == ["L-2026-0001", "L-2026-0003"]
