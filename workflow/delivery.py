@@ -46,8 +46,7 @@ def claim_due(conn: Connection, now: datetime, limit: int, lease: timedelta = LE
 
 # Delivery runs these for every row it sends (the plan, the record) and every batch (the claim): each is built once
 # (`models.base.prepared`) and, on SQLite, run on the driver's cursor (`models.statements.run`). Built per call, they
-# cost the writer thread about half of its time in the Slack latency bench. Lists are explicit expanding binds: the
-# fast path matches those by name (a literal `in_(tuple)` gets an anonymous one).
+# cost the writer thread about half of its time in the Slack latency bench.
 def _candidates(postgres: bool) -> Any:
     due = (sa.select(outbox.c.id)
            .where(outbox.c.state.in_(sa.bindparam("claimable", expanding=True)),
