@@ -341,11 +341,12 @@ def update_department(conn: Connection, department_id: int, **values: object) ->
 
 # Written as text: both SQLite and PostgreSQL speak this ON CONFLICT, and two replicas (or two clicks) meeting a
 # new person at once must not fail on the unique key; the loser simply finds the winner's row.
+# `now` is typed so it is stored as every other instant (untyped, SQLite's driver wrote its own "+00:00" form).
 _REMEMBER_IDENTITY = sa.text(
     "INSERT INTO chat_identities (employee_id, platform, workspace, user_id, last_used_at) "
     "VALUES (:employee_id, :platform, :workspace, :user_id, :now) "
     "ON CONFLICT (platform, workspace, user_id) DO NOTHING"
-)
+).bindparams(sa.bindparam("now", type_=UTCDateTime()))
 
 
 def employee_of_identity(conn: Connection, platform: str, workspace: str, user_id: str) -> Employee | None:

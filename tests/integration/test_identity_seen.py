@@ -57,3 +57,15 @@ def test_recognised_leaves_the_writes_to_identify(db: Database, org: Org, clock:
         people.update_employee(conn, org.alice, active=False)
     with db.unit_of_work(write=False) as conn:
         assert recognised(conn, "slack", "T1", "U-alice", now + timedelta(minutes=1)) is None  # has left
+
+
+def test_a_new_identity_s_last_seen_is_stored_as_every_instant(sqlite_db: Database, clock: Clock) -> None:
+    """The text() insert of a new identity binds its instant as UTCDateTime: the same stored form as an update's
+    (the driver's own "+00:00" form sorted apart from it)."""
+    with sqlite_db.unit_of_work() as conn:
+        emp = people.insert_employee(conn, email="b@example.jp", name_ja="び", name_en="B", active=True)
+        people.remember_identity(conn, emp, "slack", "T1", "U-b", clock())
+        inserted = conn.exec_driver_sql("SELECT last_used_at FROM chat_identities").scalar_one()
+        people.touch_identity(conn, "slack", "T1", "U-b", clock())
+        touched = conn.exec_driver_sql("SELECT last_used_at FROM chat_identities").scalar_one()
+    assert inserted == touched and "+" not in inserted and "T" not in inserted
