@@ -77,23 +77,13 @@ class PostgresPlan:
         return self.read
 
 
-def plan(stmt: Any, dialect: Dialect, keys: tuple[str, ...], python_defaults: bool) -> PostgresPlan | None:
-    """The plan of a statement, or None for what SQLAlchemy should run (see the module's docstring)."""
-    if isinstance(stmt, sa.TextClause) or python_defaults:
-        return None
+def plan(stmt: Any, dialect: Dialect, keys: tuple[str, ...], columns: list[Any]) -> PostgresPlan | None:
+    """The plan of a statement whose rows have `columns` (`keys`: an INSERT's given columns), or None for what
+    SQLAlchemy should run (see the module's docstring; the caller has left out text() and Python defaults)."""
     compiled = stmt.compile(dialect=dialect, column_keys=list(keys) if isinstance(stmt, sa.Insert) else None)
     if compiled.literal_execute_params or compiled.positiontup:  # rendered per call, or not psycopg's pyformat
         return None
-    return PostgresPlan(compiled, dialect, result_columns(stmt))
-
-
-def result_columns(stmt: Any) -> list[Any]:
-    """The columns a statement's rows have: a SELECT's, or what an INSERT / UPDATE returns; none otherwise."""
-    if isinstance(stmt, sa.Select):
-        return list(stmt.selected_columns)
-    if getattr(stmt, "_returning", None):
-        return list(stmt.exported_columns)
-    return []
+    return PostgresPlan(compiled, dialect, columns)
 
 
 def execute(conn: Connection, plan_: PostgresPlan, rows_in: list[dict[str, Any]], many: bool,

@@ -15,9 +15,9 @@ a text() statement whose values are plain strings and numbers (the counter upser
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.sqlite.base import DATETIME as SQLITE_DATETIME
@@ -243,12 +243,33 @@ def _plan(stmt: Any, dialect: Dialect, keys: tuple[str, ...]) -> _Plan | None:
     # by the name the SQL uses: a literal list (`in_(("a", "b"))`) has an anonymous key but a rendered name
     expanding = frozenset(n for n in names if binds[n].expanding)
     # text(): the driver's description names the columns (see run)
-    columns = [] if untyped else postgres_path.result_columns(stmt)
+    columns = [] if untyped else _result_columns(stmt)
     keys = tuple(str(c.key) for c in columns)
-    if any(hasattr(FastRow, k) for k in keys):  # `row.count` would be tuple.count: leave it to SQLAlchemy
+    if _clashes(keys):
         return None
     readers = tuple(_processors(c.type, dialect, None)[1] for c in columns)
     return _Plan(compiled.string, names, binders, defaults, expanding, keys, readers, untyped)
+
+
+def _pg_plan(stmt: Any, dialect: Dialect, keys: tuple[str, ...]) -> postgres_path.PostgresPlan | None:
+    if isinstance(stmt, sa.TextClause) or _python_defaults(stmt, keys):
+        return None
+    columns = _result_columns(stmt)
+    return None if _clashes(str(c.key) for c in columns) else postgres_path.plan(stmt, dialect, keys, columns)
+
+
+def _result_columns(stmt: Any) -> list[Any]:
+    """The columns a statement's rows have: a SELECT's, or what an INSERT / UPDATE returns; none otherwise."""
+    if isinstance(stmt, sa.Select):
+        return list(stmt.selected_columns)
+    if getattr(stmt, "_returning", None):
+        return list(stmt.exported_columns)
+    return []
+
+
+def _clashes(keys: Iterable[str]) -> bool:
+    """`row.count` would be tuple.count: rows with such a column are left to SQLAlchemy's Row."""
+    return any(hasattr(FastRow, k) for k in keys)
 
 
 _PLAIN = (int, str, float, type(None))
@@ -290,15 +311,7 @@ def _run_postgres(conn: Connection, stmt: Any, params: dict[str, Any] | list[dic
     many = type(params) is list
     rows_in: list[dict[str, Any]] = params if many else [params or {}]  # type: ignore[assignment,list-item]
     if rows_in:
-        cache_key = (id(stmt), tuple(rows_in[0]) if isinstance(stmt, _INSERT) else ())
-        try:
-            plan = _PG_PLANS[cache_key]
-        except KeyError:
-            plan = postgres_path.plan(stmt, conn.dialect, cache_key[1], _python_defaults(stmt, cache_key[1]))
-            if plan is not None and any(hasattr(FastRow, k) for k in plan.keys):
-                plan = None  # `row.count` would be tuple.count: SQLAlchemy's Row
-            _PG_PLANS[cache_key] = plan
-            _KEEP.append(stmt)  # keyed by id(), as _PLANS
+        plan = _cached(_PG_PLANS, _pg_plan, conn, stmt, rows_in[0])
         if plan is not None:
             done = postgres_path.execute(conn, plan, rows_in, many, _make_reader)
             if done is not None:
@@ -329,13 +342,22 @@ def _run_many(conn: Connection, stmt: Any, rows_in: list[dict[str, Any]]) -> Any
 
 
 def _plan_for(conn: Connection, stmt: Any, first: dict[str, Any]) -> _Plan | None:
-    # an INSERT's SQL names the columns given: its plan is per set of keys (in the callers' order: one order
-    # per call site, so no sort on every call)
+    return _cached(_PLANS, _plan, conn, stmt, first)
+
+
+_P = TypeVar("_P")
+
+
+def _cached(plans: dict[tuple[int, tuple[str, ...]], _P | None],
+            make: Callable[[Any, Dialect, tuple[str, ...]], _P | None], conn: Connection, stmt: Any,
+            first: dict[str, Any]) -> _P | None:
+    """A statement's plan, made once per shape. An INSERT's SQL names the columns given: its plan is per set of
+    keys (in the callers' order: one order per call site, so no sort on every call)."""
     cache_key = (id(stmt), tuple(first) if isinstance(stmt, _INSERT) else ())
     try:
-        return _PLANS[cache_key]
+        return plans[cache_key]
     except KeyError:
-        plan = _PLANS[cache_key] = _plan(stmt, conn.dialect, cache_key[1])
+        plan = plans[cache_key] = make(stmt, conn.dialect, cache_key[1])
         _KEEP.append(stmt)  # the plan is keyed by id(): keep the statement alive so the id is never reused
         return plan
 
