@@ -69,6 +69,7 @@ from handlers.views import Message
 from models.db import Database
 from models.messaging import TRACE, TRACE_KEY, OutboxMessage
 from workflow import broadcasts, delivery
+from workflow.queries import RequestDetails
 from workflow.queue_channels import registered_address
 
 log = logging.getLogger(__name__)
@@ -269,6 +270,9 @@ class SlackDelivery:
         # (workspace, Slack user) -> conversations.open of their DM channel
         self._dm: dict[tuple[str | None, str], asyncio.Future[Any]] = {}
         self._due = asyncio.Event()  # set by `wake`: new rows may be due now
+        # requests' details read by this round's rows (notifications.Reads: reused while the version is the same);
+        # a decision's rows are about one request, so its three or four plans read it once
+        self._earlier: dict[int, RequestDetails] = {}
 
     def wake(self) -> None:
         """New outbox rows may be due (e.g. a conversation call just committed): the idle loop looks at once.
@@ -465,7 +469,7 @@ class SlackDelivery:
             team = self._team(conn, row, reach, bool(shared))
             if self._covered(row, shared, channel_at, platform if reach is not None else None):
                 return _Plan(user, platform=platform, covered=True)
-            reads = notifications.Reads()  # the request is read once for this row and all its cards
+            reads = notifications.Reads(earlier=self._earlier)  # read once for this row and all its cards
             if user is None:
                 # nobody to tell, but the request's other copies (approver cards, digests) must still show it
                 return _Plan(refresh=self._copies(conn, row, reads), team=team)
@@ -743,6 +747,9 @@ class SlackDelivery:
         if self._stopping:
             return []
         rows: list[OutboxMessage] = await self._write(self._claim, now)
+        # a new batch, a new memory of details: what was read stays at most a batch long (a person's new name
+        # is not versioned with the request)
+        self._earlier = {}
         for row in rows:
             self._claims[row.id] = row.next_attempt_at
         return rows

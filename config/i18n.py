@@ -9,6 +9,8 @@ SUPPORTED_LOCALES = ("ja", "en")
 
 def normalize_locale(locale: str | None, default: str = "ja") -> str:
     """Map a platform locale such as 'ja-JP' or 'en_US' to 'ja' or 'en'."""
+    if locale == "ja" or locale == "en":  # what callers pass nearly always (a card asks about a hundred times)
+        return locale
     if not locale:
         return default
     head = locale.replace("_", "-").split("-", 1)[0].lower()
@@ -24,7 +26,9 @@ class LocalText(BaseModel):
     en: str
 
     def __call__(self, locale: str | None = "ja") -> str:
-        return self.en if normalize_locale(locale) == "en" else self.ja
+        if locale == "ja":  # the usual case first: a card reads a hundred of these
+            return self.ja
+        return self.en if locale == "en" or normalize_locale(locale) == "en" else self.ja
 
     @classmethod
     def of(cls, ja: str, en: str) -> LocalText:

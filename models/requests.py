@@ -184,6 +184,13 @@ def get_request(conn: Connection, request_id: int, *, lock: bool = False) -> Req
     return _REQUEST(row) if row else None
 
 
+def version_of(conn: Connection, request_id: int) -> int | None:
+    """The request's version alone (every change bumps it): whether something read earlier is still current."""
+    stmt = prepared(("version_of",), lambda: sa.select(requests.c.version).where(requests.c.id == sa.bindparam("id")))
+    row = run(conn, stmt, {"id": request_id}).first()
+    return int(row[0]) if row else None
+
+
 def requests_of(conn: Connection, requester_id: int, limit: int = 50) -> list[Request]:
     rows = conn.execute(sa.select(requests).where(requests.c.requester_id == requester_id)
                         .order_by(requests.c.id.desc()).limit(limit))

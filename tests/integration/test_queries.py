@@ -149,3 +149,31 @@ def test_withdrawn_request_reads_as_withdrawn(engine: Engine, db: Database, poli
     valid(card)
     assert "取り下げ済み — 高橋 愛" in str(card["blocks"])
     assert not [b for b in card["blocks"] if b["type"] == "actions"]
+
+
+def test_delivery_reuses_details_read_earlier_only_while_the_request_is_unchanged(
+        db: Database, policy: Policy, engine: Engine, org: Org) -> None:
+    """handlers.notifications.Reads with `earlier` (delivery keeps it across a batch's rows): the same details
+    while the request's version is the same; a fresh read, showing the decision, once anything changed."""
+    from handlers.notifications import Reads
+
+    out = engine.submit(org.alice, "expense", expense(5000))
+    assert out.ok and out.request is not None
+    request_id, assignment = out.request.id, out.open_assignments[0]
+    earlier: dict[int, RequestDetails] = {}
+    with db.unit_of_work(write=False) as conn:
+        first = Reads(earlier=earlier).of(conn, policy, request_id)
+    with db.unit_of_work(write=False) as conn:
+        again = Reads(earlier=earlier).of(conn, policy, request_id)
+    assert first is not None and again is first  # nothing changed: not read again
+
+    assert engine.decide(assignment, org.manager, "approve").ok
+    with db.unit_of_work(write=False) as conn:
+        after = Reads(earlier=earlier).of(conn, policy, request_id)
+    assert after is not None and after is not first
+    assert after.request.version > first.request.version
+    manager_step = next(s for s in after.steps if any(p.assignment_id == assignment for p in s.people))
+    assert [p.status for p in manager_step.people if p.assignment_id == assignment] == ["approved"]
+    assert earlier[request_id] is after  # the fresh read is the one remembered
+    with db.unit_of_work(write=False) as conn:
+        assert Reads(earlier=earlier).of(conn, policy, 10_000) is None  # no such request
