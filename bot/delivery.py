@@ -57,6 +57,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.engine import Connection
 
 from bot.metrics import Metrics
+from bot.people_first import PeopleFirst
 from bot.slack.blockkit import render_message
 from bot.slack.oauth import TOKEN_GONE, WorkspaceClients
 from bot.teams.adaptive import render_message as render_card
@@ -250,8 +251,11 @@ class SlackDelivery:
                  rate: float | None = None, batch: int = 20, max_attempts: int = 5, backoff: float = 2.0,
                  max_backoff: float = 300.0, clock: Callable[[], datetime] = _utcnow,
                  lease: timedelta = delivery.LEASE, teams: CardSender | None = None,
-                 workspaces: WorkspaceClients | None = None, metrics: Metrics | None = None) -> None:
+                 workspaces: WorkspaceClients | None = None, metrics: Metrics | None = None,
+                 people_first: PeopleFirst | None = None) -> None:
         self.db, self.policy, self.client = db, policy, client
+        # claims and sends wait for their turn behind the people's requests under way (bot/people_first.py)
+        self.people_first = people_first
         # OAuth installs (several workspaces): each message goes with the bot token of its workspace, and each
         # workspace has its own pace; None: the one `client` (SLACK_BOT_TOKEN) sends everything
         self.workspaces = workspaces
@@ -411,6 +415,10 @@ class SlackDelivery:
     async def _send(self, row: OutboxMessage) -> JSON | None:
         """Carry the row out on the recipient's platform; returns where the message is (Slack: channel + ts;
         Teams: activity id + conversation), None if nothing was sent."""
+        if self.people_first is not None:
+            await self.people_first.turn()
+            if self._stopping:
+                raise _Stopped  # claimed, not begun: given back at shutdown
         plan = await self._write(self._plan, row)  # the writer: no second thread fighting for the GIL
         try:
             return await self._carry_out(row, plan)
@@ -744,6 +752,8 @@ class SlackDelivery:
 
     async def _take(self, now: datetime) -> list[OutboxMessage]:
         """Claim the next batch (none once stopping), remembering each row's lease until its result is recorded."""
+        if self.people_first is not None:
+            await self.people_first.turn()
         if self._stopping:
             return []
         rows: list[OutboxMessage] = await self._write(self._claim, now)

@@ -31,6 +31,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot import observability
 from bot.delivery import SlackDelivery
 from bot.metrics import Metrics, metrics_handler
+from bot.people_first import PeopleFirst
 from bot.readiness import Readiness, readyz_handler
 from bot.scheduler import Ticker
 from bot.slack.app import Background, BotAuthorization, build_oauth_slack_app, build_slack_app
@@ -55,6 +56,7 @@ DELIVERY = web.AppKey("delivery", SlackDelivery)
 TICKER = web.AppKey("ticker", Ticker)
 DATABASE = web.AppKey("database", Database)
 METRICS = web.AppKey("metrics", Metrics)
+PEOPLE_FIRST = web.AppKey("people_first", PeopleFirst)
 SLACK_EVENTS = "/slack/events"
 SHUTDOWN_HTTP = 2.0  # seconds requests under way may take after SIGTERM (web.run_app's shutdown_timeout)
 DELIVERY_GRACE = 3.0  # seconds the delivery calls under way may take to be answered and recorded at shutdown
@@ -69,8 +71,11 @@ def make_app(settings: Settings, *, database: Database | None = None, policy: Po
     the bot up (auth.test) at start; off when the Web API is served by this same application (the playground),
     which does not listen yet at start."""
     metrics = Metrics()
-    app = web.Application(middlewares=[observability.middleware(metrics)])
+    people = PeopleFirst()  # the people's requests go before delivery and after-answer replies
+    app = web.Application(middlewares=[observability.middleware(metrics),
+                                       people.middleware(frozenset({SLACK_EVENTS, MESSAGES}))])
     app[METRICS] = metrics
+    app[PEOPLE_FIRST] = people
     db = database or _own_database(app, settings)
     app[DATABASE] = db
     rules = policy or with_timezone(load_policy(settings.workflows), settings.timezone)
@@ -88,9 +93,9 @@ def make_app(settings: Settings, *, database: Database | None = None, policy: Po
     # Teams: botbuilder is loaded when Teams is used (at start with bot credentials, else at the first request)
     teams = LazyTeams(conversation, settings, lambda: app[DELIVERY].wake())
     app[DELIVERY] = (SlackDelivery(db, rules, client, clock=clock, lease=lease, teams=teams, workspaces=workspaces,
-                                   metrics=metrics, rate=settings.slack_rate) if clock
+                                   metrics=metrics, rate=settings.slack_rate, people_first=people) if clock
                      else SlackDelivery(db, rules, client, lease=lease, teams=teams, workspaces=workspaces,
-                                        metrics=metrics, rate=settings.slack_rate))
+                                        metrics=metrics, rate=settings.slack_rate, people_first=people))
     _mount_teams(app, teams)
     background = deliver if deliver is not None else database is None
     if slack and settings.slack_bot_token and settings.slack_signing_secret:
@@ -100,7 +105,8 @@ def make_app(settings: Settings, *, database: Database | None = None, policy: Po
         _mount_slack_oauth(app, conversation, settings, installations, workspaces, app[DELIVERY])
     if SLACK_APP in app and settings.slack_app_token:
         # Socket Mode beside HTTP; after the Slack mount, so it closes before the shared Web API session
-        socket_mode = SocketModeConnection(app[SLACK_APP], settings.slack_app_token, settings.slack_api_url)
+        socket_mode = SocketModeConnection(app[SLACK_APP], settings.slack_app_token, settings.slack_api_url,
+                                           people_first=people)
         app.cleanup_ctx.append(socket_mode.context)
     if background:
         app.cleanup_ctx.append(_delivery_loop)
@@ -188,7 +194,7 @@ def _own_database(app: web.Application, settings: Settings) -> Database:
 def _mount_slack(app: web.Application, conversation: Conversation, token: str, signing_secret: str,
                  api_url: str, delivery: SlackDelivery, warm: bool = True) -> None:
     authorization = BotAuthorization(token, api_url)
-    replies = Background()
+    replies = Background(app[PEOPLE_FIRST])
     # a conversation call may have enqueued news: the delivery loop looks at once instead of after its rest
     app[SLACK_APP] = build_slack_app(conversation, token=token, signing_secret=signing_secret, api_url=api_url,
                                      authorization=authorization, changed=delivery.wake, background=replies)
@@ -227,7 +233,7 @@ def _mount_slack_oauth(app: web.Application, conversation: Conversation, setting
                            states=OAuthStates(app[DATABASE], settings.slack_oauth_state_seconds),
                            redirect_uri=settings.slack_redirect_uri,
                            state_expiration_seconds=settings.slack_oauth_state_seconds)
-    replies = Background()
+    replies = Background(app[PEOPLE_FIRST])
     app[SLACK_APP] = build_oauth_slack_app(conversation, signing_secret=settings.slack_signing_secret,
                                            api_url=settings.slack_api_url, oauth=oauth, installations=installations,
                                            changed=delivery.wake, background=replies)

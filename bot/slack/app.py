@@ -40,6 +40,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
+from bot.people_first import PeopleFirst
 from bot.slack.blockkit import (
     VALUE_ACTION,
     action_name,
@@ -89,19 +90,22 @@ async def _hop(conversation: Conversation, fn: Callable[..., T], *args: Any) -> 
 
 class Background:
     """Tasks that run after the HTTP answer (replies nobody waits on). Kept referenced until done, so they are
-    not garbage-collected mid-flight; their errors are logged and swallowed."""
+    not garbage-collected mid-flight; their errors are logged and swallowed. With `people_first`, each waits for
+    its turn behind the people's requests under way (bot/people_first.py)."""
 
-    def __init__(self) -> None:
+    def __init__(self, people_first: PeopleFirst | None = None) -> None:
         self._tasks: set[asyncio.Task[None]] = set()
+        self._people_first = people_first
 
     def start(self, work: Awaitable[None], what: str) -> None:
         task = asyncio.ensure_future(self._guarded(work, what))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    @staticmethod
-    async def _guarded(work: Awaitable[None], what: str) -> None:
+    async def _guarded(self, work: Awaitable[None], what: str) -> None:
         try:
+            if self._people_first is not None:
+                await self._people_first.turn()
             await work
         except Exception:
             log.exception("%s failed", what)

@@ -45,6 +45,7 @@ from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
+from bot.people_first import PeopleFirst
 from models.messaging import TRACE
 
 log = logging.getLogger(__name__)
@@ -86,12 +87,18 @@ class _ConnectionsClient(AsyncWebClient):
 class _Handler(AsyncSocketModeHandler):
     """Bolt's handler, with first deliveries passed on as such (see the module docstring)."""
 
+    people_first: PeopleFirst | None = None  # set by SocketModeConnection: an envelope is a person's request
+
     async def handle(self, client: Any, req: SocketModeRequest) -> None:
         # the envelope's own task: its id is the request id of what it causes (as X-Request-Id is over HTTP)
         TRACE.set(f"socket-{req.envelope_id}")
         if req.retry_attempt == 0:
             req.retry_attempt, req.retry_reason = None, None
-        await super().handle(client, req)
+        if self.people_first is None:
+            await super().handle(client, req)
+            return
+        with self.people_first.serving():
+            await super().handle(client, req)
 
 
 class SocketModeConnection:
@@ -100,8 +107,9 @@ class SocketModeConnection:
     For an aiohttp application: `app.cleanup_ctx.append(SocketModeConnection(...).context)`."""
 
     def __init__(self, bolt: AsyncApp, app_token: str, api_url: str, *, ping_interval: float = 10.0,
-                 connect_timeout: float = 30.0, grace: float = 5.0) -> None:
+                 connect_timeout: float = 30.0, grace: float = 5.0, people_first: PeopleFirst | None = None) -> None:
         self._bolt = bolt
+        self._people_first = people_first
         self._token = app_token
         self._api_url = api_url
         self._ping_interval = ping_interval
@@ -134,6 +142,7 @@ class SocketModeConnection:
             raise SocketModeError(f"apps.connections.open at {self._api_url} failed: {_reason(exc)}") from None
         handler = _Handler(self._bolt, self._token, logger=sdk_log, web_client=web_client,
                            ping_interval=self._ping_interval)
+        handler.people_first = self._people_first
         client = handler.client
         client.message_listeners.append(self._on_message)
         client.on_message_listeners.append(self._on_frame)

@@ -1,6 +1,7 @@
 """Slack's Web API for the end-to-end tests: the playground's emulator (bot/playground/webapi.py) on its own
 127.0.0.1 server, lenient about trigger ids and response_urls the tests make up themselves. Every call is
-recorded (method and parsed body); `fail_next` scripts Slack's errors.
+recorded (method and parsed body); `fail_next` scripts Slack's errors; `hold(method)` keeps that method's calls
+waiting until the event it returns is set (a Slack that is slow to answer).
 
 It also serves response_url hooks (`response_url(name)`), recorded under the method name "response_url", so
 `respond(...)` from Bolt is seen the same way as Web API calls.
@@ -13,6 +14,7 @@ message went with); any other call goes to the first workspace. `grant` hands ou
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,6 +45,7 @@ class SlackApiStub:
     client_secret: str = "test-client-secret"
     by_token: dict[str, SlackWebApi] = field(default_factory=dict)
     codes: dict[str, str] = field(default_factory=dict)
+    held: dict[str, asyncio.Event] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.emulator = self._emulator(TEAM, "Acme", BOT_USER, BOT_ID, self.users, None)
@@ -78,6 +81,11 @@ class SlackApiStub:
     def workspace(self) -> Workspace:
         return self.emulator.workspace
 
+    def hold(self, method: str) -> asyncio.Event:
+        """Calls of `method` wait (unanswered) until the returned event is set."""
+        self.held[method] = asyncio.Event()
+        return self.held[method]
+
     def fail_next(self, method: str, error: str, *, status: int = 200, headers: dict[str, str] | None = None,
                   times: int = 1) -> None:
         """Answer the next `times` calls of `method` with Slack's error (and this HTTP status and headers), e.g.
@@ -111,6 +119,9 @@ class SlackApiStub:
         return self._server.make_url("/")
 
     async def _api(self, request: web.Request) -> web.Response:
+        held = self.held.get(request.match_info["method"])
+        if held is not None:
+            await held.wait()
         if request.match_info["method"] == "oauth.v2.access":
             return await self._oauth_access(request)
         given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
