@@ -4,9 +4,11 @@ Both backends."""
 
 from __future__ import annotations
 
+import asyncio
+
 import sqlalchemy as sa
 
-from bot.delivery import SlackDelivery
+from bot.delivery import IN_FLIGHT, SlackDelivery
 from models.messaging import outbox
 from tests.e2e import test_slack_delivery
 from tests.e2e.test_slack_delivery import World
@@ -88,3 +90,31 @@ async def test_requests_delivered_side_by_side_keep_each_requests_order(world: W
         assert ref is not None
         updated = next(i for i, c in enumerate(calls) if c.method == "chat.update" and c.body.get("ts") == ref["ts"])
         assert first_post_to_alice < updated
+
+
+async def test_without_a_pace_batches_follow_one_another_while_earlier_rows_are_under_way(world: World) -> None:
+    """IN_FLIGHT batches at most: with Slack holding every post, three batches are claimed (not one: a slow call
+    holds nothing back; not all: what is claimed stays bounded); once Slack answers, every row goes, each
+    request's news in order."""
+    world.known_on_slack(world.org.alice, "U-alice")
+    world.known_on_slack(world.org.manager, "U-manager")
+    for _ in range(5):
+        world.submit()  # 10 rows: each request's status message and its card
+    world.delivery.batch = 2
+    held = world.api.hold("chat.postMessage")
+    delivering = asyncio.ensure_future(world.deliver())
+
+    def claimed() -> int:
+        return sum(1 for r in world.rows() if r.state == "sending")
+
+    for _ in range(200):
+        if claimed() >= 2 * IN_FLIGHT:
+            break
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.1)  # nothing more is claimed while they wait
+    assert claimed() == 2 * IN_FLIGHT and not delivering.done()
+    held.set()
+    assert await delivering == 10
+    assert {r.state for r in world.rows()} == {"sent"}
+    posts = [c for c in world.api.called("chat.postMessage") if c["channel"] == "DU-alice"]
+    assert len(posts) == 5 and not world.api.called("chat.update")  # each status message posted once
