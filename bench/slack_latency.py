@@ -63,7 +63,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bench.engine import postgres_url
 from bench.ours import _own_postgres_database
-from bot.server import DELIVERY, SLACK_EVENTS, make_app
+from bot.server import DELIVERY, SLACK_EVENTS, make_app, settle_heap_at_start
 from config.policy import load_policy, with_timezone
 from config.settings import Settings
 from models import people
@@ -143,6 +143,7 @@ async def our_server(database_url: str, api_url: str, profile: bool) -> web.Appl
     settings = Settings.model_validate({"SLACK_BOT_TOKEN": TOKEN, "SLACK_SIGNING_SECRET": SECRET,
                                         "SLACK_API_URL": api_url})
     app = make_app(settings, database=db, deliver=True)
+    settle_heap_at_start(app)  # as `madoguchi serve` does
     app[DELIVERY].pace = 0.0  # make_app has no pace option; one manager's 200 cards share one DM channel
 
     async def dispose(_: web.Application) -> None:

@@ -198,7 +198,7 @@ def serve_ours() -> web.Application:
     wait; the invoke's answer is what is timed), its database seeded with OURS_REQUESTS pending approvals."""
     import tempfile
 
-    from bot.server import make_app
+    from bot.server import make_app, settle_heap_at_start
     from config.policy import load_policy
     from config.settings import DEFAULT_WORKFLOWS, Settings
     from models import people
@@ -225,6 +225,7 @@ def serve_ours() -> web.Application:
     with db.unit_of_work() as conn:
         people.remember_identity(conn, org.manager, "teams", TENANT, APPROVER_AAD, datetime.now(UTC))
     app = make_app(Settings.model_validate({}), database=db, policy=policy, deliver=False, tick=False)
+    settle_heap_at_start(app)  # as `madoguchi serve` does
 
     async def assignments(_: web.Request) -> web.Response:
         return web.json_response(pending)

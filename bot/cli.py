@@ -169,16 +169,18 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on.")] = "12
     from aiohttp import web  # the server's dependencies only when serving
 
     from bot.logging_setup import configure
-    from bot.server import SHUTDOWN_HTTP, make_app
+    from bot.server import SHUTDOWN_HTTP, make_app, settle_heap_at_start
     from bot.slack.socket_mode import SocketModeError
 
     settings = _serve_settings()
     configure(settings)
     policy = _policy(settings)  # a broken workflows.yaml stops here, before listening
     _say_slack_mode(settings)
+    application = make_app(settings, policy=policy)
+    settle_heap_at_start(application)
     try:
         # access_log None: bot/observability.py logs each request itself, with its request id
-        web.run_app(make_app(settings, policy=policy), host=host, port=port, shutdown_timeout=SHUTDOWN_HTTP,
+        web.run_app(application, host=host, port=port, shutdown_timeout=SHUTDOWN_HTTP,
                     access_log=None, print=_banner)
     except SocketModeError as exc:
         err.print(f"[red]✗ {escape(str(exc))}[/]")
@@ -198,7 +200,7 @@ def demo(host: Annotated[str, typer.Option(help="Address to listen on.")] = "127
     from bot.playground import demo as demo_company
     from bot.playground.app import api_url, make_playground, mount
     from bot.playground.clock import DemoClock, add_clock_control
-    from bot.server import DATABASE, DELIVERY, SHUTDOWN_HTTP, make_app
+    from bot.server import DATABASE, DELIVERY, SHUTDOWN_HTTP, make_app, settle_heap_at_start
 
     settings = _serve_settings()
     if "log_level" not in settings.model_fields_set:
@@ -224,6 +226,7 @@ def demo(host: Annotated[str, typer.Option(help="Address to listen on.")] = "127
     app = make_app(demo_settings, policy=policy, warm=False, clock=clock)
     mount(app, playground)
     add_clock_control(app, clock, app[DATABASE], policy, app[DELIVERY].wake)
+    settle_heap_at_start(app)
     out.print(f"[bold]madoguchi playground[/] — {len(company.people)} people of {escape(policy.company.name.ja)}, "
               f"database {database}")
     out.print(f"  open [bold cyan]{base}/?as={company.first}[/] — pick who you are, then type "

@@ -1,7 +1,8 @@
 """People first (bot/people_first.py) on the real server and the real delivery loop, with the stub Web API on
 loopback: while a person's Slack request is under way, the delivery loop claims and sends nothing; once it is
 answered (and `hold` has passed) the cards go out; probes do not count as people; and nothing waits longer than
-`max_wait`."""
+`max_wait`. Also the other thing a click's answer must not wait for: a full garbage collection of the startup heap
+(`settle_heap_at_start`)."""
 
 from __future__ import annotations
 
@@ -124,3 +125,25 @@ async def test_a_request_within_hold_of_the_last_answer_keeps_the_gate_closed() 
     assert not turn.done()
     await asyncio.wait_for(turn, 5)  # opens `hold` after the last answer
     assert gate.open
+
+
+async def test_a_serving_process_freezes_what_it_made_at_start(db: Database, policy: Policy, clock: Clock) -> None:
+    """settle_heap_at_start (`madoguchi serve` and `demo`): once started, the startup heap is out of the
+    collector's passes; the server still answers."""
+    import gc
+
+    from bot.server import settle_heap_at_start
+
+    app = make_app(Settings.model_validate({}), database=db, policy=policy, clock=clock)
+    settle_heap_at_start(app)
+    gc.unfreeze()
+    assert gc.get_freeze_count() == 0
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        assert gc.get_freeze_count() > 1000  # modules, settings, the policy, the application
+        async with aiohttp.ClientSession() as session, session.get(server.make_url("/healthz")) as answer:
+            assert answer.status == 200
+    finally:
+        await server.close()
+        gc.unfreeze()  # this test process starts many more applications
