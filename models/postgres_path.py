@@ -104,7 +104,8 @@ def execute(conn: Connection, plan_: PostgresPlan, rows_in: list[dict[str, Any]]
         cursor.execute(sql, plan_.values(given))
         if not plan_.columns:
             return [], max(cursor.rowcount, 0)
-        read = plan_.reader(conn.dialect, cursor.description, make_reader)
+        # psycopg builds `description` (a Column object per column) each time it is asked: only the first run asks
+        read = plan_.read or plan_.reader(conn.dialect, cursor.description, make_reader)
         rows = list(map(read, cursor.fetchall()))
         return rows, cursor.rowcount if cursor.rowcount >= 0 else len(rows)
     except conn.dialect.loaded_dbapi.Error as exc:
