@@ -8,9 +8,10 @@ then one signed ``block_actions`` click per request, shaped like Slack's, hits `
 
 The baseline is a bare ``AsyncApp(process_before_response=True)`` with the same signing secret, mounted with
 the same aiohttp converters on its own application, whose only listener acks. It gets the same clicks at the
-same concurrency in the same run.
+same concurrency in the same run. So does a third app, the floor of committing before the ack: the bare app whose
+listener first commits one row to an SQLite file (WAL, synchronous=FULL) on a thread of its own (`floor ratio`).
 
-As in a deployment, each side runs in a process of its own (spawned): the stub Slack, ours, the bare Bolt app;
+As in a deployment, each side runs in a process of its own (spawned): the stub Slack, ours, the bare Bolt apps;
 the clients that send the clicks run in the bench's own process, which also prepares the requests (untimed).
 In one process the clients and the stub would share the server's event loop and GIL, and the figures would
 measure them too. Times are taken with ``time.monotonic`` (CLOCK_MONOTONIC on Linux: one clock for every process
@@ -42,6 +43,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
@@ -196,6 +198,41 @@ async def bare_bolt_app(api_url: str) -> web.Application:
     return app
 
 
+async def bolt_commit_app(api_url: str, path: str) -> web.Application:
+    """The floor of any design that commits a click before it acks: the bare Bolt app whose listener first commits
+    one row to an SQLite file (WAL, synchronous=FULL: one fsync) on a thread of its own, then acks. Ours does
+    this plus the decision itself."""
+    bolt = AsyncApp(signing_secret=SECRET, process_before_response=True,
+                    client=AsyncWebClient(token=TOKEN, base_url=api_url))
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")
+    db.execute("CREATE TABLE IF NOT EXISTS clicks (id INTEGER PRIMARY KEY, action_ts TEXT NOT NULL)")
+    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="floor-writer")  # one connection, one writer
+
+    def record(action_ts: str) -> None:
+        db.execute("BEGIN IMMEDIATE")
+        db.execute("INSERT INTO clicks (action_ts) VALUES (?)", (action_ts,))
+        db.execute("COMMIT")
+
+    @bolt.block_action(re.compile(".*"))
+    async def commit_then_ack(ack: AsyncAck, body: dict[str, Any]) -> None:
+        await asyncio.get_running_loop().run_in_executor(writer, record, body["actions"][0]["action_ts"])
+        await ack()
+
+    async def events(request: web.Request) -> web.Response:
+        return await to_aiohttp_response(await bolt.async_dispatch(await to_bolt_request(request)))
+
+    async def close(_: web.Application) -> None:
+        writer.shutdown(wait=True)
+        db.close()
+
+    app = web.Application()
+    app.router.add_post("/slack/events", events)
+    app.on_cleanup.append(close)
+    return app
+
+
 Build = Callable[..., Awaitable[web.Application]]
 
 
@@ -325,6 +362,7 @@ class World:
 
     ours: str  # ours' base URL
     bare: str  # the bare Bolt app's base URL
+    floor: str  # the bare Bolt app that commits one row before it acks
     stub: str  # the stub Slack's base URL
     db: Database
     engine: Engine
@@ -470,6 +508,7 @@ async def one_concurrency(world: World, n: int, concurrency: int, label: str, re
     await drained(world.db)  # the next approvers' cards leave before the next set (and the bare app's clicks)
     results[("cpu ours", concurrency)] = Figures([(await _cpu(world) - before) * 1000.0 / len(bodies)])
     results[("ack bare", concurrency)] = acks(await click_all(f"{world.bare}{SLACK_EVENTS}", bodies, concurrency))
+    results[("ack floor", concurrency)] = acks(await click_all(f"{world.floor}{SLACK_EVENTS}", bodies, concurrency))
 
 
 async def _cpu(world: World) -> float:
@@ -485,6 +524,7 @@ async def measure(world: World, n: int, label: str) -> Results:
     bodies = [click_body(c, i, world.response_url(f"warm-{i}")) for i, c in enumerate(warm)]
     await click_all(f"{world.ours}{SLACK_EVENTS}", bodies, 1)
     await click_all(f"{world.bare}{SLACK_EVENTS}", bodies, 1)
+    await click_all(f"{world.floor}{SLACK_EVENTS}", bodies, 1)
     await drained(world.db)
     for concurrency in CONCURRENCIES:
         await one_concurrency(world, n, concurrency, label, results)
@@ -500,13 +540,16 @@ def run_backend(database_url: str, n: int, label: str, profile: Path | None = No
     settings = Settings.model_validate({"SLACK_BOT_TOKEN": TOKEN, "SLACK_SIGNING_SECRET": SECRET})
     engine = Engine(db, with_timezone(load_policy(settings.workflows), settings.timezone))
     try:
-        with spawned(stub_slack, users) as stub, \
+        with tempfile.TemporaryDirectory(prefix="madoguchi-bench-floor-") as tmp, \
+                spawned(stub_slack, users) as stub, \
                 spawned(our_server, database_url, f"{stub}/api/", profile is not None) as ours, \
-                spawned(bare_bolt_app, f"{stub}/api/") as bare:
+                spawned(bare_bolt_app, f"{stub}/api/") as bare, \
+                spawned(bolt_commit_app, f"{stub}/api/", str(Path(tmp) / "floor.db")) as floor:
 
             async def run() -> Results:
                 async with aiohttp.ClientSession() as session:
-                    return await measure(World(ours, bare, stub, db, engine, org, session, profile), n, label)
+                    world = World(ours, bare, floor, stub, db, engine, org, session, profile)
+                    return await measure(world, n, label)
 
             return asyncio.run(run())
     finally:
@@ -526,8 +569,9 @@ def print_header(n: int) -> None:
           f"SQLite WAL synchronous=FULL")
     print("delivery: make_app's loop, pace set to 0 on its SlackDelivery (make_app has no option for it); "
           "the loop rests 0.5 s when idle (run_forever's default, not configurable from make_app)")
-    print("on 127.0.0.1, each in a process of its own: the stub Web API, ours, the bare Bolt app; the clients "
-          "(one aiohttp session per run) in the bench's process")
+    print("on 127.0.0.1, each in a process of its own: the stub Web API, ours, the bare Bolt app, the bare Bolt app "
+          "that commits one row (SQLite) before it acks; the clients (one aiohttp session per run) in the bench's "
+          "process")
     print()
 
 
@@ -539,7 +583,7 @@ def print_rows(results: Results, label: str) -> None:
     """Ack and click-to-card rows per concurrency, with the issue's targets beside them."""
     print(f"{'row':<42} {'conc':>4} {'p50 ms':>9} {'p99 ms':>9}  target")
     names = {"ack ours": f"ack, ours ({label})", "ack bare": "ack, bare Bolt (process_before_response)",
-             "card ours": f"click-to-card-updated, ours ({label})"}
+             "ack floor": "ack, bare Bolt + one durable commit", "card ours": f"click-to-card-updated, ours ({label})"}
     for concurrency in CONCURRENCIES:
         for key, name in names.items():
             row = results[(key, concurrency)]
@@ -556,6 +600,9 @@ def print_rows(results: Results, label: str) -> None:
     ratio = results[("ack ours", 1)].p50() / results[("ack bare", 1)].p50()
     print(f"p50 ratio: {ratio:.2f}  (ours ack p50 / bare Bolt ack p50 at concurrency 1; "
           f"target <= {TARGET_RATIO:g}: {verdict(ratio, TARGET_RATIO)})")
+    floor = results[("ack floor", 1)].p50() / results[("ack bare", 1)].p50()
+    print(f"floor ratio: {floor:.2f}  (bare Bolt + one durable SQLite commit before the ack / bare Bolt, p50 at "
+          "concurrency 1: what committing before the ack costs before any decision is taken)")
 
 
 @contextmanager
