@@ -494,8 +494,9 @@ class Conversation:
 
     def _identify(self, who: Who) -> Employee | None:
         now = self.engine.clock()
-        # Usually a read: a write transaction only for a new identity, a changed language or a stale "last seen"
-        with self.engine.db.unit_of_work(write=False) as conn:
+        # Usually a read (one statement, no transaction of its own): a write transaction only for a new identity,
+        # a changed language or a stale "last seen"
+        with self.engine.db.unit_of_work(write=False, transaction=False) as conn:
             person = recognised(conn, who.platform, who.workspace, who.user_id, now, who.locale)
         if person is not None:
             return person

@@ -14,10 +14,12 @@ writes begin IMMEDIATE, so a read-then-write use case never fails half way on a 
   unit of work as before.
 
 On PostgreSQL every statement is a round trip to the server, and on this kind of machine a round trip costs our
-process about 0.1 ms of CPU (a click ran 22; the delivery of its news as many again). A unit of work that only
-reads runs without a transaction of its own (autocommit: no BEGIN, no COMMIT): at PostgreSQL's READ COMMITTED each
-statement reads as of its own start, in a transaction or not, so the reads see what they saw before. (The ping at
-each checkout, `pool_pre_ping`, stays: without it a click just after a server restart failed once.)
+process about 0.1 ms of CPU (a click ran 22; the delivery of its news as many again). A short read on a hot path
+(who clicked; what a delivery row will say) asks for no transaction of its own (`unit_of_work(write=False,
+transaction=False)`: autocommit, no BEGIN, no COMMIT): at PostgreSQL's READ COMMITTED each statement reads as of
+its own start, in a transaction or not, so it reads what it read before. Other reads keep their transaction: a
+server-side cursor (an export's stream) needs one. (The ping at each checkout, `pool_pre_ping`, stays: without it
+a click just after a server restart failed once.)
 
 The async edges wait on the writer through `GroupCommitWriter.submit_async`: the round's results for one event loop
 are handed over in ONE `call_soon_threadsafe` after the COMMIT. (`asyncio.wrap_future` wakes the loop once per call,
@@ -270,9 +272,10 @@ class Database:
             return self._writer
 
     @contextmanager
-    def unit_of_work(self, *, write: bool = True) -> Iterator[Connection]:
+    def unit_of_work(self, *, write: bool = True, transaction: bool = True) -> Iterator[Connection]:
         """One connection, one transaction: commits when the block ends, rolls back if it raises. On the
-        writer thread of SQLite, a SAVEPOINT in the round's shared transaction instead (committed with it)."""
+        writer thread of SQLite, a SAVEPOINT in the round's shared transaction instead (committed with it).
+        `transaction=False` (reads only): on PostgreSQL, no transaction of its own (see the module's docstring)."""
         group: Connection | None = getattr(self._local, "group", None)
         if group is not None:
             with self._savepoint(group, write) as conn:
@@ -280,7 +283,7 @@ class Database:
             return
         with self.engine.connect() as conn:
             conn.info["write"] = write
-            if not write and self._reads_autocommit:
+            if not (write or transaction) and self._reads_autocommit:
                 conn.execution_options(isolation_level="AUTOCOMMIT")  # no BEGIN / COMMIT round trips
             with conn.begin():
                 yield conn

@@ -1,6 +1,6 @@
-"""How units of work use PostgreSQL connections (models/db.py): a unit that only reads runs without a transaction
-of its own (no BEGIN / COMMIT round trips) and still reads what the writes committed; a write unit after it, on
-the same pooled connection, is one transaction again."""
+"""How units of work use PostgreSQL connections (models/db.py): a short read that asks for no transaction runs
+without one (no BEGIN / COMMIT round trips) and still reads what the writes committed; other reads keep theirs
+(a server-side cursor needs it); a write unit after it, on the same pooled connection, is one transaction again."""
 
 from __future__ import annotations
 
@@ -30,11 +30,14 @@ def status(conn: sa.Connection) -> psycopg.pq.TransactionStatus:
     return raw.info.transaction_status
 
 
-def test_a_read_unit_has_no_transaction_a_write_unit_has_one(postgres: Database, org: Org, policy: Policy,
+def test_a_short_read_has_no_transaction_other_units_have_one(postgres: Database, org: Org, policy: Policy,
                                                              clock: Clock) -> None:
-    with postgres.unit_of_work(write=False) as conn:
+    with postgres.unit_of_work(write=False, transaction=False) as conn:
         conn.execute(sa.text("SELECT 1"))
         assert status(conn) == psycopg.pq.TransactionStatus.IDLE  # autocommit: nothing to commit
+    with postgres.unit_of_work(write=False) as conn:
+        conn.execute(sa.text("SELECT 1"))
+        assert status(conn) == psycopg.pq.TransactionStatus.INTRANS
     with postgres.unit_of_work() as conn:
         conn.execute(sa.text("SELECT 1"))
         assert status(conn) == psycopg.pq.TransactionStatus.INTRANS
@@ -43,7 +46,7 @@ def test_a_read_unit_has_no_transaction_a_write_unit_has_one(postgres: Database,
         org.alice, "expense", {"purpose": "出張", "items": [
             {"date": "2026-06-01", "payee": "JR東海", "amount": "14170", "tax_rate": "10", "category": "travel"}]})
     assert out.ok and out.request is not None
-    with postgres.unit_of_work(write=False) as conn:
+    with postgres.unit_of_work(write=False, transaction=False) as conn:
         found = rq.get_request(conn, out.request.id)
         assert found is not None and found.status == "pending"
     with postgres.unit_of_work() as conn:  # a write unit after a read unit on the same pooled connection
