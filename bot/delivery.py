@@ -298,8 +298,8 @@ class SlackDelivery:
         # (workspace, Slack user) -> conversations.open of their DM channel
         self._dm: dict[tuple[str | None, str], asyncio.Future[Any]] = {}
         self._due = asyncio.Event()  # set by `wake`: new rows may be due now
-        # requests' details read by this round's rows (notifications.Reads: reused while the version is the same);
-        # a decision's rows are about one request, so its three or four plans read it once
+        # requests' details read by the current batch's rows (notifications.Reads: reused while the version is the
+        # same); a decision's rows are about one request, so its three or four plans read it once
         self._earlier: dict[int, RequestDetails] = {}
 
     def wake(self) -> None:
@@ -352,7 +352,8 @@ class SlackDelivery:
                 running.append(asyncio.ensure_future(self._deliver_batch(rows, moment, last, left, gate)))
                 if len(rows) < self.batch:
                     break
-                await left.down_to(ahead, lambda: self._stopping)
+                # (a batch that ended, even with an error, frees its place: nothing waits on a count gone wrong)
+                await left.down_to(ahead, lambda: self._stopping or running[-1].done())
                 moment = now or self.clock()
                 rows = await self._take(moment)
             await asyncio.gather(*running)
