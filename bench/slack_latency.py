@@ -180,30 +180,40 @@ def _profiling(app: web.Application) -> None:
     app.router.add_post("/_bench/profile/stop", stop)
 
 
-async def bare_bolt_app(api_url: str) -> web.Application:
-    """The baseline: a Bolt app whose only listener acks a block action, mounted on its own aiohttp app."""
+def bare_bolt(api_url: str) -> AsyncApp:
+    """A Bolt app with no listener yet, as the baselines use it."""
     # a static bot token (on the client): Bolt calls auth.test on the stub once, during the warm-up
-    bolt = AsyncApp(signing_secret=SECRET, process_before_response=True,
+    return AsyncApp(signing_secret=SECRET, process_before_response=True,
                     client=AsyncWebClient(token=TOKEN, base_url=api_url))
 
-    @bolt.block_action(re.compile(".*"))
-    async def only_ack(ack: AsyncAck) -> None:
-        await ack()
+
+def mounted(bolt: AsyncApp) -> web.Application:
+    """`bolt` at /slack/events of an aiohttp application of its own (Bolt's aiohttp converters, as ours)."""
 
     async def events(request: web.Request) -> web.Response:
         return await to_aiohttp_response(await bolt.async_dispatch(await to_bolt_request(request)))
 
     app = web.Application()
-    app.router.add_post("/slack/events", events)
+    app.router.add_post(SLACK_EVENTS, events)
     return app
+
+
+async def bare_bolt_app(api_url: str) -> web.Application:
+    """The baseline: a Bolt app whose only listener acks a block action, mounted on its own aiohttp app."""
+    bolt = bare_bolt(api_url)
+
+    @bolt.block_action(re.compile(".*"))
+    async def only_ack(ack: AsyncAck) -> None:
+        await ack()
+
+    return mounted(bolt)
 
 
 async def bolt_commit_app(api_url: str, path: str) -> web.Application:
     """The floor of any design that commits a click before it acks: the bare Bolt app whose listener first commits
     one row to an SQLite file (WAL, synchronous=FULL: one fsync) on a thread of its own, then acks. Ours does
     this plus the decision itself."""
-    bolt = AsyncApp(signing_secret=SECRET, process_before_response=True,
-                    client=AsyncWebClient(token=TOKEN, base_url=api_url))
+    bolt = bare_bolt(api_url)
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=FULL")
@@ -220,15 +230,11 @@ async def bolt_commit_app(api_url: str, path: str) -> web.Application:
         await asyncio.get_running_loop().run_in_executor(writer, record, body["actions"][0]["action_ts"])
         await ack()
 
-    async def events(request: web.Request) -> web.Response:
-        return await to_aiohttp_response(await bolt.async_dispatch(await to_bolt_request(request)))
-
     async def close(_: web.Application) -> None:
         writer.shutdown(wait=True)
         db.close()
 
-    app = web.Application()
-    app.router.add_post("/slack/events", events)
+    app = mounted(bolt)
     app.on_cleanup.append(close)
     return app
 

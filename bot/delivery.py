@@ -336,7 +336,7 @@ class SlackDelivery:
         moment = now or self.clock()
         rows = await self._take(moment)
         if len(rows) < self.batch:
-            await self._deliver_batch(rows, moment, {}, _Left(len(rows)))
+            await self._deliver_batch(rows, moment, {})
             return len(rows)
         rate = self.workspace_rate
         total, running = 0, []
@@ -364,9 +364,9 @@ class SlackDelivery:
         return total
 
     async def _deliver_batch(self, rows: list[OutboxMessage], now: datetime,
-                             last: dict[Any, asyncio.Future[None]], left: _Left,
+                             last: dict[Any, asyncio.Future[None]], left: _Left | None = None,
                              gate: asyncio.Semaphore | None = None) -> None:
-        """The rows of a claimed batch, grouped by request; `left` counts the rows not done yet."""
+        """The rows of a claimed batch, grouped by request; `left` (if any) counts the rows not done yet."""
         groups: dict[Any, list[OutboxMessage]] = {}
         for row in rows:  # claimed in id order, so each group is in id order too
             groups.setdefault(row.request_id if row.request_id is not None else ("row", row.id), []).append(row)

@@ -26,9 +26,7 @@ class LocalText(BaseModel):
     en: str
 
     def __call__(self, locale: str | None = "ja") -> str:
-        if locale == "ja":  # the usual case first: a card reads a hundred of these
-            return self.ja
-        return self.en if locale == "en" or normalize_locale(locale) == "en" else self.ja
+        return self.en if normalize_locale(locale) == "en" else self.ja
 
     @classmethod
     def of(cls, ja: str, en: str) -> LocalText:

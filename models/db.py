@@ -250,7 +250,6 @@ class Database:
             self.engine = _sqlite_engine(self.url, synchronous, echo)
         else:
             self.engine = sa.create_engine(self.url, echo=echo, pool_size=pool_size, pool_pre_ping=True)
-        self._reads_autocommit = self.engine.dialect.name == "postgresql"  # see the module's docstring
         self._local = threading.local()  # `group`: the group-commit connection of the writer thread, if any
         self._writer: Executor | None = None
         self._writer_lock = threading.Lock()
@@ -283,7 +282,7 @@ class Database:
             return
         with self.engine.connect() as conn:
             conn.info["write"] = write
-            if not (write or transaction) and self._reads_autocommit:
+            if not (write or transaction) and self.dialect == "postgresql":  # see the module's docstring
                 conn.execution_options(isolation_level="AUTOCOMMIT")  # no BEGIN / COMMIT round trips
             with conn.begin():
                 yield conn

@@ -68,11 +68,12 @@ class PostgresPlan:
             sql = self._shapes[lengths] = self.compiled.construct_expanded_state(shape).statement
         return sql
 
-    def reader(self, dialect: Dialect, description: Sequence[Any], make: Callable[..., Reader]) -> Reader:
-        """The row reader, made at the first run: result processors need the driver's type of each column."""
+    def reader(self, dialect: Dialect, cursor: Any, make: Callable[..., Reader]) -> Reader:
+        """The row reader, made at the first run: result processors need the driver's type of each column. Only
+        then is the cursor asked for its description: psycopg builds a Column object per column each time."""
         if self.read is None:
             readers = tuple(c.type.dialect_impl(dialect).result_processor(dialect, d.type_code)
-                            for c, d in zip(self.columns, description, strict=True))
+                            for c, d in zip(self.columns, cursor.description, strict=True))
             self.read = make(self.keys, readers)
         return self.read
 
@@ -104,8 +105,7 @@ def execute(conn: Connection, plan_: PostgresPlan, rows_in: list[dict[str, Any]]
         cursor.execute(sql, plan_.values(given))
         if not plan_.columns:
             return [], max(cursor.rowcount, 0)
-        # psycopg builds `description` (a Column object per column) each time it is asked: only the first run asks
-        read = plan_.read or plan_.reader(conn.dialect, cursor.description, make_reader)
+        read = plan_.reader(conn.dialect, cursor, make_reader)
         rows = list(map(read, cursor.fetchall()))
         return rows, cursor.rowcount if cursor.rowcount >= 0 else len(rows)
     except conn.dialect.loaded_dbapi.Error as exc:

@@ -94,10 +94,7 @@ class _Handler(AsyncSocketModeHandler):
         TRACE.set(f"socket-{req.envelope_id}")
         if req.retry_attempt == 0:
             req.retry_attempt, req.retry_reason = None, None
-        if self.people_first is None:
-            await super().handle(client, req)
-            return
-        with self.people_first.serving():
+        with self.people_first.serving() if self.people_first is not None else contextlib.nullcontext():
             await super().handle(client, req)
 
 

@@ -24,7 +24,7 @@ from models import people
 from models.db import Database
 from tests.conftest import Clock, Org
 from tests.e2e.test_slack_delivery import SMALL_EXPENSE
-from tests.e2e.test_slack_edge import SECRET, USERS, Slack
+from tests.e2e.test_slack_edge import USERS, Slack, slack_server
 from tests.stubs.slack_api import TEAM, SlackApiStub
 from workflow.engine import Engine
 
@@ -41,17 +41,8 @@ class World:
 
 @pytest.fixture
 async def world(db: Database, org: Org, policy: Policy, clock: Clock) -> AsyncIterator[World]:
-    api = SlackApiStub(users=dict(USERS))
-    await api.start()
-    settings = Settings.model_validate({"SLACK_BOT_TOKEN": "xoxb-test", "SLACK_SIGNING_SECRET": SECRET,
-                                        "SLACK_API_URL": api.api_url})
-    app = make_app(settings, database=db, policy=policy, clock=clock)
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
-    async with aiohttp.ClientSession() as session:
-        yield World(Slack(str(server.make_url("")).rstrip("/"), api, session), app[PEOPLE_FIRST], server, session)
-    await server.close()
-    await api.close()
+    async with slack_server(db, policy, clock) as (app, server, slack):
+        yield World(slack, app[PEOPLE_FIRST], server, slack.session)
 
 
 async def until(condition: object, what: str) -> None:

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-import aiohttp
 import pytest
 import sqlalchemy as sa
 from aiohttp.test_utils import TestServer
@@ -24,7 +23,7 @@ from models import people
 from models.db import Database
 from models.messaging import OutboxMessage, outbox
 from tests.conftest import Clock, Org
-from tests.e2e.test_slack_edge import SECRET, USERS, Slack
+from tests.e2e.test_slack_edge import SECRET, USERS, Slack, slack_server
 from tests.stubs.slack_api import TEAM, SlackApiStub
 from tests.unit.test_blockkit import valid_message
 from workflow.engine import Engine
@@ -66,20 +65,11 @@ class World:
 
 @pytest.fixture
 async def world(db: Database, org: Org, policy: Policy, clock: Clock) -> AsyncIterator[World]:
-    api = SlackApiStub(users=dict(USERS))
-    await api.start()
-    settings = Settings.model_validate({"SLACK_BOT_TOKEN": "xoxb-test", "SLACK_SIGNING_SECRET": SECRET,
-                                        "SLACK_API_URL": api.api_url})
     # the server does not deliver by itself here (it was handed its database): the test runs each round
-    server = TestServer(make_app(settings, database=db, policy=policy, clock=clock), host="127.0.0.1")
-    await server.start_server()
-    client = AsyncWebClient(token="xoxb-test", base_url=api.api_url)
-    delivery = SlackDelivery(db, policy, client, pace=0, clock=clock)
-    async with aiohttp.ClientSession() as session:
-        slack = Slack(str(server.make_url("")).rstrip("/"), api, session)
+    async with slack_server(db, policy, clock) as (_, _, slack):
+        client = AsyncWebClient(token="xoxb-test", base_url=slack.api.api_url)
+        delivery = SlackDelivery(db, policy, client, pace=0, clock=clock)
         yield World(slack, delivery, Engine(db, policy, clock=clock), db, org, clock)
-    await server.close()
-    await api.close()
 
 
 def buttons(message: dict[str, Any]) -> list[dict[str, Any]]:

@@ -8,6 +8,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -15,6 +16,7 @@ from urllib.parse import urlencode
 import aiohttp
 import pytest
 import sqlalchemy as sa
+from aiohttp import web
 from aiohttp.test_utils import TestServer
 from slack_sdk.models.views import View
 from slack_sdk.signature import SignatureVerifier
@@ -136,18 +138,28 @@ def state_values(view: dict[str, Any], answers: dict[str, Any]) -> dict[str, Any
     return values
 
 
-@pytest.fixture
-async def slack(db: Database, org: Org, policy: Policy, clock: Clock) -> AsyncIterator[Slack]:
+@asynccontextmanager
+async def slack_server(db: Database, policy: Policy,
+                       clock: Clock) -> AsyncIterator[tuple[web.Application, TestServer, Slack]]:
+    """The real server on 127.0.0.1 with the stub Web API as its Slack, and Slack's side of it. Handed its
+    database, the server delivers nothing by itself: a test runs the delivery rounds."""
     api = SlackApiStub(users=dict(USERS))
     await api.start()
     settings = Settings.model_validate({"SLACK_BOT_TOKEN": "xoxb-test", "SLACK_SIGNING_SECRET": SECRET,
                                         "SLACK_API_URL": api.api_url})
-    server = TestServer(make_app(settings, database=db, policy=policy, clock=clock), host="127.0.0.1")
+    app = make_app(settings, database=db, policy=policy, clock=clock)
+    server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     async with aiohttp.ClientSession() as session:
-        yield Slack(str(server.make_url("")).rstrip("/"), api, session)
+        yield app, server, Slack(str(server.make_url("")).rstrip("/"), api, session)
     await server.close()
     await api.close()
+
+
+@pytest.fixture
+async def slack(db: Database, org: Org, policy: Policy, clock: Clock) -> AsyncIterator[Slack]:
+    async with slack_server(db, policy, clock) as (_, _, slack):
+        yield slack
 
 
 def counts(db: Database) -> dict[str, int]:
