@@ -58,6 +58,7 @@ TICKER = web.AppKey("ticker", Ticker)
 DATABASE = web.AppKey("database", Database)
 METRICS = web.AppKey("metrics", Metrics)
 PEOPLE_FIRST = web.AppKey("people_first", PeopleFirst)
+REPLIES = web.AppKey("replies", Background)  # replies sent after an answer (e.g. a click's ephemeral)
 SLACK_EVENTS = "/slack/events"
 SHUTDOWN_HTTP = 2.0  # seconds requests under way may take after SIGTERM (web.run_app's shutdown_timeout)
 DELIVERY_GRACE = 3.0  # seconds the delivery calls under way may take to be answered and recorded at shutdown
@@ -195,7 +196,7 @@ def _own_database(app: web.Application, settings: Settings) -> Database:
 def _mount_slack(app: web.Application, conversation: Conversation, token: str, signing_secret: str,
                  api_url: str, delivery: SlackDelivery, warm: bool = True) -> None:
     authorization = BotAuthorization(token, api_url)
-    replies = Background(app[PEOPLE_FIRST])
+    replies = app[REPLIES] = Background(app[PEOPLE_FIRST])
     # a conversation call may have enqueued news: the delivery loop looks at once instead of after its rest
     app[SLACK_APP] = build_slack_app(conversation, token=token, signing_secret=signing_secret, api_url=api_url,
                                      authorization=authorization, changed=delivery.wake, background=replies)
@@ -234,7 +235,7 @@ def _mount_slack_oauth(app: web.Application, conversation: Conversation, setting
                            states=OAuthStates(app[DATABASE], settings.slack_oauth_state_seconds),
                            redirect_uri=settings.slack_redirect_uri,
                            state_expiration_seconds=settings.slack_oauth_state_seconds)
-    replies = Background(app[PEOPLE_FIRST])
+    replies = app[REPLIES] = Background(app[PEOPLE_FIRST])
     app[SLACK_APP] = build_oauth_slack_app(conversation, signing_secret=settings.slack_signing_secret,
                                            api_url=settings.slack_api_url, oauth=oauth, installations=installations,
                                            changed=delivery.wake, background=replies)

@@ -21,12 +21,22 @@ from models.db import Database, GroupCommitWriter
 T = TypeVar("T")
 
 
-async def on_writer(db: Database, fn: Callable[..., T], *args: Any, first: bool = True) -> T:
+async def on_writer(db: Database, fn: Callable[..., T], *args: Any, first: bool = True, durable: bool = True) -> T:
     """Run a (synchronous) call on the database's writer; returns once it is committed. `first` (the default): a
-    person waits for it, so on SQLite it goes ahead of the background calls (delivery's bookkeeping) still waiting."""
+    person waits for it, so on SQLite it goes ahead of the background calls (delivery's bookkeeping) still waiting.
+    `durable=False`: the caller tells nobody what the call did before `made_durable` (see models/db.py); on
+    SQLite the call then waits for no fsync."""
     writer = db.writer
     context = contextvars.copy_context()
     if isinstance(writer, GroupCommitWriter):
-        result: T = await writer.submit_async(context.run, fn, *args, first=first)
+        result: T = await writer.submit_async(context.run, fn, *args, first=first, durable=durable)
         return result
     return await asyncio.get_running_loop().run_in_executor(writer, functools.partial(context.run, fn, *args))
+
+
+async def made_durable(db: Database) -> None:
+    """Return once everything the writer committed would survive a power cut: before telling a person about a
+    call made with `durable=False`. (PostgreSQL commits are durable when they return.)"""
+    writer = db.writer
+    if isinstance(writer, GroupCommitWriter):
+        await writer.made_durable()

@@ -18,7 +18,8 @@ Facts from slack-bolt 1.30's source that shaped this module:
 The thread hop goes to the database's writer (`Database.writer`), not the default executor: on SQLite one
 thread that group-commits the calls waiting together (simultaneous clicks no longer sleep in SQLite's busy
 handler, and share an fsync), on PostgreSQL a pool as large as the connection pool. The answer still waits for
-the commit: a click acknowledged is a decision recorded.
+the commit: a click acknowledged is a decision recorded. A click's commit waits for no fsync (its ack says nothing
+to the person); its reply and its card updates are sent only once it is durable (`bot.writer.made_durable`).
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ from bot.slack.blockkit import (
     render_message,
 )
 from bot.slack.oauth import NOT_INSTALLED, TOKEN_GONE, InstalledBot, InstallFlow
-from bot.writer import on_writer
+from bot.writer import made_durable, on_writer
 from handlers.conversation import Conversation
 from handlers.events import (
     ClickEvent,
@@ -65,6 +66,7 @@ from handlers.events import (
     Who,
 )
 from handlers.home import home_for
+from models.db import Database
 
 if TYPE_CHECKING:  # only in OAuth mode: slack_sdk's SQLAlchemy stores are loaded when used
     from bot.slack.installations import Installations
@@ -83,9 +85,10 @@ def _nothing() -> None:
     pass
 
 
-async def _hop(conversation: Conversation, fn: Callable[..., T], *args: Any) -> T:
-    """Run a (synchronous) conversation call on the database's writer; returns once it is committed."""
-    return await on_writer(conversation.engine.db, fn, *args)
+async def _hop(conversation: Conversation, fn: Callable[..., T], *args: Any, durable: bool = True) -> T:
+    """Run a (synchronous) conversation call on the database's writer; returns once it is committed (and, unless
+    `durable=False`, durable: see `bot.writer.made_durable`)."""
+    return await on_writer(conversation.engine.db, fn, *args, durable=durable)
 
 
 class Background:
@@ -223,14 +226,17 @@ def register(app: AsyncApp, conversation: Conversation, command: str, profiles: 
     """Every listener of the edge, in one place."""
     app.middleware(_skip_retries)
     later = background or Background()
+    db = conversation.engine.db
 
     async def answer(response: Response, who: Who, body: JSON, client: AsyncWebClient,
                      respond: AsyncRespond) -> None:
         # A plain ephemeral reply through response_url (valid for 30 minutes) goes after the HTTP answer;
         # views.open stays inline: its trigger_id expires 3 s after the click.
+        # Both tell the person what the call did: a click's decision must be durable first (see on_click).
         if isinstance(response, Reply) and body.get("response_url"):
-            later.start(_ephemeral(response, who, body, client, respond), "ephemeral reply")
+            later.start(_durable_ephemeral(db, response, who, body, client, respond), "ephemeral reply")
         else:
+            await made_durable(db)
             await _answer(response, who, body, client, respond)
 
     @app.command(command)
@@ -249,7 +255,9 @@ def register(app: AsyncApp, conversation: Conversation, command: str, profiles: 
             return  # a form's input changed (dispatch_action): the form shows every field already
         who = await profiles.who(client, _team_id(body), body["user"]["id"])
         event = ClickEvent(who, action_name(action.get("action_id", "")), action.get("value", ""))
-        response = await _hop(conversation, conversation.on_click, event)  # the decision is committed here
+        # The decision is committed here, before the ack; not yet fsynced: the ack tells the person nothing (the
+        # button stops spinning), and what tells them (the reply, the card update) waits until it is durable.
+        response = await _hop(conversation, conversation.on_click, event, durable=False)
         changed()
         await answer(response, who, body, client, respond)
         if (body.get("view") or {}).get("type") == "home":
@@ -331,6 +339,12 @@ async def _answer(response: Response, who: Who, body: JSON, client: AsyncWebClie
             await _ephemeral(reply, who, body, client, respond)
         case _:
             log.warning("nothing to show for %s outside a form", type(response).__name__)
+
+
+async def _durable_ephemeral(db: Database, reply: Reply, who: Who, body: JSON, client: AsyncWebClient,
+                             respond: AsyncRespond) -> None:
+    await made_durable(db)
+    await _ephemeral(reply, who, body, client, respond)
 
 
 async def _ephemeral(reply: Reply, who: Who, body: JSON, client: AsyncWebClient, respond: AsyncRespond) -> None:

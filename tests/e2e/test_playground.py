@@ -22,7 +22,8 @@ from aiohttp.test_utils import TestServer, unused_port
 from bot.delivery import SlackDelivery
 from bot.playground import demo
 from bot.playground.app import Playground, api_url, make_playground, mount
-from bot.server import DELIVERY, make_app
+from bot.server import DELIVERY, REPLIES, make_app
+from bot.slack.app import Background
 from config.policy import Policy
 from config.settings import Settings
 from models.db import Database
@@ -38,8 +39,9 @@ class Page:
     """What the page's script does: the JSON API, as one person at a time."""
 
     def __init__(self, base: str, session: aiohttp.ClientSession, playground: Playground,
-                 delivery: SlackDelivery) -> None:
+                 delivery: SlackDelivery, replies: Background) -> None:
         self.base, self.session, self.playground, self.delivery = base, session, playground, delivery
+        self.replies = replies
 
     async def post(self, name: str, body: Any) -> tuple[int, dict[str, Any]]:
         data = body if isinstance(body, str) else json.dumps(body)
@@ -49,6 +51,7 @@ class Page:
     async def act(self, name: str, **body: Any) -> None:
         status, answer = await self.post(name, body)
         assert (status, answer) == (200, {"ok": True})
+        await self.replies.drain()  # the replies the answer left under way (a click's ephemeral) have been sent
         await self.deliver()
 
     async def state(self, user: str) -> dict[str, Any]:
@@ -85,7 +88,7 @@ async def page(db: Database, policy: Policy, clock: Clock) -> AsyncIterator[Page
     server = TestServer(app, host="127.0.0.1", port=port)
     await server.start_server()
     async with aiohttp.ClientSession() as session:
-        yield Page(base, session, playground, app[DELIVERY])
+        yield Page(base, session, playground, app[DELIVERY], app[REPLIES])
     await server.close()
 
 

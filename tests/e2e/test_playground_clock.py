@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestServer, unused_port
 from bot.playground import demo
 from bot.playground.app import api_url, make_playground, mount
 from bot.playground.clock import CLOCK_API, DemoClock, add_clock_control
-from bot.server import DATABASE, DELIVERY, make_app
+from bot.server import DATABASE, DELIVERY, REPLIES, make_app
 from config.policy import Policy
 from config.settings import Settings
 from models.db import Database
@@ -38,7 +38,7 @@ async def page(db: Database, policy: Policy) -> AsyncIterator[tuple[Page, DemoCl
     server = TestServer(app, host="127.0.0.1", port=port)
     await server.start_server()
     async with aiohttp.ClientSession() as session:
-        yield Page(base, session, playground, app[DELIVERY]), clock
+        yield Page(base, session, playground, app[DELIVERY], app[REPLIES]), clock
     await server.close()
 
 

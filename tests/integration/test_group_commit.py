@@ -4,8 +4,10 @@ result is handed back only once it is committed; concurrent clicks still change 
 
 from __future__ import annotations
 
+import shutil
 import threading
 from concurrent.futures import Future
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -181,3 +183,68 @@ def test_async_callers_get_a_round_s_results_in_one_loop_wake(notes: Database) -
     assert a == "a" and isinstance(b, ValueError) and c == "c"
     assert wakes == 2  # the blocker's concurrent future, then the whole round of four in one
     assert _notes(notes) == ["a", "d"]
+
+
+def test_durable_before_told_one_sync_covers_every_round_since_the_last(notes: Database) -> None:
+    """A file database at FULL (the default): a call made with `durable=False` (a Slack click) is committed
+    without an fsync; `made_durable` (before the person is told) syncs once for every round since the last; a
+    call made durable (the default) comes back only once its round is."""
+    import asyncio
+
+    writer = notes.writer
+    assert isinstance(writer, GroupCommitWriter) and writer.defers_sync
+
+    async def scenario() -> list[tuple[int, int]]:
+        seen = [(writer.committed, writer.durable_through)]
+        for value in ("a", "b"):
+            assert await writer.submit_async(_writes(notes, value), first=True, durable=False) == value
+            seen.append((writer.committed, writer.durable_through))
+        await writer.made_durable()
+        seen.append((writer.committed, writer.durable_through))
+        await writer.made_durable()  # nothing left to sync: no round at all
+        seen.append((writer.committed, writer.durable_through))
+        assert await writer.submit_async(_writes(notes, "c")) == "c"
+        seen.append((writer.committed, writer.durable_through))
+        return seen
+
+    start, one, two, synced, again, durable = asyncio.run(scenario())
+    assert one[0] == start[0] + 1 and two[0] == start[0] + 2  # committed...
+    assert one[1] == two[1] == start[1]  # ...and not yet synced
+    assert synced[1] == synced[0] > two[0]  # one more (empty) round, and everything up to it durable
+    assert again == synced
+    assert durable[1] == durable[0] == synced[0] + 1
+    assert _notes(notes) == ["a", "b", "c"]
+
+
+def test_the_writers_own_connection_syncs_itself_and_keeps_savepoint_journals_in_memory(notes: Database) -> None:
+    def pragmas() -> tuple[int, int]:
+        with notes.unit_of_work() as conn:
+            raw = conn.connection.driver_connection
+            return (raw.execute("PRAGMA synchronous").fetchone()[0],  # type: ignore[union-attr]
+                    raw.execute("PRAGMA temp_store").fetchone()[0])  # type: ignore[union-attr]
+
+    assert notes.writer.submit(pragmas).result(10) == (1, 2)  # NORMAL (it fdatasyncs itself), MEMORY
+    assert pragmas() == (2, 0)  # any other connection: FULL as configured, temp files as SQLite's default
+
+
+@pytest.mark.parametrize("level", ["NORMAL", "OFF"])
+def test_below_full_the_writer_promises_no_more_than_asked(tmp_path: Path, sqlite_template: Path,
+                                                          level: str) -> None:
+    """MADOGUCHI_SQLITE_SYNCHRONOUS below FULL: no fsync of our own; every commit counts as all there is."""
+    import asyncio
+
+    path = tmp_path / "madoguchi.db"
+    shutil.copy(sqlite_template, path)
+    db = Database(f"sqlite:///{path}", synchronous=level)
+    try:
+        writer = db.writer
+        assert isinstance(writer, GroupCommitWriter) and not writer.defers_sync
+
+        async def click() -> None:
+            await writer.submit_async(lambda: None, durable=False)
+            await writer.made_durable()
+
+        asyncio.run(click())
+        assert writer.durable_through == writer.committed == 1
+    finally:
+        db.dispose()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +47,9 @@ class SlackApiStub:
     by_token: dict[str, SlackWebApi] = field(default_factory=dict)
     codes: dict[str, str] = field(default_factory=dict)
     held: dict[str, asyncio.Event] = field(default_factory=dict)
+    # called with the method (or "response_url") as each call arrives, before it is answered: lets a test note
+    # the state of the sender at the moment Slack would have shown something to a person
+    witness: Callable[[str], None] | None = None
 
     def __post_init__(self) -> None:
         self.emulator = self._emulator(TEAM, "Acme", BOT_USER, BOT_ID, self.users, None)
@@ -119,6 +123,8 @@ class SlackApiStub:
         return self._server.make_url("/")
 
     async def _api(self, request: web.Request) -> web.Response:
+        if self.witness is not None:
+            self.witness(request.match_info["method"])
         held = self.held.get(request.match_info["method"])
         if held is not None:
             await held.wait()
@@ -148,4 +154,6 @@ class SlackApiStub:
             "is_enterprise_install": False})
 
     async def _hook(self, request: web.Request) -> web.Response:
+        if self.witness is not None:
+            self.witness("response_url")
         return await self.emulator.handle_hook(request)
