@@ -210,9 +210,9 @@ async def bare_bolt_app(api_url: str) -> web.Application:
 
 
 async def bolt_commit_app(api_url: str, path: str) -> web.Application:
-    """The floor of any design that commits a click before it acks: the bare Bolt app whose listener first commits
-    one row to an SQLite file (WAL, synchronous=FULL: one fsync) on a thread of its own, then acks. Ours does
-    this plus the decision itself."""
+    """The floor of a design that makes a click durable before it acks: the bare Bolt app whose listener first
+    commits one row to an SQLite file (WAL, synchronous=FULL: one fsync) on a thread of its own, then acks. Ours
+    commits the decision itself before the ack, and makes it durable before anyone is told (models/db.py)."""
     bolt = bare_bolt(api_url)
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     db.execute("PRAGMA journal_mode=WAL")
@@ -572,7 +572,8 @@ def print_header(n: int) -> None:
           f"SQLAlchemy {sa.__version__}, {platform.platform()}")
     print(f"settings: n={n} clicks per run (each on its own pending request, cards delivered first), "
           f"concurrency {' and '.join(map(str, CONCURRENCIES))}, warm-up {WARMUP} clicks (untimed), "
-          f"SQLite WAL synchronous=FULL")
+          f"SQLite WAL synchronous=FULL (ours' writer commits a click at NORMAL and fdatasyncs the WAL before its "
+          f"reply and card updates are sent: models/db.py)")
     print("delivery: make_app's loop, pace set to 0 on its SlackDelivery (make_app has no option for it); "
           "the loop rests 0.5 s when idle (run_forever's default, not configurable from make_app)")
     print("on 127.0.0.1, each in a process of its own: the stub Web API, ours, the bare Bolt app, the bare Bolt app "

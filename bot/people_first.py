@@ -47,6 +47,10 @@ class PeopleFirst:
     def open(self) -> bool:
         return self._closed_at is None
 
+    def alone(self) -> bool:
+        """At most one person's request under way (the caller's own): nobody else waits on the loop."""
+        return self.waiting <= 1
+
     @contextmanager
     def serving(self) -> Iterator[None]:
         """Around a person's request (on the event loop)."""

@@ -21,15 +21,17 @@ from models.db import Database, GroupCommitWriter
 T = TypeVar("T")
 
 
-async def on_writer(db: Database, fn: Callable[..., T], *args: Any, first: bool = True, durable: bool = True) -> T:
+async def on_writer(db: Database, fn: Callable[..., T], *args: Any, first: bool = True, durable: bool = True,
+                    alone: bool = False) -> T:
     """Run a (synchronous) call on the database's writer; returns once it is committed. `first` (the default): a
     person waits for it, so on SQLite it goes ahead of the background calls (delivery's bookkeeping) still waiting.
     `durable=False`: the caller tells nobody what the call did before `made_durable` (see models/db.py); on
-    SQLite the call then waits for no fsync."""
+    SQLite the call then waits for no fsync, and if the caller is `alone` (no other person's request under way,
+    see bot/people_first.py) and the writer idle, it runs right here on the event loop, without the two thread hops."""
     writer = db.writer
     context = contextvars.copy_context()
     if isinstance(writer, GroupCommitWriter):
-        result: T = await writer.submit_async(context.run, fn, *args, first=first, durable=durable)
+        result: T = await writer.submit_async(context.run, fn, *args, first=first, durable=durable, here=alone)
         return result
     return await asyncio.get_running_loop().run_in_executor(writer, functools.partial(context.run, fn, *args))
 

@@ -18,6 +18,12 @@ writes begin IMMEDIATE, so a read-then-write use case never fails half way on a 
   `made_durable()`. One fdatasync then covers every round since the last, and a click's answer waits for no
   disk. (A click's commit measured in-process: 0.27 ms at FULL, 0.07 at NORMAL; an fdatasync 0.14.) Other
   connections (the CLI, the tick, readers) keep the configured level.
+- A lone call that waits for no disk (`submit_async(here=True, durable=False)`: a Slack click while no other
+  person's request is under way) runs on the caller's own thread, the event loop, when the writer has nothing to
+  do: the hop to the writer thread and back (two thread wakes; on this kind of virtual machine a sleeping vCPU
+  wakes slowly) cost about as much as the decision itself. Whoever runs a round holds the writer's turn (a lock);
+  the WAL checkpoints, which copy pages and fsync, run on the writer thread only (`CHECKPOINT_EVERY`), never on
+  the loop: SQLite's autocheckpoint is off on the writer's connection.
 - PostgreSQL runs transactions side by side (row locks): the writer is a plain thread pool, one transaction per
   unit of work as before.
 
@@ -39,6 +45,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import logging
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -58,6 +65,8 @@ import models.messaging  # noqa: F401
 import models.people  # noqa: F401
 import models.requests  # noqa: F401
 from models.base import metadata
+
+log = logging.getLogger(__name__)
 
 SYNCHRONOUS_LEVELS = ("OFF", "NORMAL", "FULL", "EXTRA")
 
@@ -104,6 +113,8 @@ def _sqlite_engine(url: str, synchronous: str, echo: bool) -> Engine:
 
 
 MAX_GROUP = 64  # calls sharing one commit at most: a round must not grow without bound under load
+# Calls between the writer's WAL checkpoints: a decision writes ~20 pages, so about SQLite's default of 1,000.
+CHECKPOINT_EVERY = 50
 
 
 class _Unit:
@@ -182,6 +193,9 @@ class GroupCommitWriter(Executor):
         self.defers_sync = db.synchronous in ("FULL", "EXTRA") and not db.in_memory
         self.committed = 0
         self.durable_through = 0
+        self.checkpoints = 0  # WAL checkpoints the writer ran (it runs them itself: see _connection)
+        self._since_checkpoint = 0  # calls committed since
+        self._turn = threading.Lock()  # held by whoever runs a round: the writer thread, or a caller inline
         self._thread = threading.Thread(target=self._work, name="madoguchi-db-writer", daemon=True)
         self._thread.start()
 
@@ -196,15 +210,44 @@ class GroupCommitWriter(Executor):
         self._put(self._first, (future, fn, args, kwargs, True))
         return future
 
-    def submit_async(self, fn: Callable[..., Any], /, *args: Any, first: bool = False,
-                     durable: bool = True) -> asyncio.Future[Any]:
+    def submit_async(self, fn: Callable[..., Any], /, *args: Any, first: bool = False, durable: bool = True,
+                     here: bool = False) -> asyncio.Future[Any]:
         """Like `submit` (`first`: `submit_first`), from a coroutine: an asyncio future of the running loop, settled
         after the COMMIT together with the round's other results for that loop. `durable=False`: the caller tells
         nobody what the call did (a Slack click's ack), so its round need not wait for an fsync; whatever tells
-        them later waits for `made_durable` first."""
-        waiter = LoopWaiter(asyncio.get_running_loop())
+        them later waits for `made_durable` first. `here` (with `durable=False`): the caller is alone (no other
+        person's call is on its way), so run it on the caller's thread if the writer has nothing to do (`_inline`)."""
+        loop = asyncio.get_running_loop()
+        if here and not durable:
+            done = self._inline(loop, fn, args)
+            if done is not None:
+                return done
+        waiter = LoopWaiter(loop)
         self._put(self._first if first else self._then, (waiter, fn, args, {}, durable))
         return waiter.future
+
+    def _inline(self, loop: asyncio.AbstractEventLoop, fn: Callable[..., Any],
+                args: tuple[Any, ...]) -> asyncio.Future[Any] | None:
+        """A lone person's call that waits for no disk, while the writer has nothing to do: run it on the caller's
+        thread (the event loop), as a round of its own: nothing else is waiting for the loop, and the two thread
+        hops to the writer and back cost about as much as a decision (see the module's docstring). None: the
+        writer is busy or has calls waiting; then the call waits its turn with them."""
+        with self._ready:
+            if self._first or self._then or self._shutdown or not self._turn.acquire(blocking=False):
+                return None
+        try:
+            (ok, value), = self._run([(fn, args, {}, False)])
+        finally:
+            self._turn.release()
+        if self._since_checkpoint >= CHECKPOINT_EVERY:
+            with self._ready:
+                self._ready.notify()  # the writer thread checkpoints (never the event loop)
+        future = loop.create_future()
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
+        return future
 
     async def made_durable(self) -> None:
         """Return once every round committed so far would survive a power cut (at once if it would already)."""
@@ -229,7 +272,7 @@ class GroupCommitWriter(Executor):
         try:
             while True:
                 with self._ready:
-                    while not (self._first or self._then or self._shutdown):
+                    while not (self._first or self._then or self._shutdown or self._checkpoint_due()):
                         self._ready.wait()
                     if self._shutdown and not (self._first or self._then):
                         return  # what was submitted before the shutdown has run
@@ -238,8 +281,11 @@ class GroupCommitWriter(Executor):
                         while line and len(group) < self._max_group:
                             group.append(line.popleft())
                 self._round([g for g in group if g[0].set_running_or_notify_cancel()])
+                if self._checkpoint_due():
+                    self._checkpoint()
         finally:
-            self._close()
+            with self._turn:
+                self._close()
 
     def _connection(self) -> Connection:
         if self._conn is None:
@@ -250,6 +296,9 @@ class GroupCommitWriter(Executor):
             # savepoint's journal in memory by default (64 KiB), so it spilled to a temp file on every click.
             # Only the writer's connection: an export's sort (another connection) must not grow in memory.
             raw.execute("PRAGMA temp_store=MEMORY")  # type: ignore[union-attr]
+            # SQLite checkpoints in the COMMIT that crosses 1,000 WAL pages, on the committing thread; a round
+            # run inline is on the event loop, which must not copy pages and fsync. The writer thread does it.
+            raw.execute("PRAGMA wal_autocheckpoint=0")  # type: ignore[union-attr]
             if self.defers_sync:
                 raw.execute("PRAGMA synchronous=NORMAL")  # type: ignore[union-attr]
                 self._wal = _main_file(raw) + "-wal"
@@ -264,6 +313,14 @@ class GroupCommitWriter(Executor):
     def _round(self, group: list[Call]) -> None:
         if not group:
             return
+        with self._turn:
+            results = self._run([call[1:] for call in group])
+        _answer(group, results)
+
+    def _run(self, calls: list[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any], bool]]
+             ) -> list[tuple[bool, Any]]:
+        """One round (the caller holds the turn): the calls in one transaction, each result or error; every call
+        gets the error if BEGIN, COMMIT or the sync failed (nothing of the round may be relied on)."""
         results: list[tuple[bool, Any]] = []
         try:
             conn = self._connection()
@@ -271,7 +328,7 @@ class GroupCommitWriter(Executor):
                 self._db._local.group = conn
                 raw = conn.connection.driver_connection
                 try:
-                    for _, fn, args, kwargs, _durable in group:
+                    for fn, args, kwargs, _durable in calls:
                         try:
                             results.append((True, fn(*args, **kwargs)))
                         except BaseException as exc:  # the call's own units were undone; others stand
@@ -284,15 +341,32 @@ class GroupCommitWriter(Executor):
                 finally:
                     self._db._local.group = None
             self.committed += 1
+            self._since_checkpoint += len(calls)
             if not self.defers_sync:
                 self.durable_through = self.committed
-            elif any(call[4] for call in group):
+            elif any(call[3] for call in calls):
                 self._sync()
-        except BaseException as exc:  # BEGIN, COMMIT or the sync failed: nothing of this round may be relied on
+        except BaseException as exc:
             self._close()  # a fresh connection for the next round
-            _answer(group, [(False, exc)] * len(group))
-            return
-        _answer(group, results)
+            return [(False, exc)] * len(calls)
+        return results
+
+    def _checkpoint_due(self) -> bool:
+        return self._since_checkpoint >= CHECKPOINT_EVERY
+
+    def _checkpoint(self) -> None:
+        """What SQLite's autocheckpoint would have done (PASSIVE: readers are not waited for), on this thread."""
+        with self._turn:
+            self._since_checkpoint = 0
+            if self._db.in_memory:
+                return
+            try:
+                self._connection().connection.driver_connection.execute(  # type: ignore[union-attr]
+                    "PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                self.checkpoints += 1
+            except Exception:  # the next one will try again; a checkpoint loses nothing by waiting
+                log.exception("WAL checkpoint failed")
+                self._close()
 
     def _sync(self) -> None:
         """Make every committed round durable: what SQLite does at each COMMIT when synchronous=FULL (WAL), done

@@ -85,10 +85,11 @@ def _nothing() -> None:
     pass
 
 
-async def _hop(conversation: Conversation, fn: Callable[..., T], *args: Any, durable: bool = True) -> T:
+async def _hop(conversation: Conversation, fn: Callable[..., T], *args: Any, durable: bool = True,
+               alone: bool = False) -> T:
     """Run a (synchronous) conversation call on the database's writer; returns once it is committed (and, unless
-    `durable=False`, durable: see `bot.writer.made_durable`)."""
-    return await on_writer(conversation.engine.db, fn, *args, durable=durable)
+    `durable=False`, durable: see `bot.writer.on_writer` and `made_durable`)."""
+    return await on_writer(conversation.engine.db, fn, *args, durable=durable, alone=alone)
 
 
 class Background:
@@ -112,6 +113,10 @@ class Background:
             await work
         except Exception:
             log.exception("%s failed", what)
+
+    def alone(self) -> bool:
+        """No other person's request is under way (known only with people first)."""
+        return self._people_first is not None and self._people_first.alone()
 
     async def drain(self) -> None:
         """Wait for the tasks under way (at shutdown)."""
@@ -257,7 +262,10 @@ def register(app: AsyncApp, conversation: Conversation, command: str, profiles: 
         event = ClickEvent(who, action_name(action.get("action_id", "")), action.get("value", ""))
         # The decision is committed here, before the ack; not yet fsynced: the ack tells the person nothing (the
         # button stops spinning), and what tells them (the reply, the card update) waits until it is durable.
-        response = await _hop(conversation, conversation.on_click, event, durable=False)
+        # One turn of the loop first: clicks that arrived together reach this point too, and none of them is alone
+        # (they go to the writer together, one commit); a click on its own is decided right here (bot/writer.py).
+        await asyncio.sleep(0)
+        response = await _hop(conversation, conversation.on_click, event, durable=False, alone=later.alone())
         changed()
         await answer(response, who, body, client, respond)
         if (body.get("view") or {}).get("type") == "home":

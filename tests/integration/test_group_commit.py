@@ -216,15 +216,16 @@ def test_durable_before_told_one_sync_covers_every_round_since_the_last(notes: D
     assert _notes(notes) == ["a", "b", "c"]
 
 
-def test_the_writers_own_connection_syncs_itself_and_keeps_savepoint_journals_in_memory(notes: Database) -> None:
-    def pragmas() -> tuple[int, int]:
+def test_the_writers_own_connection_syncs_and_checkpoints_itself_and_keeps_savepoint_journals_in_memory(notes: Database) -> None:
+    def pragmas() -> tuple[int, ...]:
         with notes.unit_of_work() as conn:
             raw = conn.connection.driver_connection
-            return (raw.execute("PRAGMA synchronous").fetchone()[0],  # type: ignore[union-attr]
-                    raw.execute("PRAGMA temp_store").fetchone()[0])  # type: ignore[union-attr]
+            return tuple(raw.execute(f"PRAGMA {name}").fetchone()[0]  # type: ignore[union-attr]
+                         for name in ("synchronous", "temp_store", "wal_autocheckpoint"))
 
-    assert notes.writer.submit(pragmas).result(10) == (1, 2)  # NORMAL (it fdatasyncs itself), MEMORY
-    assert pragmas() == (2, 0)  # any other connection: FULL as configured, temp files as SQLite's default
+    # NORMAL (it fdatasyncs itself), MEMORY, and no autocheckpoint (its own thread checkpoints: see below)
+    assert notes.writer.submit(pragmas).result(10) == (1, 2, 0)
+    assert pragmas() == (2, 0, 1000)  # any other connection: as configured, and SQLite's defaults
 
 
 @pytest.mark.parametrize("level", ["NORMAL", "OFF"])
@@ -248,3 +249,67 @@ def test_below_full_the_writer_promises_no_more_than_asked(tmp_path: Path, sqlit
         assert writer.durable_through == writer.committed == 1
     finally:
         db.dispose()
+
+
+def test_a_lone_call_that_waits_for_no_disk_runs_on_the_callers_thread_when_the_writer_is_idle(
+        notes: Database) -> None:
+    """`here=True, durable=False` (a lone Slack click): run on the event loop's own thread, committed when the
+    future is handed back; anything else, or while the writer is busy, goes to the writer thread."""
+    import asyncio
+
+    writer = notes.writer
+    assert isinstance(writer, GroupCommitWriter)
+
+    def where(value: str) -> Any:
+        def call() -> str:
+            _writes(notes, value)()
+            return threading.current_thread().name
+        return call
+
+    async def scenario() -> dict[str, str]:
+        me = threading.current_thread().name
+        seen = {"lone": await writer.submit_async(where("lone"), first=True, durable=False, here=True),
+                "durable": await writer.submit_async(where("durable"), first=True, here=True),
+                "not alone": await writer.submit_async(where("not alone"), first=True, durable=False)}
+        started, gate = threading.Event(), threading.Event()
+
+        def hold() -> bool:
+            started.set()
+            return gate.wait(10)
+
+        blocker = writer.submit(hold)
+        assert await asyncio.to_thread(started.wait, 10)
+        busy = writer.submit_async(where("busy"), first=True, durable=False, here=True)
+        assert not busy.done()  # it waits for the writer's turn
+        gate.set()
+        seen["busy"] = await busy
+        assert await asyncio.wrap_future(blocker)
+        return {k: "caller" if v == me else v for k, v in seen.items()}
+
+    assert asyncio.run(scenario()) == {"lone": "caller", "durable": "madoguchi-db-writer",
+                                       "not alone": "madoguchi-db-writer", "busy": "madoguchi-db-writer"}
+    assert _notes(notes) == ["busy", "durable", "lone", "not alone"]
+
+
+def test_the_writer_thread_checkpoints_the_wal_the_event_loop_never_does(notes: Database) -> None:
+    """The writer's connection has SQLite's autocheckpoint off (a round run on the event loop must not copy pages
+    and fsync there); the writer thread checkpoints after every CHECKPOINT_EVERY calls instead."""
+    import asyncio
+    import time
+
+    from models.db import CHECKPOINT_EVERY
+
+    writer = notes.writer
+    assert isinstance(writer, GroupCommitWriter)
+    before = writer.checkpoints
+
+    async def lone_clicks() -> None:
+        for i in range(CHECKPOINT_EVERY):
+            await writer.submit_async(_writes(notes, f"n{i:03}"), first=True, durable=False, here=True)
+
+    asyncio.run(lone_clicks())
+    deadline = time.monotonic() + 10
+    while writer.checkpoints == before:
+        assert time.monotonic() < deadline, "the writer thread did not checkpoint"
+        time.sleep(0.01)
+    assert len(_notes(notes)) == CHECKPOINT_EVERY
