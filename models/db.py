@@ -193,6 +193,7 @@ class GroupCommitWriter(Executor):
         self.defers_sync = db.synchronous in ("FULL", "EXTRA") and not db.in_memory
         self.committed = 0
         self.durable_through = 0
+        self._barrier: asyncio.Future[Any] | None = None  # the empty durable call callers wait on (made_durable)
         self.checkpoints = 0  # WAL checkpoints the writer ran (it runs them itself: see _connection)
         self._since_checkpoint = 0  # calls committed since
         self._turn = threading.Lock()  # held by whoever runs a round: the writer thread, or a caller inline
@@ -250,9 +251,15 @@ class GroupCommitWriter(Executor):
         return future
 
     async def made_durable(self) -> None:
-        """Return once every round committed so far would survive a power cut (at once if it would already)."""
-        if self.durable_through < self.committed:
-            await self.submit_async(_nothing, first=True)
+        """Return once every round committed so far would survive a power cut (at once if it would already).
+        Callers waiting together share one empty durable call (after a burst, each click's reply asks at once)."""
+        wanted = self.committed
+        while self.durable_through < wanted:
+            barrier = self._barrier
+            if barrier is None or barrier.done() or barrier.get_loop() is not asyncio.get_running_loop():
+                barrier = self._barrier = self.submit_async(_nothing, first=True)
+            # shielded: one caller giving up (its task cancelled) must not cancel the others' wait
+            await asyncio.shield(barrier)
 
     def _put(self, line: collections.deque[Call], call: Call) -> None:
         with self._ready:
