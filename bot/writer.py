@@ -31,7 +31,7 @@ async def on_writer(db: Database, fn: Callable[..., T], *args: Any, first: bool 
     writer = db.writer
     context = contextvars.copy_context()
     if isinstance(writer, GroupCommitWriter):
-        result: T = await writer.submit_async(context.run, fn, *args, first=first, durable=durable, here=alone)
+        result: T = await writer.submit_async(context.run, fn, *args, first=first, durable=durable, alone=alone)
         return result
     return await asyncio.get_running_loop().run_in_executor(writer, functools.partial(context.run, fn, *args))
 

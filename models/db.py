@@ -18,7 +18,7 @@ writes begin IMMEDIATE, so a read-then-write use case never fails half way on a 
   `made_durable()`. One fdatasync then covers every round since the last, and a click's answer waits for no
   disk. (A click's commit measured in-process: 0.27 ms at FULL, 0.07 at NORMAL; an fdatasync 0.14.) Other
   connections (the CLI, the tick, readers) keep the configured level.
-- A lone call that waits for no disk (`submit_async(here=True, durable=False)`: a Slack click while no other
+- A lone call that waits for no disk (`submit_async(alone=True, durable=False)`: a Slack click while no other
   person's request is under way) runs on the caller's own thread, the event loop, when the writer has nothing to
   do: the hop to the writer thread and back (two thread wakes; on this kind of virtual machine a sleeping vCPU
   wakes slowly) cost about as much as the decision itself. Whoever runs a round holds the writer's turn (a lock);
@@ -79,10 +79,14 @@ def normalize_url(url: str) -> str:
     return url
 
 
+def _in_memory(url: str) -> bool:
+    return url in ("sqlite://", "sqlite:///:memory:")
+
+
 def _sqlite_engine(url: str, synchronous: str, echo: bool) -> Engine:
     if synchronous.upper() not in SYNCHRONOUS_LEVELS:
         raise ValueError(f"MADOGUCHI_SQLITE_SYNCHRONOUS must be one of {SYNCHRONOUS_LEVELS}, not {synchronous!r}")
-    in_memory = url in ("sqlite://", "sqlite:///:memory:")
+    in_memory = _in_memory(url)
     kwargs: dict[str, Any] = {"echo": echo}
     if in_memory:
         # one shared connection, or every checkout would see a new empty database
@@ -212,14 +216,14 @@ class GroupCommitWriter(Executor):
         return future
 
     def submit_async(self, fn: Callable[..., Any], /, *args: Any, first: bool = False, durable: bool = True,
-                     here: bool = False) -> asyncio.Future[Any]:
+                     alone: bool = False) -> asyncio.Future[Any]:
         """Like `submit` (`first`: `submit_first`), from a coroutine: an asyncio future of the running loop, settled
         after the COMMIT together with the round's other results for that loop. `durable=False`: the caller tells
         nobody what the call did (a Slack click's ack), so its round need not wait for an fsync; whatever tells
-        them later waits for `made_durable` first. `here` (with `durable=False`): the caller is alone (no other
+        them later waits for `made_durable` first. `alone` (with `durable=False`): the caller is alone (no other
         person's call is on its way), so run it on the caller's thread if the writer has nothing to do (`_inline`)."""
         loop = asyncio.get_running_loop()
-        if here and not durable:
+        if alone and not durable:
             done = self._inline(loop, fn, args)
             if done is not None:
                 return done
@@ -381,16 +385,11 @@ class GroupCommitWriter(Executor):
         assert self._wal is not None
         through = self.committed
         try:
-            fd = os.open(self._wal, os.O_RDONLY)
+            _fsync(self._wal, data_only=True)
         except FileNotFoundError:
-            fd = -1
-        if fd >= 0:
-            try:
-                os.fdatasync(fd)
-            finally:
-                os.close(fd)
+            pass
         if not self._directory_synced:  # a new WAL file's directory entry is part of what must survive
-            _sync_directory(os.path.dirname(self._wal) or ".")
+            _fsync(os.path.dirname(self._wal) or ".")
             self._directory_synced = True
         self.durable_through = through
 
@@ -407,10 +406,10 @@ def _main_file(raw: Any) -> str:
     raise RuntimeError("no main database")
 
 
-def _sync_directory(path: str) -> None:
+def _fsync(path: str, *, data_only: bool = False) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
-        os.fsync(fd)
+        (os.fdatasync if data_only else os.fsync)(fd)
     finally:
         os.close(fd)
 
@@ -422,7 +421,7 @@ class Database:
         self.url = normalize_url(url)
         self.pool_size = pool_size
         self.synchronous = synchronous.upper()
-        self.in_memory = self.url in ("sqlite://", "sqlite:///:memory:")
+        self.in_memory = _in_memory(self.url)
         if self.url.startswith("sqlite"):
             self.engine = _sqlite_engine(self.url, synchronous, echo)
         else:

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import shutil
 import threading
+from collections.abc import Iterator
 from concurrent.futures import Future
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +25,9 @@ EXPENSE = {"purpose": "出張", "items": [{"date": "2026-06-01", "payee": "JR", 
                                         "category": "travel"}]}
 
 
-def _one_round(db: Database, calls: list[Any]) -> list[Future[Any]]:
-    """Submit `calls` so that they all wait together, hence share one round (one transaction)."""
+@contextmanager
+def _writer_held(db: Database) -> Iterator[None]:
+    """The writer busy with a call that returns when the block ends: what is submitted meanwhile waits together."""
     started, gate = threading.Event(), threading.Event()
 
     def hold() -> bool:
@@ -32,11 +35,16 @@ def _one_round(db: Database, calls: list[Any]) -> list[Future[Any]]:
         return gate.wait(10)
 
     blocker = db.writer.submit(hold)
-    assert started.wait(10)  # the writer is busy with `hold`: the calls below queue up together
-    futures = [db.writer.submit(call) for call in calls]
+    assert started.wait(10)
+    yield
     gate.set()
     assert blocker.result(10)
-    return futures
+
+
+def _one_round(db: Database, calls: list[Any]) -> list[Future[Any]]:
+    """Submit `calls` so that they all wait together, hence share one round (one transaction)."""
+    with _writer_held(db):
+        return [db.writer.submit(call) for call in calls]
 
 
 def _notes(db: Database) -> list[str]:
@@ -95,18 +103,9 @@ def test_urgent_calls_go_before_the_plain_ones_waiting(notes: Database) -> None:
     writer = notes.writer
     assert isinstance(writer, GroupCommitWriter)
     order: list[str] = []
-    started, gate = threading.Event(), threading.Event()
-
-    def hold() -> bool:
-        started.set()
-        return gate.wait(10)
-
-    blocker = writer.submit(hold)
-    assert started.wait(10)
-    plain = writer.submit(order.append, "plain")
-    urgent = writer.submit_first(order.append, "urgent")
-    gate.set()
-    assert blocker.result(10)
+    with _writer_held(notes):
+        plain = writer.submit(order.append, "plain")
+        urgent = writer.submit_first(order.append, "urgent")
     plain.result(10), urgent.result(10)
     assert order == ["urgent", "plain"]
 
@@ -253,7 +252,7 @@ def test_below_full_the_writer_promises_no_more_than_asked(tmp_path: Path, sqlit
 
 def test_a_lone_call_that_waits_for_no_disk_runs_on_the_callers_thread_when_the_writer_is_idle(
         notes: Database) -> None:
-    """`here=True, durable=False` (a lone Slack click): run on the event loop's own thread, committed when the
+    """`alone=True, durable=False` (a lone Slack click): run on the event loop's own thread, committed when the
     future is handed back; anything else, or while the writer is busy, goes to the writer thread."""
     import asyncio
 
@@ -268,22 +267,13 @@ def test_a_lone_call_that_waits_for_no_disk_runs_on_the_callers_thread_when_the_
 
     async def scenario() -> dict[str, str]:
         me = threading.current_thread().name
-        seen = {"lone": await writer.submit_async(where("lone"), first=True, durable=False, here=True),
-                "durable": await writer.submit_async(where("durable"), first=True, here=True),
+        seen = {"lone": await writer.submit_async(where("lone"), first=True, durable=False, alone=True),
+                "durable": await writer.submit_async(where("durable"), first=True, alone=True),
                 "not alone": await writer.submit_async(where("not alone"), first=True, durable=False)}
-        started, gate = threading.Event(), threading.Event()
-
-        def hold() -> bool:
-            started.set()
-            return gate.wait(10)
-
-        blocker = writer.submit(hold)
-        assert await asyncio.to_thread(started.wait, 10)
-        busy = writer.submit_async(where("busy"), first=True, durable=False, here=True)
-        assert not busy.done()  # it waits for the writer's turn
-        gate.set()
+        with _writer_held(notes):
+            busy = writer.submit_async(where("busy"), first=True, durable=False, alone=True)
+            assert not busy.done()  # it waits for the writer's turn
         seen["busy"] = await busy
-        assert await asyncio.wrap_future(blocker)
         return {k: "caller" if v == me else v for k, v in seen.items()}
 
     assert asyncio.run(scenario()) == {"lone": "caller", "durable": "madoguchi-db-writer",
@@ -305,7 +295,7 @@ def test_the_writer_thread_checkpoints_the_wal_the_event_loop_never_does(notes: 
 
     async def lone_clicks() -> None:
         for i in range(CHECKPOINT_EVERY):
-            await writer.submit_async(_writes(notes, f"n{i:03}"), first=True, durable=False, here=True)
+            await writer.submit_async(_writes(notes, f"n{i:03}"), first=True, durable=False, alone=True)
 
     asyncio.run(lone_clicks())
     deadline = time.monotonic() + 10
