@@ -81,7 +81,7 @@ class _Floor:
 
     def _nudges(self, request_id: int, assignment_id: int, target: int, due: datetime) -> None:
         rows = [(request_id, assignment_id, target, kind, (due + timedelta(days=d)).isoformat(" "))
-                for kind, d in (("before_due", -1), ("due", 0), ("overdue", 1), ("escalation", 3))]
+                for kind, d in (("before_due", -1), ("escalation", 3))]  # each chain's first (workflow/nudge_plan.py)
         self.conn.executemany("INSERT INTO nudges (request_id, assignment_id, target_id, kind, due_at, state) "
                               "VALUES (?, ?, ?, ?, ?, 'pending')", rows)
 

@@ -85,7 +85,7 @@ ROWS_PER_LIFECYCLE: dict[str, tuple[str, int]] = {
     "assignments": ("status = 'approved'", 3),
     "audit_events": ("1", 8),
     "outbox": ("1", 8),
-    "nudges": ("state = 'cancelled'", 12),
+    "nudges": ("state = 'cancelled'", 6),  # a next reminder and a next action per approver
 }
 
 

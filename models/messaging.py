@@ -45,7 +45,7 @@ nudges = sa.Table(
     sa.Column("request_id", sa.Integer, sa.ForeignKey("requests.id"), nullable=False, index=True),
     sa.Column("assignment_id", sa.Integer, sa.ForeignKey("assignments.id"), nullable=False, index=True),
     sa.Column("target_id", sa.Integer, sa.ForeignKey("employees.id"), nullable=False),
-    sa.Column("kind", sa.String(20), nullable=False),  # before_due | due | overdue | escalation
+    sa.Column("kind", sa.String(20), nullable=False),  # before_due | due | overdue | snoozed | escalation | final
     sa.Column("due_at", UTCDateTime, nullable=False),
     sa.Column("state", sa.String(20), nullable=False),  # pending | claimed | sent | cancelled
     sa.Column("claimed_by", sa.String(100), nullable=True),
@@ -207,6 +207,23 @@ def defer_nudges(conn: Connection, moves: list[tuple[int, datetime]]) -> None:
         conn.execute(nudges.update().where(nudges.c.id == nudge_id, _pending_guard(conn)).values(due_at=until))
 
 
+def pending_kinds(conn: Connection, assignment_ids: list[int]) -> dict[int, set[str]]:
+    """The kinds of the pending rows of each assignment (through the index on assignment_id)."""
+    if not assignment_ids:
+        return {}
+    found: dict[int, set[str]] = {}
+    for assignment_id, kind in conn.execute(sa.select(nudges.c.assignment_id, nudges.c.kind).where(
+            nudges.c.assignment_id.in_(sorted(set(assignment_ids))), nudges.c.state == "pending")):
+        found.setdefault(int(assignment_id), set()).add(kind)
+    return found
+
+
+def relabel_nudges(conn: Connection, kinds: dict[int, str]) -> None:
+    """Record what taken rows said, where it was more than their kind (a reminder taken late)."""
+    for nudge_id, kind in kinds.items():
+        conn.execute(nudges.update().where(nudges.c.id == nudge_id).values(kind=kind))
+
+
 def set_target(conn: Connection, nudge_id: int, target_id: int) -> None:
     """Record who an escalation went to (resolved when it fires: the org may have changed since)."""
     conn.execute(nudges.update().where(nudges.c.id == nudge_id).values(target_id=target_id))
@@ -239,11 +256,11 @@ def escalated_assignments(conn: Connection, person_id: int) -> list[int]:
 
 
 def pending_reminders_of(conn: Connection, target_id: int, before: datetime) -> list[Nudge]:
-    """A person's pending reminders due before `before` (what a snooze pushes back); escalations are not theirs
-    to postpone."""
+    """A person's pending reminders due before `before` (what a snooze pushes back); escalations and final
+    deadlines are not theirs to postpone."""
     rows = conn.execute(sa.select(nudges).where(
         nudges.c.target_id == target_id, nudges.c.state == "pending", nudges.c.due_at < before,
-        nudges.c.kind != "escalation"))
+        nudges.c.kind.not_in(("escalation", "final"))))
     return [Nudge(**r._mapping) for r in rows]
 
 

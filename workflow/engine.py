@@ -30,12 +30,12 @@ from workflow import audit, expense, forms, leave
 from workflow import messages as msg
 from workflow.calendar import BusinessCalendar
 from workflow.leave_law import InsufficientLeave, format_days
+from workflow.nudge_plan import plan_for
 from workflow.numbering import fiscal_year, format_number
 from workflow.outcomes import Outcome, refused
 from workflow.routes import ResolvedStep, RouteError, resolve_route
 
 Decision = Literal["approve", "reject", "send_back"]
-FINAL = "final"  # the nudge row of a step's final deadline (workflows.yaml: nudges.final)
 Clock = Callable[[], datetime]
 # told of every decision-like use case (decide, claim, resolve, reassign) once its unit of work is over: the outcome
 # and the seconds it took (bot/metrics.py counts decisions and their latency with it)
@@ -288,33 +288,12 @@ class Engine:
 
     def _schedule_nudges(self, request: Request, assignment_id: int, target_id: int, now: datetime,
                          due: datetime, changes: _Changes) -> None:
-        """Due-time rows for the reminders of one assignment; the scheduler's tick sends them."""
-        policy = self.policy.nudges_for(request.type)
-        times: list[tuple[str, datetime]] = [("before_due", self._shift(due, -b)) for b in
-                                             policy.before_due_business_days]
-        if policy.at_due:
-            times.append(("due", due))
-        if policy.overdue_every_business_days:
-            times.append(("overdue", self._shift(due, policy.overdue_every_business_days[0])))
-        if policy.escalate_after_business_days is not None:
-            times.append(("escalation", self._shift(due, policy.escalate_after_business_days)))
-        if policy.final != "stay":  # the final deadline: the tick carries out the policy (workflow.nudges)
-            times.append((FINAL, self._shift(due, policy.final_after_business_days)))
-        for kind, at in times:
-            if at > now:
-                changes.nudges.append({"request_id": request.id, "assignment_id": assignment_id,
-                                       "target_id": target_id, "kind": kind, "due_at": at, "state": "pending"})
-
-    def _shift(self, moment: datetime, business_days: Decimal) -> datetime:
-        """The same local clock time `business_days` working days later (or earlier, if negative)."""
-        local = moment.astimezone(self.tz)
-        whole = int(business_days)
-        day = self.calendar.add_business_days(local.date(), whole) if whole else local.date()
-        shifted = datetime.combine(day, local.time(), self.tz)
-        rest = business_days - whole
-        if rest:
-            shifted = self.calendar.add_business_hours(shifted, float(rest * self.policy.company.hours_per_day))
-        return shifted.astimezone(UTC)
+        """The first nudge row of each chain of one assignment (its next reminder, its next action); the
+        scheduler's tick sends them and writes the rows that follow (workflow/nudge_plan.py)."""
+        plan = plan_for(self.calendar, self.policy, self.policy.nudges_for(request.type), due)
+        for kind, at in plan.first_rows(now):
+            changes.nudges.append({"request_id": request.id, "assignment_id": assignment_id,
+                                   "target_id": target_id, "kind": kind, "due_at": at, "state": "pending"})
 
     def _complete(self, state: _Route, changes: _Changes) -> Request:
         request = state.request

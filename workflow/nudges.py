@@ -1,6 +1,7 @@
 """Nudges: what is due at a moment, sent as ONE digest per person, in that person's working hours.
 
-The engine writes nudge rows (before due, at due, first overdue, escalation, final) in the transaction that
+An open assignment carries at most two pending nudge rows, its next reminder and its next action (escalation,
+then final), from its plan (workflow/nudge_plan.py). The engine writes the first ones in the transaction that
 starts a step, and cancels an assignment's rows in the transaction that closes it. The scheduler's tick calls
 `fire_due`, which in one transaction per batch:
 1. takes the pending rows due by `now` through the index on (state, due_at), locked with SKIP LOCKED on
@@ -9,13 +10,16 @@ starts a step, and cancels an assignment's rows in the transaction that closes i
 3. lets rows whose recipient is outside working hours (their own zone, the company's business days: weekends,
    holidays, closures) wait until their next working morning: nothing is lost, nobody is pinged at 23:00;
 4. writes ONE outbox row per recipient (a digest, oldest request first), however many rows were due, so hours
-   of downtime end in one catch-up digest per person, not a burst;
-5. schedules the next overdue reminder (back-off: every business day, then every 2, from the policy) counted
-   from now, and resolves escalations: the approver's manager (or the policy's role or person) gets the item in
+   of downtime end in one catch-up digest per person, not a burst; a reminder taken late says the most pressing
+   reminder of the plan fallen due meanwhile (before due, due, overdue), and is recorded as that;
+5. writes each taken row's successor in its chain: the plan's next reminder still ahead, or once overdue the
+   next back-off reminder (every business day, then every 2, from the policy) counted from now; after an
+   escalation, the final deadline (due already after downtime: the next round of the same tick takes it). It
+   resolves escalations: the approver's manager (or the policy's role or person) gets the item in
    their digest and may act for the approver (`escalated_to`; the audit trail records on whose behalf).
-6. carries out the type's final policy (workflows.yaml `nudges.final`) on the `final` rows: the engine writes one
-   per assignment, `final_after_business_days` after the step's due time (past the escalation), unless the
-   policy is `stay`:
+6. carries out the type's final policy (workflows.yaml `nudges.final`) on the `final` rows: one per assignment,
+   `final_after_business_days` after the step's due time (past the escalation, so written when the escalation is
+   taken, or by the engine if there is none), unless the policy is `stay`:
    - `stay`: nothing more; the request stays pending, overdue reminders go on (the default);
    - `return_to_requester`: after the batch commits, `Engine.expire` sends the request back to the requester,
      one transaction per row: a system action (audit `by: system`, reason overdue / 期限超過), a note in the
@@ -38,7 +42,6 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -51,9 +54,10 @@ from models import requests as rq
 from models.db import Database
 from models.messaging import Nudge
 from models.people import Employee
-from workflow import audit
+from workflow import audit, nudge_plan
 from workflow.calendar import BusinessCalendar
-from workflow.engine import FINAL, Engine, calendar_for
+from workflow.engine import Engine, calendar_for
+from workflow.nudge_plan import ESCALATION, FINAL, OVERDUE, REMINDERS, Moment, NudgePlan, plan_for
 
 DIGEST_KIND = "nudge_digest"
 SNOOZED = "snoozed"
@@ -112,19 +116,6 @@ def open_items(conn: Connection, assignment_ids: list[int]) -> dict[int, OpenIte
         .where(a.c.id.in_(sorted(set(assignment_ids)))))
     return {row.id: OpenItem(row.id, row.approver_id, row.status, row.request_id, row.request_status, row.type,
                              row.requester_id, row.created_at, row.due_at) for row in rows}
-
-
-def shift(calendar: BusinessCalendar, policy: Policy, moment: datetime, business_days: Decimal) -> datetime:
-    """The same local clock time `business_days` business days later (fractions in working hours)."""
-    tz = ZoneInfo(policy.company.timezone)
-    local = moment.astimezone(tz)
-    whole = int(business_days)
-    day = calendar.add_business_days(local.date(), whole) if whole else local.date()
-    shifted = datetime.combine(day, local.time(), tz)
-    rest = business_days - whole
-    if rest:
-        shifted = calendar.add_business_hours(shifted, float(rest * policy.company.hours_per_day))
-    return shifted.astimezone(UTC)
 
 
 def next_morning(calendar: BusinessCalendar, now: datetime, tz: str) -> datetime:
@@ -195,6 +186,8 @@ class _Round:
     items: dict[int, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
     escalations: list[tuple[Nudge, list[Employee]]] = field(default_factory=list)
     finals: list[Nudge] = field(default_factory=list)  # return_to_requester rows, carried out after the commit
+    said: dict[int, str] = field(default_factory=dict)  # a reminder row taken late says the most pressing one due
+    again: bool = False  # a row written this round is due already (a final deadline passed with its escalation)
 
 
 class Nudger:
@@ -212,17 +205,17 @@ class Nudger:
         report = TickReport()
         while True:
             with self.db.unit_of_work() as conn:
-                seen, done, finals = self._round(conn, now)
-            report.add(done)
-            report.returned += self._finals(finals, now)
-            if seen < self.batch or stop():
+                seen, state = self._round(conn, now)
+            report.add(state.report)
+            report.returned += self._finals(state.finals, now)
+            if (seen < self.batch and not state.again) or stop():
                 break
         return report
 
-    def _round(self, conn: Connection, now: datetime) -> tuple[int, TickReport, list[Nudge]]:
+    def _round(self, conn: Connection, now: datetime) -> tuple[int, _Round]:
         due = messaging.due_nudges(conn, now, self.batch)
         if not due:
-            return 0, TickReport(), []
+            return 0, _Round()
         found = open_items(conn, [n.assignment_id for n in due])
         state = _Round()
         stale = [n.id for n in due if not (n.assignment_id in found and found[n.assignment_id].open)]
@@ -237,13 +230,16 @@ class Nudger:
             if whom and not self._working(whom[0], now):
                 deferrals.append((n.id, self.calendar.next_working_moment(now, _tz_name(whom[0], self.calendar))))
             elif whom:
-                self._take(state, n, whom, found[n.assignment_id])
+                self._take(state, n, whom, found[n.assignment_id], now)
         messaging.defer_nudges(conn, deferrals)
         state.report.deferred = len(deferrals)
-        no_one = [n.id for n in live if not recipients.get(n.id)]
-        state.report.cancelled += len(messaging.close_nudges(conn, no_one, "cancelled", now))
+        no_one = [n for n in live if not recipients.get(n.id)]
+        unheard = set(messaging.close_nudges(conn, [n.id for n in no_one], "cancelled", now))
+        state.report.cancelled += len(unheard)
         self._send(conn, state, found, now)
-        return len(due), state.report, state.finals
+        # the chains go on: a row nobody could be told (an inactive approver) is followed as a sent one is
+        self._follow(conn, state, state.sent + [n for n in no_one if n.id in unheard], found, now)
+        return len(due), state
 
     def _sort_finals(self, conn: Connection, state: _Round, finals: list[Nudge], found: dict[int, OpenItem],
                      now: datetime) -> None:
@@ -294,13 +290,24 @@ class Nudger:
     def _working(self, person: Employee, now: datetime) -> bool:
         return self.calendar.is_working_time(now, _tz_name(person, self.calendar))
 
-    def _take(self, state: _Round, n: Nudge, whom: list[Employee], item: OpenItem) -> None:
+    def _plan(self, item: OpenItem) -> NudgePlan | None:
+        if item.type not in self.policy.types or item.due_at is None:
+            return None
+        return plan_for(self.calendar, self.policy, self.policy.nudges_for(item.type), item.due_at)
+
+    def _says(self, n: Nudge, item: OpenItem, now: datetime) -> str:
+        """What a row tells its recipient: a reminder taken late, the most pressing reminder fallen due by now."""
+        plan = self._plan(item) if n.kind in REMINDERS else None
+        return plan.reminder_due(n.kind, now) if plan is not None else n.kind
+
+    def _take(self, state: _Round, n: Nudge, whom: list[Employee], item: OpenItem, now: datetime) -> None:
         state.sent.append(n)
+        said = state.said[n.id] = self._says(n, item, now)
         for person in whom:
             state.items[person.id].append({"assignment_id": n.assignment_id, "request_id": item.request_id,
-                                           "nudge": n.kind, "approver_id": item.approver_id,
+                                           "nudge": said, "approver_id": item.approver_id,
                                            "_order": (item.created_at, item.request_id), "_nudge_id": n.id})
-        if n.kind == "escalation":
+        if n.kind == ESCALATION:
             state.escalations.append((n, whom))
             state.report.escalated += 1
 
@@ -327,25 +334,47 @@ class Nudger:
         # which requests each digest shows: a decision on one of them updates the posted digest (every copy)
         messaging.link_digests(conn, shows)
         state.report.digests = len(outbox)
-        self._back_off(conn, [n for n in state.sent if n.kind == "overdue"], found, now)
+        # a row that said more than its kind is recorded as what it said (the overdue back-off counts them)
+        messaging.relabel_nudges(conn, {n.id: state.said[n.id] for n in state.sent if state.said[n.id] != n.kind})
         self._escalated(conn, [(n, whom) for n, whom in state.escalations if n.id in sent_ids], found, now)
 
-    def _back_off(self, conn: Connection, overdue: list[Nudge], found: dict[int, OpenItem], now: datetime) -> None:
-        """The next overdue reminder of each assignment just reminded: the next gap of the policy's list (the
-        last gap repeats), counted from now, so a catch-up after downtime is not followed by a burst."""
-        counts = messaging.sent_counts(conn, [n.assignment_id for n in overdue], "overdue")
+    def _follow(self, conn: Connection, state: _Round, taken: list[Nudge], found: dict[int, OpenItem],
+                now: datetime) -> None:
+        """Each taken row's chain goes on (workflow/nudge_plan.py): after a reminder, the plan's next reminder still
+        ahead, or once overdue the back-off's next one (the policy's next gap, the last repeating, counted from
+        now, so a catch-up after downtime is not followed by a burst); after an escalation, the final deadline."""
+        overdue = [n.assignment_id for n in taken if state.said.get(n.id, n.kind) == OVERDUE]
+        counts = messaging.sent_counts(conn, overdue, OVERDUE)
+        # a chain that has a pending row already is not given another (rows written before the plans were
+        # chains, a row added by hand): one row per chain, however the table came to be
+        pending = messaging.pending_kinds(conn, [n.assignment_id for n in taken])
         rows = []
-        for n in overdue:
+        for n in taken:
             item = found[n.assignment_id]
-            gaps = self.policy.nudges_for(item.type).overdue_every_business_days if item.type in self.policy.types \
-                else []
-            if not gaps:
+            after = self._after(n, state.said.get(n.id, n.kind), item, counts, now)
+            chain = set(REMINDERS if after is not None and after[0] in REMINDERS else nudge_plan.ACTIONS)
+            if after is None or pending.get(n.assignment_id, set()) & chain:
                 continue
-            gap = gaps[min(counts.get(n.assignment_id, 1), len(gaps) - 1)]
-            rows.append({"request_id": n.request_id, "assignment_id": n.assignment_id, "target_id": n.target_id,
-                         "kind": "overdue", "due_at": shift(self.calendar, self.policy, max(n.due_at, now), gap),
-                         "state": "pending"})
+            rows.append({"request_id": n.request_id, "assignment_id": n.assignment_id,
+                         "target_id": item.approver_id, "kind": after[0], "due_at": after[1], "state": "pending"})
+            state.again = state.again or after[1] <= now
         messaging.schedule_nudges(conn, rows)
+
+    def _after(self, n: Nudge, said: str, item: OpenItem, counts: dict[int, int], now: datetime) -> Moment | None:
+        """The row that follows `n` in its chain, if any (a snoozed or final row has none)."""
+        plan = self._plan(item)
+        if plan is None:
+            return None
+        if n.kind in REMINDERS:
+            return plan.next_reminder(now) or (self._back_off(item, n, counts, now) if said == OVERDUE else None)
+        return plan.action_after(n.kind) if n.kind == ESCALATION else None
+
+    def _back_off(self, item: OpenItem, n: Nudge, counts: dict[int, int], now: datetime) -> Moment | None:
+        gaps = self.policy.nudges_for(item.type).overdue_every_business_days
+        if not gaps:
+            return None
+        gap = gaps[min(counts.get(n.assignment_id, 1), len(gaps) - 1)]
+        return OVERDUE, nudge_plan.shift(self.calendar, self.policy, max(n.due_at, now), gap)
 
     def _escalated(self, conn: Connection, escalations: list[tuple[Nudge, list[Employee]]],
                    found: dict[int, OpenItem], now: datetime) -> None:

@@ -6,7 +6,7 @@ anything, and a decision racing the final action applies once."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -22,7 +22,8 @@ from tests.integration.test_engine import expense
 from tests.integration.test_engine_concurrency import race
 from tests.unit.test_blockkit import valid_message
 from workflow.audit import verify
-from workflow.engine import FINAL, Engine
+from workflow.engine import Engine
+from workflow.nudge_plan import FINAL
 from workflow.nudges import Nudger, TickReport
 
 JST = ZoneInfo("Asia/Tokyo")
@@ -98,12 +99,15 @@ def test_return_to_requester_at_the_final_deadline(db: Database, policy: Policy,
     returning = with_final(policy, "return_to_requester")
     engine = Engine(db, returning, clock=clock)
     request_id, a = file(engine, org.alice)
-    final = [n for n in nudges_of(db, request_id) if n.kind == FINAL]
-    assert [(n.due_at, n.state) for n in final] == [(FINAL_AT, "pending")]
+    # one row per chain: the escalation is the next action; the final deadline follows it once it is taken
+    actions = [(n.kind, n.state) for n in nudges_of(db, request_id) if n.kind in ("escalation", FINAL)]
+    assert actions == [("escalation", "pending")]
     before = len(outbox_of(db, request_id))
     # the weekend, the escalation (Tue) and the day before pass: still pending
     for moment in (jst(2026, 6, 6, 10, 0), jst(2026, 6, 9, 10, 0), jst(2026, 6, 10, 10, 0), jst(2026, 6, 11, 9, 59)):
         assert tick(db, returning, moment).returned == 0
+    final = [n for n in nudges_of(db, request_id) if n.kind == FINAL]
+    assert [(n.due_at, n.state) for n in final] == [(FINAL_AT, "pending")]
     assert request_of(db, request_id).status == "pending"
     report = tick(db, returning, FINAL_AT)
     assert report.returned == 1
@@ -146,13 +150,13 @@ def test_the_note_is_in_the_requesters_language(db: Database, policy: Policy, cl
 
 def test_every_copy_of_a_shared_step_is_updated(db: Database, policy: Policy, clock: Clock, org: Org) -> None:
     """Finance (any one of two) never acts: both finance cards are closed and refreshed, the request goes back
-    once although each of them had a final row."""
+    once although each of them has a final row (written when their escalations are taken, in the same tick)."""
     returning = with_final(policy, "return_to_requester")
     engine = Engine(db, returning, clock=clock)
     request_id, a = file(engine, org.alice)
     assert engine.decide(a, org.manager, "approve").ok  # Tue 06-02 10:00: finance due Thu 06-04 10:00
-    finance = [n for n in nudges_of(db, request_id) if n.kind == FINAL and n.state == "pending"]
-    assert {n.target_id for n in finance} == {org.finance1, org.finance2}
+    finance = [n for n in nudges_of(db, request_id) if n.kind == "escalation" and n.state == "pending"]
+    assert {n.target_id for n in finance} == {org.finance1, org.finance2}  # each one's next action
     before = len(outbox_of(db, request_id))
     assert tick(db, returning, FINAL_AT).returned == 1
     assert request_of(db, request_id).status == "sent_back"
@@ -184,7 +188,9 @@ def test_a_decision_before_the_final_deadline_wins(db: Database, policy: Policy,
     clock.now = FINAL_AT
     assert engine.decide(a, org.manager, "approve").ok  # the manager acts at the very moment
     assert tick(db, returning, FINAL_AT).returned == 0
-    assert [n.state for n in nudges_of(db, request_id) if n.kind == FINAL and n.assignment_id == a] == ["cancelled"]
+    # the assignment's next action (its escalation; the final row would have followed it) is cancelled with it
+    assert [(n.kind, n.state) for n in nudges_of(db, request_id) if n.kind in ("escalation", FINAL)
+            and n.assignment_id == a] == [("escalation", "cancelled")]
     assert request_of(db, request_id).status == "pending"  # on to finance (its own final row later), not sent back
 
 
@@ -223,8 +229,8 @@ def test_a_decision_racing_the_final_action_applies_once(db: Database, policy: P
         request_id, a = file(engine, org.alice)
         clock.now = FINAL_AT
         decision = "approve" if i % 2 == 0 else "send_back"
-
-        row = next(n.id for n in nudges_of(db, request_id) if n.kind == FINAL)
+        tick(db, returning, FINAL_AT - timedelta(minutes=1))  # the escalation is taken: the final row follows
+        row = next(n.id for n in nudges_of(db, request_id) if n.kind == FINAL and n.state == "pending")
 
         # the use case the tick runs for the final row, against the manager's click at the same moment
         def act(k: int, a: int = a, decision: str = decision, row: int = row) -> bool:

@@ -92,6 +92,30 @@ def test_before_at_and_after_due_in_business_days(db: Database, policy: Policy, 
     assert [(n.kind, n.due_at) for n in pending] == [("overdue", jst(2026, 6, 11, 10, 0))]
 
 
+def test_rows_written_before_the_plans_were_chains_are_followed_without_doubles(db: Database, policy: Policy,
+                                                                               clock: Clock, org: Org,
+                                                                               engine: Engine) -> None:
+    """A database from before (every reminder and the escalation written when the step started): the same
+    digests as above, and no chain is given a second pending row."""
+    request_id, a = file(engine, org.alice)
+    with db.unit_of_work() as conn:
+        conn.execute(sa.delete(messaging.nudges).where(messaging.nudges.c.request_id == request_id))
+        conn.execute(messaging.nudges.insert(), [
+            {"request_id": request_id, "assignment_id": a, "target_id": org.manager, "kind": kind, "due_at": at,
+             "state": "pending"} for kind, at in (("before_due", jst(2026, 6, 3, 10, 0)), ("due", jst(2026, 6, 4, 10, 0)),
+                                                  ("overdue", jst(2026, 6, 5, 10, 0)),
+                                                  ("escalation", jst(2026, 6, 9, 10, 0)))])
+    left = {3: ["due", "overdue", "escalation"], 4: ["overdue", "escalation"], 5: ["escalation", "overdue"]}
+    for day in (3, 4, 5):  # the old rows are sent as they were; the back-off follows the last of them
+        assert tick(db, policy, jst(2026, 6, day, 10, 0)).digests == 1
+        assert [n.kind for n in nudge_rows(db, request_id) if n.state == "pending"] == left[day]
+    assert [items(d) for d in digests(db)] == [[(a, "before_due")], [(a, "due")], [(a, "overdue")]]
+    report = tick(db, policy, jst(2026, 6, 9, 10, 0))
+    assert (report.digests, report.escalated) == (2, 1)
+    pending = [n for n in nudge_rows(db, request_id) if n.state == "pending"]
+    assert [(n.kind, n.due_at) for n in pending] == [("overdue", jst(2026, 6, 11, 10, 0))]
+
+
 def test_a_weekend_and_working_hours_make_nudges_wait(db: Database, policy: Policy, clock: Clock, org: Org,
                                                       engine: Engine) -> None:
     clock.now = jst(2026, 6, 5, 15, 0)  # Friday 15:00: due Tuesday 15:00, reminded Monday 15:00
@@ -150,7 +174,10 @@ def test_catch_up_after_downtime_is_one_digest_not_a_burst(db: Database, policy:
     sent = digests(db)
     assert {d.recipient_id: items(d) for d in sent} == {
         org.manager: [(a, "overdue"), (b, "overdue")], org.sales_head: [(a, "escalation"), (b, "escalation")]}
-    assert report.nudges == 8 and report.digests == 2
+    # one reminder row per assignment covered before_due, due and overdue, and is recorded as what it said
+    assert report.nudges == 4 and report.digests == 2
+    sent_rows = [n for n in nudge_rows(db, request_id) if n.state == "sent"]
+    assert sorted(n.kind for n in sent_rows) == ["escalation", "overdue"]
     # the next reminder is counted from now, not from the missed schedule: no burst on the next tick
     assert tick(db, policy, jst(2026, 6, 10, 9, 31)).done == 0
     pending = [n for n in nudge_rows(db, request_id) if n.state == "pending"]
@@ -257,7 +284,7 @@ def test_concurrent_tickers_send_each_nudge_exactly_once(db: Database, policy: P
         rows = conn.execute(sa.select(messaging.nudges.c.request_id, messaging.nudges.c.assignment_id,
                                       messaging.nudges.c.target_id)).all()
         extra = [{"request_id": r.request_id, "assignment_id": r.assignment_id, "target_id": r.target_id,
-                  "kind": "due", "due_at": jst(2026, 6, 3, 9, 0), "state": "pending"} for r in rows] * 50
+                  "kind": "due", "due_at": jst(2026, 6, 3, 9, 0), "state": "pending"} for r in rows] * 110
         conn.execute(messaging.nudges.insert(), extra)
         total = conn.execute(sa.text("SELECT COUNT(*) FROM nudges WHERE due_at <= :t AND state = 'pending'"),
                              {"t": jst(2026, 6, 3, 11, 0)}).scalar_one()

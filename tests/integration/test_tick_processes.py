@@ -109,9 +109,15 @@ def test_three_tick_processes_send_each_of_10000_nudges_exactly_once(db: Databas
     with db.unit_of_work(write=False) as conn:
         states: dict[str, int] = {r[0]: r[1] for r in conn.execute(
             sa.select(messaging.nudges.c.state, sa.func.count()).group_by(messaging.nudges.c.state))}
-        sent_at = set(conn.execute(sa.select(messaging.nudges.c.sent_at).distinct()).scalars())
+        sent_at = set(conn.execute(sa.select(messaging.nudges.c.sent_at)
+                                   .where(messaging.nudges.c.state == "sent").distinct()).scalars())
+        following = Counter((row.assignment_id, row.kind, row.due_at > AT) for row in conn.execute(
+            sa.select(messaging.nudges).where(messaging.nudges.c.state == "pending")))
         digests = list(conn.execute(sa.select(messaging.outbox).where(messaging.outbox.c.kind == DIGEST_KIND)))
-    assert states == {"sent": NUDGES}  # nothing left pending, nothing cancelled, no row added
+    # nothing left due, nothing cancelled; each assignment's chain goes on with exactly one next reminder, the
+    # first overdue one, later (workflow/nudge_plan.py)
+    assert states == {"sent": NUDGES, "pending": NUDGES}
+    assert set(following) == {(i, "overdue", True) for i in owner} and set(following.values()) == {1}
     assert sent_at == {AT}
 
     # every digest item is one assignment (= one nudge); across all digests each appears once, to its approver
