@@ -17,6 +17,7 @@ from models import audit as audit_rows
 from models import messaging
 from models import requests as rq
 from models.db import Database
+from models.people import get_employee
 from tests.conftest import Clock, Org
 from tests.integration.test_engine import expense
 from tests.integration.test_engine_concurrency import race
@@ -24,7 +25,7 @@ from tests.unit.test_blockkit import valid_message
 from workflow.audit import verify
 from workflow.engine import Engine
 from workflow.nudge_plan import FINAL
-from workflow.nudges import Nudger, TickReport
+from workflow.nudges import Nudger, TickReport, snooze
 
 JST = ZoneInfo("Asia/Tokyo")
 
@@ -138,6 +139,22 @@ def test_return_to_requester_at_the_final_deadline(db: Database, policy: Policy,
     again = engine.resubmit(request_id, org.alice, expense(4000))
     assert again.ok and again.request is not None and again.request.number == request.number
     assert again.request.round == 2 and again.request.status == "pending"
+
+
+def test_a_snooze_does_not_postpone_the_final_deadline(db: Database, policy: Policy, clock: Clock,
+                                                       org: Org) -> None:
+    """"Remind me tomorrow" moves the approver's reminders; the final deadline is an action, not theirs to move."""
+    returning = with_final(policy, "return_to_requester")
+    engine = Engine(db, returning, clock=clock)
+    request_id, _ = file(engine, org.alice)
+    tick(db, returning, jst(2026, 6, 10, 10, 0))  # the escalation is taken: the final row follows it
+    with db.unit_of_work(write=False) as conn:
+        manager = get_employee(conn, org.manager)
+    assert manager is not None
+    until = snooze(db, engine.calendar, manager, None, jst(2026, 6, 11, 9, 30))
+    assert until == jst(2026, 6, 12, 9, 0)
+    assert [n.due_at for n in nudges_of(db, request_id) if n.kind == FINAL] == [FINAL_AT]
+    assert tick(db, returning, FINAL_AT).returned == 1
 
 
 def test_the_note_is_in_the_requesters_language(db: Database, policy: Policy, clock: Clock, org: Org) -> None:
