@@ -298,9 +298,6 @@ class SlackDelivery:
         # (workspace, Slack user) -> conversations.open of their DM channel
         self._dm: dict[tuple[str | None, str], asyncio.Future[Any]] = {}
         self._due = asyncio.Event()  # set by `wake`: new rows may be due now
-        # requests' details read by the current batch's rows (notifications.Reads: reused while the version is the
-        # same); a decision's rows are about one request, so its three or four plans read it once
-        self._earlier: dict[int, RequestDetails] = {}
 
     def wake(self) -> None:
         """New outbox rows may be due (e.g. a conversation call just committed): the idle loop looks at once.
@@ -382,13 +379,17 @@ class SlackDelivery:
                                 gate: asyncio.Semaphore | None = None) -> None:
         if after is not None:
             await asyncio.wait([after])  # the request's earlier news, from the batch before, goes out first
+        # what this request's rows read already: its details, reused while its version is unchanged. Kept by
+        # the group, not the batch: under load the next batch is claimed while this one's rows are still going
+        # out, and a memory per claim was gone before the request's next row asked (3 reads of 4 were repeats)
+        earlier: dict[int, RequestDetails] = {}
         for row in rows:  # one request's news, one after the other
             try:
                 if gate is None:
-                    await self._deliver(row, now)
+                    await self._deliver(row, now, earlier)
                 else:
                     async with gate:
-                        await self._deliver(row, now)
+                        await self._deliver(row, now, earlier)
             finally:
                 if left is not None:
                     left.one_done()
@@ -412,18 +413,18 @@ class SlackDelivery:
 
     # ------------------------------------------------------------------------------------- one row
 
-    async def _deliver(self, row: OutboxMessage, now: datetime) -> None:
+    async def _deliver(self, row: OutboxMessage, now: datetime, earlier: dict[int, RequestDetails]) -> None:
         if self._stopping:
             return  # claimed, not begun: given back at shutdown
         token = TRACE.set(str(row.payload.get(TRACE_KEY) or f"outbox-{row.id}"))
         try:
-            await self._deliver_traced(row, now)
+            await self._deliver_traced(row, now, earlier)
         finally:
             TRACE.reset(token)
 
-    async def _deliver_traced(self, row: OutboxMessage, now: datetime) -> None:
+    async def _deliver_traced(self, row: OutboxMessage, now: datetime, earlier: dict[int, RequestDetails]) -> None:
         try:
-            ref = await self._send(row)
+            ref = await self._send(row, earlier)
         except _Stopped:
             return  # the call was not made: given back at shutdown
         except _Dead as exc:
@@ -443,14 +444,14 @@ class SlackDelivery:
             platform = TEAMS if is_teams_ref(ref) else PLATFORM
             await self._record(delivery.mark_sent, row.id, ref, platform, self.clock())
 
-    async def _send(self, row: OutboxMessage) -> JSON | None:
+    async def _send(self, row: OutboxMessage, earlier: dict[int, RequestDetails]) -> JSON | None:
         """Carry the row out on the recipient's platform; returns where the message is (Slack: channel + ts;
         Teams: activity id + conversation), None if nothing was sent."""
         if self.people_first is not None:
             await self.people_first.turn()
             if self._stopping:
                 raise _Stopped  # claimed, not begun: given back at shutdown
-        plan = await self._write(self._plan, row)  # the writer: no second thread fighting for the GIL
+        plan = await self._write(self._plan, row, earlier)  # the writer: no second thread fighting for the GIL
         try:
             return await self._carry_out(row, plan)
         except SlackApiError as exc:
@@ -493,7 +494,7 @@ class SlackDelivery:
         elif not self.slack_configured:
             raise _Dead(NO_SLACK)
 
-    def _plan(self, row: OutboxMessage) -> _Plan:
+    def _plan(self, row: OutboxMessage, earlier: dict[int, RequestDetails]) -> _Plan:
         # reads only, a dozen short statements: no transaction of its own (on PostgreSQL, two round trips fewer)
         with self.db.unit_of_work(write=False, transaction=False) as conn:
             shared = row.payload.get("channel") if row.kind in notifications.CARD_KINDS else None
@@ -509,7 +510,7 @@ class SlackDelivery:
             team = self._team(conn, row, reach, bool(shared))
             if self._covered(row, shared, channel_at, platform if reach is not None else None):
                 return _Plan(user, platform=platform, covered=True)
-            reads = notifications.Reads(earlier=self._earlier)  # read once for this row and all its cards
+            reads = notifications.Reads(earlier=earlier)  # read once for this row and all its cards
             if user is None:
                 # nobody to tell, but the request's other copies (approver cards, digests) must still show it
                 return _Plan(refresh=self._copies(conn, row, reads), team=team)
@@ -789,9 +790,6 @@ class SlackDelivery:
         if self._stopping:
             return []
         rows: list[OutboxMessage] = await self._write(self._claim, now)
-        # a new batch, a new memory of details: what was read stays at most a batch long (a person's new name
-        # is not versioned with the request)
-        self._earlier = {}
         for row in rows:
             self._claims[row.id] = row.next_attempt_at
         return rows

@@ -5,7 +5,9 @@ Both backends."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from bot.delivery import IN_FLIGHT, SlackDelivery
@@ -119,3 +121,40 @@ async def test_without_a_pace_batches_follow_one_another_while_earlier_rows_are_
     assert {r.state for r in world.rows()} == {"sent"}
     posts = [c for c in world.api.called("chat.postMessage") if c["channel"] == "DU-alice"]
     assert len(posts) == requests and not world.api.called("chat.update")  # each status message posted once
+
+
+async def test_a_requests_rows_read_its_details_once_while_later_batches_are_claimed(world: World) -> None:
+    """A decision's rows (the requester's news, the next approvers' cards) are planned one after the other; their
+    request's details are read once for all of them while its version is unchanged, even when later batches are
+    claimed while the first row waits for Slack, as under load (SQLite: the statements are traced)."""
+    if world.db.dialect != "sqlite":
+        pytest.skip("statements are counted with sqlite3's trace callback")
+    world.known_on_slack(world.org.alice, "U-alice")
+    world.known_on_slack(world.org.manager, "U-manager")
+    world.known_on_slack(world.org.finance1, "U-finance1")
+    world.known_on_slack(world.org.finance2, "U-finance2")
+    ids = [world.submit() for _ in range(IN_FLIGHT + 2)]
+    await world.deliver()
+    for row in [r for r in world.rows() if r.kind == "approval_requested"]:
+        assert world.engine.decide(row.payload["assignment_id"], world.org.manager, "approve").ok
+    statements: list[str] = []
+
+    def traced(dbapi_connection: Any, *_: Any) -> None:
+        dbapi_connection.set_trace_callback(statements.append)
+
+    sa.event.listen(world.db.engine, "checkout", traced)
+    world.db.dispose()  # every connection from here on is a new checkout, traced
+    try:
+        world.delivery.batch = 3  # a decision's three rows: the requester's news and the two finance cards
+        held = world.api.hold("chat.update")  # each request's first row waits for Slack...
+        delivering = asyncio.ensure_future(world.deliver())
+        for _ in range(200):  # ...while the next batches are claimed
+            if sum(1 for r in world.rows() if r.state == "sending") >= 3 * IN_FLIGHT:
+                break
+            await asyncio.sleep(0.01)
+        held.set()
+        assert await delivering == 3 * len(ids)
+    finally:
+        sa.event.remove(world.db.engine, "checkout", traced)
+    routes_read = [s for s in statements if s.startswith("SELECT") and "FROM steps" in s and "steps.round" in s]
+    assert len(routes_read) == len(ids)  # one read of each request's route, not one per row
