@@ -222,7 +222,7 @@ def test_the_writers_own_connection_syncs_and_checkpoints_itself_and_keeps_savep
             return tuple(raw.execute(f"PRAGMA {name}").fetchone()[0]  # type: ignore[union-attr]
                          for name in ("synchronous", "temp_store", "wal_autocheckpoint"))
 
-    # NORMAL (it fdatasyncs itself), MEMORY, and no autocheckpoint (its own thread checkpoints: see below)
+    # NORMAL (it fdatasyncs itself), MEMORY, and no autocheckpoint (the checkpointer's thread does: see below)
     assert notes.writer.submit(pragmas).result(10) == (1, 2, 0)
     assert pragmas() == (2, 0, 1000)  # any other connection: as configured, and SQLite's defaults
 
@@ -281,9 +281,10 @@ def test_a_lone_call_that_waits_for_no_disk_runs_on_the_callers_thread_when_the_
     assert _notes(notes) == ["busy", "durable", "lone", "not alone"]
 
 
-def test_the_writer_thread_checkpoints_the_wal_the_event_loop_never_does(notes: Database) -> None:
+def test_the_checkpointer_thread_checkpoints_the_wal_the_event_loop_never_does(notes: Database) -> None:
     """The writer's connection has SQLite's autocheckpoint off (a round run on the event loop must not copy pages
-    and fsync there); the writer thread checkpoints after every CHECKPOINT_EVERY calls instead."""
+    and fsync there); the checkpointer, a thread with a connection of its own, checkpoints after every
+    CHECKPOINT_EVERY calls instead, without the writer's turn (the writer goes on meanwhile)."""
     import asyncio
     import time
 
@@ -300,6 +301,7 @@ def test_the_writer_thread_checkpoints_the_wal_the_event_loop_never_does(notes: 
     asyncio.run(lone_clicks())
     deadline = time.monotonic() + 10
     while writer.checkpoints == before:
-        assert time.monotonic() < deadline, "the writer thread did not checkpoint"
+        assert time.monotonic() < deadline, "the checkpointer did not checkpoint"
         time.sleep(0.01)
     assert len(_notes(notes)) == CHECKPOINT_EVERY
+    assert "madoguchi-db-checkpoint" in {t.name for t in threading.enumerate()}
