@@ -53,6 +53,7 @@ from bot.slack.blockkit import (
 )
 from bot.slack.oauth import NOT_INSTALLED, TOKEN_GONE, InstalledBot, InstallFlow
 from bot.writer import made_durable, on_writer
+from config.i18n import LocalText
 from handlers.conversation import Conversation
 from handlers.events import (
     ClickEvent,
@@ -215,22 +216,31 @@ def build_oauth_slack_app(conversation: Conversation, *, signing_secret: str, ap
     )
     app.enable_token_revocation_listeners()  # app_uninstalled, tokens_revoked: the installation is deleted
 
-    @app.error
-    async def on_error(error: Exception, context: AsyncBoltContext) -> None:
-        log.error("handling a Slack request failed", exc_info=error)
+    def forget_a_gone_token(error: Exception, context: AsyncBoltContext) -> None:
         if isinstance(error, SlackApiError) and error.response.get("error") in TOKEN_GONE:
             # removed or installed again through another replica: the next request reads the installation afresh
             installations.forget(enterprise_id=context.enterprise_id, team_id=context.team_id)
 
-    register(app, conversation, command, SlackProfiles(), changed, background or Background())
+    register(app, conversation, command, SlackProfiles(), changed, background or Background(),
+             on_error=forget_a_gone_token)
     return app
 
 
 def register(app: AsyncApp, conversation: Conversation, command: str, profiles: SlackProfiles,
-             changed: Callable[[], None] = _nothing, background: Background | None = None) -> None:
-    """Every listener of the edge, in one place."""
+             changed: Callable[[], None] = _nothing, background: Background | None = None,
+             on_error: Callable[[Exception, AsyncBoltContext], None] | None = None) -> None:
+    """Every listener of the edge, in one place. `on_error`: also told of a listener's error (after the log)."""
     app.middleware(_skip_retries)
     later = background or Background()
+
+    @app.error
+    async def failed(error: Exception, body: JSON, context: AsyncBoltContext) -> None:
+        # The request was acked already (its listener's first step): the button stops spinning, and without a
+        # word the person would not know that nothing came of it. Said after the answer, like any reply.
+        log.error("handling a Slack request failed", exc_info=error)
+        if on_error is not None:
+            on_error(error, context)
+        later.start(_sorry(body, context), "error reply")
     db = conversation.engine.db
 
     async def answer(response: Response, who: Who, body: JSON, client: AsyncWebClient,
@@ -347,6 +357,27 @@ async def _answer(response: Response, who: Who, body: JSON, client: AsyncWebClie
             await _ephemeral(reply, who, body, client, respond)
         case _:
             log.warning("nothing to show for %s outside a form", type(response).__name__)
+
+
+# Said when a listener failed: the person's language may be what could not be found, so both (ja first)
+SOMETHING_WENT_WRONG = LocalText.of("処理中に問題が発生しました。お手数ですが、もう一度お試しください。",
+                                    "Something went wrong on our side. Please try again.")
+
+
+async def _sorry(body: JSON, context: AsyncBoltContext) -> None:
+    """Tell the person who acted that it failed: where they acted (response_url), else in a DM (a button in App
+    Home or a modal). Repeating the action is safe: a decision applies once."""
+    text = f"{SOMETHING_WENT_WRONG('ja')}\n{SOMETHING_WENT_WRONG('en')}"
+    url = body.get("response_url") or next((u.get("response_url") for u in body.get("response_urls") or []), None)
+    user = context.user_id
+    try:
+        if url:
+            hook = AsyncWebhookClient(url=url, session=context.client.session)
+            await hook.send(text=text, response_type="ephemeral", replace_original=False)
+        elif user and body.get("type") == "block_actions":
+            await context.client.chat_postMessage(channel=user, text=text)
+    except Exception:  # nothing more to do: the failure itself is in the log
+        log.warning("could not tell the person that their request failed", exc_info=True)
 
 
 async def _durable_ephemeral(db: Database, reply: Reply, who: Who, body: JSON, client: AsyncWebClient,

@@ -234,6 +234,29 @@ async def test_approve_then_the_same_click_again_says_already_approved(slack: Sl
     assert counts(db) == before and statuses(db) == ["approved"]
 
 
+async def test_a_click_that_fails_on_our_side_is_told_so_and_changes_nothing(slack: Slack, db: Database) -> None:
+    """The database refuses the decision (here its table is gone for a moment): Slack gets a 500 (Bolt's answer to
+    a failed listener: the button shows a warning), and the person is told in both languages that it failed and
+    may try again; the request is as it was, and trying again works."""
+    await file(slack, "U-alice", "休暇", LEAVE)
+    button = await approve_button(slack, "U-manager")
+    before = counts(db)
+    with db.engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE assignments RENAME TO assignments_away"))
+    try:
+        assert (await slack.post(slack.click_body("U-manager", button["action_id"], button["value"])))[0] == 500
+        told = await slack.reply()
+    finally:
+        with db.engine.begin() as conn:
+            conn.execute(sa.text("ALTER TABLE assignments_away RENAME TO assignments"))
+    assert told["response_type"] == "ephemeral" and told["replace_original"] is False
+    assert "もう一度お試しください" in told["text"] and "Please try again" in told["text"]
+    assert counts(db) == before and statuses(db) == ["pending"]
+    assert (await slack.post(slack.click_body("U-manager", button["action_id"], button["value"])))[0] == 200
+    assert "承認しました" in await slack.last_reply()
+    assert statuses(db) == ["approved"]
+
+
 async def test_forged_and_stale_requests_get_401_and_change_nothing(slack: Slack, db: Database) -> None:
     await file(slack, "U-alice", "休暇", LEAVE)
     button = await approve_button(slack, "U-manager")
