@@ -82,6 +82,9 @@ ON_BEHALF_OF = LocalText.of("⬆️ {name} さんの承認待ちです。代わ�
 NOT_REGISTERED = LocalText.of(
     "申し訳ありません。まだ人事部で madoguchi の利用者として登録されていません。登録後にもう一度お試しください。",
     "Sorry, HR has not registered you in madoguchi yet. Please try again once they have added you.")
+# said by the edges when a person's request failed on our side (bot/slack/app.py, bot/teams/edge.py)
+FAILED = LocalText.of("申し訳ありません、処理中にエラーが起きました。しばらくしてからもう一度お試しください。",
+                      "Sorry, something went wrong. Please try again in a moment.")
 NO_LONGER_VALID = LocalText.of("このボタンはもう使えません。最新のメッセージからもう一度お試しください。",
                                "This button is no longer valid. Please try again from the latest message.")
 FORM_NO_LONGER_VALID = LocalText.of("このフォームはもう使えません。もう一度コマンドから開いてください。",

@@ -53,8 +53,7 @@ from bot.slack.blockkit import (
 )
 from bot.slack.oauth import NOT_INSTALLED, TOKEN_GONE, InstalledBot, InstallFlow
 from bot.writer import made_durable, on_writer
-from config.i18n import LocalText
-from handlers.conversation import Conversation
+from handlers.conversation import FAILED, Conversation
 from handlers.events import (
     ClickEvent,
     CloseForm,
@@ -359,15 +358,10 @@ async def _answer(response: Response, who: Who, body: JSON, client: AsyncWebClie
             log.warning("nothing to show for %s outside a form", type(response).__name__)
 
 
-# Said when a listener failed: the person's language may be what could not be found, so both (ja first)
-SOMETHING_WENT_WRONG = LocalText.of("処理中に問題が発生しました。お手数ですが、もう一度お試しください。",
-                                    "Something went wrong on our side. Please try again.")
-
-
 async def _sorry(body: JSON, context: AsyncBoltContext) -> None:
     """Tell the person who acted that it failed: where they acted (response_url), else in a DM (a button in App
     Home or a modal). Repeating the action is safe: a decision applies once."""
-    text = f"{SOMETHING_WENT_WRONG('ja')}\n{SOMETHING_WENT_WRONG('en')}"
+    text = f"{FAILED('ja')}\n{FAILED('en')}"  # their language may be what could not be found: both, ja first
     url = body.get("response_url") or next((u.get("response_url") for u in body.get("response_urls") or []), None)
     user = context.user_id
     try:

@@ -52,7 +52,7 @@ from bot.teams.refs import CARD, JSON, PLATFORM, anonymous
 from bot.writer import on_writer
 from config.i18n import LocalText, normalize_locale
 from config.settings import Settings
-from handlers.conversation import Conversation
+from handlers.conversation import FAILED, Conversation
 from handlers.events import (
     CardNow,
     ClickEvent,
@@ -81,8 +81,6 @@ FORM_SENT = LocalText.of("フォームを下に送りました。", "The form is
 DONE = LocalText.of("完了しました。", "Done.")
 NOT_OURS = LocalText.of("このカードの操作はわかりませんでした。最新のメッセージからもう一度お試しください。",
                         "I could not tell what this card action is. Please try again from the latest message.")
-FAILED = LocalText.of("申し訳ありません、処理中にエラーが起きました。しばらくしてからもう一度お試しください。",
-                      "Sorry, something went wrong. Please try again in a moment.")
 
 
 class _Answer(CardInvokeResponse):
