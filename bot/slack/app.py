@@ -234,8 +234,9 @@ def register(app: AsyncApp, conversation: Conversation, command: str, profiles: 
 
     @app.error
     async def failed(error: Exception, body: JSON, context: AsyncBoltContext) -> None:
-        # The request was acked already (its listener's first step): the button stops spinning, and without a
-        # word the person would not know that nothing came of it. Said after the answer, like any reply.
+        # A click or a command was acked already (their listeners' first step): Slack shows at most a warning
+        # sign, and without a word the person would not know that nothing came of it. Said after the answer,
+        # like any reply (an event, or a form without a response_url, has nowhere to say it: the log only).
         log.error("handling a Slack request failed", exc_info=error)
         if on_error is not None:
             on_error(error, context)
