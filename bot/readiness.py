@@ -13,6 +13,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
+import sqlalchemy as sa
 from aiohttp import web
 
 from bot.scheduler import Ticker
@@ -64,7 +65,14 @@ class Readiness:
         if self._head is None:
             self._head = head_revision()
         try:
-            current = schema_revision(self.db)
+            try:
+                current = schema_revision(self.db)
+            except sa.exc.DBAPIError as exc:
+                if not exc.connection_invalidated:
+                    raise
+                # a pooled connection died while idle less than models.db.PING_AFTER ago (a restart, a cut): the
+                # pool has dropped it; a fresh one says whether the database answers now, and if not, where
+                current = schema_revision(self.db)
         except Exception as exc:  # whatever the driver raises, a probe answers 503 with it, never 500
             return f"database unreachable: {_first_line(exc)}"
         if current is None:
