@@ -57,7 +57,7 @@ from models.people import Employee
 from workflow import audit, nudge_plan
 from workflow.calendar import BusinessCalendar
 from workflow.engine import Engine, calendar_for
-from workflow.nudge_plan import ESCALATION, FINAL, OVERDUE, REMINDERS, Moment, NudgePlan, plan_for
+from workflow.nudge_plan import ACTIONS, ESCALATION, FINAL, OVERDUE, REMINDERS, Moment, NudgePlan, plan_for
 
 DIGEST_KIND = "nudge_digest"
 SNOOZED = "snoozed"
@@ -187,6 +187,7 @@ class _Round:
     escalations: list[tuple[Nudge, list[Employee]]] = field(default_factory=list)
     finals: list[Nudge] = field(default_factory=list)  # return_to_requester rows, carried out after the commit
     said: dict[int, str] = field(default_factory=dict)  # a reminder row taken late says the most pressing one due
+    plans: dict[int, NudgePlan | None] = field(default_factory=dict)  # per assignment: made once a round
     again: bool = False  # a row written this round is due already (a final deadline passed with its escalation)
 
 
@@ -290,19 +291,23 @@ class Nudger:
     def _working(self, person: Employee, now: datetime) -> bool:
         return self.calendar.is_working_time(now, _tz_name(person, self.calendar))
 
-    def _plan(self, item: OpenItem) -> NudgePlan | None:
-        if item.type not in self.policy.types or item.due_at is None:
-            return None
-        return plan_for(self.calendar, self.policy, self.policy.nudges_for(item.type), item.due_at)
+    def _plan(self, state: _Round, item: OpenItem) -> NudgePlan | None:
+        """The assignment's plan (None: its type is gone from the policy, or its step has no due time)."""
+        if item.assignment_id not in state.plans:
+            due = item.due_at
+            state.plans[item.assignment_id] = (
+                plan_for(self.calendar, self.policy, self.policy.nudges_for(item.type), due)
+                if item.type in self.policy.types and due is not None else None)
+        return state.plans[item.assignment_id]
 
-    def _says(self, n: Nudge, item: OpenItem, now: datetime) -> str:
+    def _says(self, state: _Round, n: Nudge, item: OpenItem, now: datetime) -> str:
         """What a row tells its recipient: a reminder taken late, the most pressing reminder fallen due by now."""
-        plan = self._plan(item) if n.kind in REMINDERS else None
+        plan = self._plan(state, item) if n.kind in REMINDERS else None
         return plan.reminder_due(n.kind, now) if plan is not None else n.kind
 
     def _take(self, state: _Round, n: Nudge, whom: list[Employee], item: OpenItem, now: datetime) -> None:
         state.sent.append(n)
-        said = state.said[n.id] = self._says(n, item, now)
+        said = state.said[n.id] = self._says(state, n, item, now)
         for person in whom:
             state.items[person.id].append({"assignment_id": n.assignment_id, "request_id": item.request_id,
                                            "nudge": said, "approver_id": item.approver_id,
@@ -351,18 +356,17 @@ class Nudger:
         rows = []
         for n in taken:
             item = found[n.assignment_id]
-            after = self._after(n, state.said.get(n.id, n.kind), item, counts, now)
-            chain = set(REMINDERS if after is not None and after[0] in REMINDERS else nudge_plan.ACTIONS)
-            if after is None or pending.get(n.assignment_id, set()) & chain:
+            after = self._after(self._plan(state, item), n, state.said.get(n.id, n.kind), item, counts, now)
+            if after is None or pending.get(n.assignment_id, set()) & set(_chain_of(after[0])):
                 continue
             rows.append({"request_id": n.request_id, "assignment_id": n.assignment_id,
                          "target_id": item.approver_id, "kind": after[0], "due_at": after[1], "state": "pending"})
             state.again = state.again or after[1] <= now
         messaging.schedule_nudges(conn, rows)
 
-    def _after(self, n: Nudge, said: str, item: OpenItem, counts: dict[int, int], now: datetime) -> Moment | None:
+    def _after(self, plan: NudgePlan | None, n: Nudge, said: str, item: OpenItem, counts: dict[int, int],
+               now: datetime) -> Moment | None:
         """The row that follows `n` in its chain, if any (a snoozed or final row has none)."""
-        plan = self._plan(item)
         if plan is None:
             return None
         if n.kind in REMINDERS:
@@ -391,6 +395,10 @@ class Nudger:
         if extra:
             conn.execute(messaging.nudges.insert(), extra)
         audit.record(conn, now, entries)
+
+
+def _chain_of(kind: str) -> tuple[str, ...]:
+    return REMINDERS if kind in REMINDERS else ACTIONS
 
 
 def _one_per_assignment(items: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -367,12 +367,18 @@ async def _sorry(body: JSON, context: AsyncBoltContext) -> None:
     user = context.user_id
     try:
         if url:
-            hook = AsyncWebhookClient(url=url, session=context.client.session)
-            await hook.send(text=text, response_type="ephemeral", replace_original=False)
+            await _to_response_url(url, context.client, {"text": text})
         elif user and body.get("type") == "block_actions":
             await context.client.chat_postMessage(channel=user, text=text)
     except Exception:  # nothing more to do: the failure itself is in the log
         log.warning("could not tell the person that their request failed", exc_info=True)
+
+
+async def _to_response_url(url: str, client: AsyncWebClient, message: JSON) -> None:
+    """An ephemeral answer through a response_url: what Bolt's `respond` does, but on the Web API client's session
+    (shared while the server runs) instead of a new session and connection per reply."""
+    await AsyncWebhookClient(url=url, session=client.session).send(**message, response_type="ephemeral",
+                                                                   replace_original=False)
 
 
 async def _durable_ephemeral(db: Database, reply: Reply, who: Who, body: JSON, client: AsyncWebClient,
@@ -386,10 +392,7 @@ async def _ephemeral(reply: Reply, who: Who, body: JSON, client: AsyncWebClient,
     conversation, even a DM the bot is not in), else chat.postEphemeral to the channel."""
     message = render_message(reply.message, _locale(who))
     if body.get("response_url"):
-        # What Bolt's `respond` does, but on the Web API client's session (shared while the server runs)
-        # instead of a new session and connection per reply.
-        webhook = AsyncWebhookClient(url=body["response_url"], session=client.session)
-        await webhook.send(**message, response_type="ephemeral", replace_original=False)
+        await _to_response_url(body["response_url"], client, message)
         return
     channel = body.get("channel_id") or (body.get("channel") or {}).get("id")
     if channel:
