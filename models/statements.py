@@ -52,11 +52,18 @@ class FastRow(tuple[Any, ...]):
 class FastResult:
     """The part of SQLAlchemy's Result our models use."""
 
-    __slots__ = ("_rows", "rowcount")
+    __slots__ = ("_rows", "_count")
 
-    def __init__(self, rows: list[FastRow], rowcount: int) -> None:
+    def __init__(self, rows: list[FastRow], rowcount: int | postgres_path.PendingCount) -> None:
         self._rows = rows
-        self.rowcount = rowcount
+        self._count = rowcount
+
+    @property
+    def rowcount(self) -> int:
+        count = self._count
+        if type(count) is not int:  # a statement sent in a pipeline (PostgreSQL): its answer is waited for now
+            count = self._count = count.count()  # type: ignore[union-attr]
+        return count  # type: ignore[return-value]
 
     def __iter__(self) -> Iterator[FastRow]:
         return iter(self._rows)
