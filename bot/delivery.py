@@ -365,7 +365,7 @@ class SlackDelivery:
                              gate: asyncio.Semaphore | None = None) -> None:
         """The rows of a claimed batch, grouped by request; `left` (if any) counts the rows not done yet."""
         groups: dict[Any, list[OutboxMessage]] = {}
-        for row in rows:  # claimed in id order, so each group is in id order too
+        for row in rows:  # in claim order (priority, then id): each group too, and the urgent groups start first
             groups.setdefault(row.request_id if row.request_id is not None else ("row", row.id), []).append(row)
         tasks = []
         for key, group in groups.items():

@@ -36,7 +36,10 @@ outbox = sa.Table(
     sa.Column("last_error", sa.Text, nullable=True),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("sent_at", UTCDateTime, nullable=True),
-    sa.Index("ix_outbox_state_next", "state", "next_attempt_at"),
+    # which due rows a claim takes first, lower first (workflow/delivery.py says which kinds); on the server's
+    # side only, so an insert that does not say stays on the fast path (models/statements.py)
+    sa.Column("priority", sa.SmallInteger, nullable=False, server_default=sa.text("1")),
+    sa.Index("ix_outbox_state_next", "state", "next_attempt_at", "priority"),
 )
 
 nudges = sa.Table(
@@ -81,6 +84,7 @@ class OutboxMessage:
     last_error: str | None
     created_at: datetime
     sent_at: datetime | None
+    priority: int = 1
 
 
 @dataclass(frozen=True)

@@ -29,9 +29,27 @@ CLAIMABLE = ("pending", "sending")  # `sending` is claimable only once its lease
 CARD_KINDS = ("approval_requested", "queue_posted")
 STATUS_KIND = "submitted"
 
+# Which due rows a claim takes first (the outbox's `priority`, lower first). At once: news about what a person just
+# did, shown on a message they are looking at: their card turning to 承認済み (the requester's news refreshes every
+# approver card of the request), the requester's status message, a card closed by someone else, a broadcast DM
+# after 確認しました. In turn: new messages for others (an approver's new card, an FYI, a reminder, a broadcast's
+# thousands of DMs). Claimed in the order they were enqueued, a click's card waited behind every row due before it:
+# behind the cards of a burst of decisions (about a second, bench/slack_latency.py), or a broadcast's backlog at
+# Slack's pace (minutes). Within a request the order may change (its new approver's card after the requester's
+# news of the same decision): every card is rendered from a fresh read when it leaves (handlers/notifications.py),
+# and a card that was not posted yet is not updated, it is posted as things stand then.
+AT_ONCE, IN_TURN = 0, 1
+AT_ONCE_KINDS = frozenset({"submitted", "step_decided", "request_sent_back", "request_completed", "card_update"})
+
+
+def priority_of(kind: str) -> int:
+    """The outbox priority of a message of this kind (see AT_ONCE_KINDS)."""
+    return AT_ONCE if kind in AT_ONCE_KINDS else IN_TURN
+
 
 def claim_due(conn: Connection, now: datetime, limit: int, lease: timedelta = LEASE) -> list[OutboxMessage]:
-    """Move up to `limit` due rows to `sending` (attempts + 1, leased until now + `lease`), oldest first."""
+    """Move up to `limit` due rows to `sending` (attempts + 1, leased until now + `lease`): those to send at once
+    first (`priority`), then the oldest first; returned in that order."""
     postgres = conn.dialect.name == "postgresql"
     ids = [r.id for r in run(conn, prepared(("claim_candidates", postgres), lambda: _candidates(postgres)),
                              {"now": now, "limit": limit, "claimable": CLAIMABLE})]
@@ -41,7 +59,7 @@ def claim_due(conn: Connection, now: datetime, limit: int, lease: timedelta = LE
     # someone else claimed in between from being taken twice on any backend.
     claimed = run(conn, prepared(("claim_rows",), _claim), {"ids": ids, "now": now, "until": now + lease,
                                                            "claimable": CLAIMABLE})
-    return sorted((OutboxMessage(**r._mapping) for r in claimed), key=lambda m: m.id)
+    return sorted((OutboxMessage(**r._mapping) for r in claimed), key=lambda m: (m.priority, m.id))
 
 
 # Delivery runs these for every row it sends (the plan, the record) and every batch (the claim): each is built once
@@ -51,7 +69,7 @@ def _candidates(postgres: bool) -> Any:
     due = (sa.select(outbox.c.id)
            .where(outbox.c.state.in_(sa.bindparam("claimable", expanding=True)),
                   outbox.c.next_attempt_at <= sa.bindparam("now", type_=UTCDateTime()))
-           .order_by(outbox.c.next_attempt_at, outbox.c.id).limit(sa.bindparam("limit", type_=sa.Integer())))
+           .order_by(outbox.c.priority, outbox.c.next_attempt_at, outbox.c.id).limit(sa.bindparam("limit", type_=sa.Integer())))
     return due.with_for_update(skip_locked=True) if postgres else due
 
 

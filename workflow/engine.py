@@ -26,7 +26,7 @@ from models import requests as rq
 from models.db import Database
 from models.people import Employee
 from models.requests import Assignment, Request, Step
-from workflow import audit, expense, forms, leave
+from workflow import audit, delivery, expense, forms, leave
 from workflow import messages as msg
 from workflow.calendar import BusinessCalendar
 from workflow.leave_law import InsufficientLeave, format_days
@@ -75,6 +75,7 @@ class _Changes:
             "payload": {"kind": kind, "request_id": request.id, "number": request.number, "type": request.type,
                         **data},
             "state": "pending", "attempts": 0, "next_attempt_at": self.now, "created_at": self.now,
+            "priority": delivery.priority_of(kind),
         })
 
     def flush(self, conn: Connection) -> None:
