@@ -44,8 +44,9 @@ import hashlib
 import json
 import logging
 import random
+import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -266,6 +267,37 @@ class WorkspacePace:
         self._holds += 1
 
 
+RECENT = 256  # requests whose details delivery keeps (the decisions of a burst), the least recently used dropped
+
+
+class _Recent(OrderedDict[int, RequestDetails]):
+    """The details of the requests delivery read lately, by request id, at most `size`: a decision's rows (the
+    requester's news, the next approvers' cards) use one read, as long as the request's version is unchanged
+    (`notifications.Reads` checks it, one statement). Kept by the delivery, not by a claim or a group of rows:
+    under load the next batch is claimed while a request's first row waits for Slack, and the news a person looks
+    at is claimed before the new cards of the same decision (`workflow.delivery.AT_ONCE_KINDS`), so a request's
+    rows come in several groups. Rows are planned on the writer's threads (a pool on PostgreSQL): one lock."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self._size = size
+        self._lock = threading.RLock()
+
+    def get(self, key: int, default: Any = None) -> Any:
+        with self._lock:
+            if key not in self:
+                return default
+            self.move_to_end(key)
+            return super().__getitem__(key)
+
+    def __setitem__(self, key: int, value: RequestDetails) -> None:
+        with self._lock:
+            super().__setitem__(key, value)
+            self.move_to_end(key)
+            while len(self) > self._size:
+                self.popitem(last=False)
+
+
 class SlackDelivery:
     """Sends due outbox rows to Slack. `pace`: seconds between two messages to one channel (tests pass 0).
     `rate`: messages a second to the whole workspace (see DEFAULT_RATE); None: DEFAULT_RATE while `pace` is
@@ -295,6 +327,7 @@ class SlackDelivery:
         self.backoff, self.max_backoff, self.clock = backoff, max_backoff, clock
         self._last_sent: dict[str, float] = {}  # channel -> monotonic time of our last message there
         self._shown: dict[tuple[str, str], str] = {}  # (channel, ts) -> digest of what we last showed there
+        self._recent = _Recent(RECENT)
         # (workspace, Slack user) -> conversations.open of their DM channel
         self._dm: dict[tuple[str | None, str], asyncio.Future[Any]] = {}
         self._due = asyncio.Event()  # set by `wake`: new rows may be due now
@@ -379,10 +412,8 @@ class SlackDelivery:
                                 gate: asyncio.Semaphore | None = None) -> None:
         if after is not None:
             await asyncio.wait([after])  # the request's earlier news, from the batch before, goes out first
-        # what this request's rows read already: its details, reused while its version is unchanged. Kept by
-        # the group, not the batch: under load the next batch is claimed while this one's rows are still going
-        # out, and a memory per claim was gone before the request's next row asked (3 reads of 4 were repeats)
-        earlier: dict[int, RequestDetails] = {}
+        # what delivery read of this request lately (`_Recent`): its details, reused while its version is unchanged
+        earlier = self._recent
         for row in rows:  # one request's news, one after the other
             try:
                 if gate is None:
