@@ -39,7 +39,7 @@ outbox = sa.Table(
     # which due rows a claim takes first, lower first (workflow/delivery.py says which kinds); on the server's
     # side only, so an insert that does not say stays on the fast path (models/statements.py)
     sa.Column("priority", sa.SmallInteger, nullable=False, server_default=sa.text("1")),
-    sa.Index("ix_outbox_state_next", "state", "next_attempt_at", "priority"),
+    sa.Index("ix_outbox_state_next", "state", "next_attempt_at"),
 )
 
 nudges = sa.Table(
