@@ -50,7 +50,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 from slack_sdk.errors import SlackApiError
@@ -268,29 +268,38 @@ class WorkspacePace:
 
 
 RECENT = 256  # requests whose details delivery keeps (the decisions of a burst), the least recently used dropped
+SHOWN = 20_000  # posted messages whose content delivery remembers (to skip an update that changes nothing)
+
+K = TypeVar("K")
+V = TypeVar("V")
 
 
-class _Recent(OrderedDict[int, RequestDetails]):
-    """The details of the requests delivery read lately, by request id, at most `size`: a decision's rows (the
-    requester's news, the next approvers' cards) use one read, as long as the request's version is unchanged
-    (`notifications.Reads` checks it, one statement). Kept by the delivery, not by a claim or a group of rows:
-    under load the next batch is claimed while a request's first row waits for Slack, and the news a person looks
-    at is claimed before the new cards of the same decision (`workflow.delivery.AT_ONCE_KINDS`), so a request's
-    rows come in several groups. Rows are planned on the writer's threads (a pool on PostgreSQL): one lock."""
+class _Lately(OrderedDict[K, V]):
+    """A memory of what was used lately, at most `size` entries, the least recently used dropped first: delivery
+    runs for months, and a memory that only grows is a leak. Used from the writer's threads too (a pool on
+    PostgreSQL): one lock.
+
+    - The details of the requests delivery read lately (`_recent`): a decision's rows (the requester's news, the
+      next approvers' cards) use one read, as long as the request's version is unchanged (`notifications.Reads`
+      checks it, one statement). Kept by the delivery, not by a claim or a group of rows: under load the next batch
+      is claimed while a request's first row waits for Slack, and the news a person looks at is claimed before the
+      new cards of the same decision (`workflow.delivery.AT_ONCE_KINDS`), so a request's rows come in several groups.
+    - What each posted message shows (`_shown`): a copy that already shows it is not updated again. A message
+      forgotten is updated once more than needed, which changes nothing for its reader."""
 
     def __init__(self, size: int) -> None:
         super().__init__()
         self._size = size
         self._lock = threading.RLock()
 
-    def get(self, key: int, default: Any = None) -> Any:
+    def get(self, key: K, default: Any = None) -> Any:
         with self._lock:
             if key not in self:
                 return default
             self.move_to_end(key)
             return super().__getitem__(key)
 
-    def __setitem__(self, key: int, value: RequestDetails) -> None:
+    def __setitem__(self, key: K, value: V) -> None:
         with self._lock:
             super().__setitem__(key, value)
             self.move_to_end(key)
@@ -326,8 +335,9 @@ class SlackDelivery:
         self.workspace_pace = WorkspacePace()
         self.backoff, self.max_backoff, self.clock = backoff, max_backoff, clock
         self._last_sent: dict[str, float] = {}  # channel -> monotonic time of our last message there
-        self._shown: dict[tuple[str, str], str] = {}  # (channel, ts) -> digest of what we last showed there
-        self._recent = _Recent(RECENT)
+        # (channel, ts) -> digest of what we last showed there
+        self._shown: _Lately[tuple[str, str], str] = _Lately(SHOWN)
+        self._recent: _Lately[int, RequestDetails] = _Lately(RECENT)
         # (workspace, Slack user) -> conversations.open of their DM channel
         self._dm: dict[tuple[str | None, str], asyncio.Future[Any]] = {}
         self._due = asyncio.Event()  # set by `wake`: new rows may be due now
@@ -412,7 +422,7 @@ class SlackDelivery:
                                 gate: asyncio.Semaphore | None = None) -> None:
         if after is not None:
             await asyncio.wait([after])  # the request's earlier news, from the batch before, goes out first
-        # what delivery read of this request lately (`_Recent`): its details, reused while its version is unchanged
+        # what delivery read of this request lately (`_Lately`): its details, reused while its version is unchanged
         earlier = self._recent
         for row in rows:  # one request's news, one after the other
             try:

@@ -1,11 +1,11 @@
-"""Delivery's memory of the requests it read lately (`bot.delivery._Recent`): bounded, the least recently used
-dropped first, a request used again kept."""
+"""Delivery's memories (`bot.delivery._Lately`: the requests it read lately, what each posted message shows): bounded,
+the least recently used dropped first, an entry used again kept."""
 
 from __future__ import annotations
 
 from typing import Any, cast
 
-from bot.delivery import _Recent
+from bot.delivery import _Lately
 from workflow.queries import RequestDetails
 
 
@@ -14,7 +14,7 @@ def details(n: int) -> RequestDetails:
 
 
 def test_at_most_size_requests_are_kept_the_least_recently_used_go_first() -> None:
-    recent = _Recent(3)
+    recent = _Lately(3)
     for n in (1, 2, 3):
         recent[n] = details(n)
     assert recent.get(1) == details(1)  # used again: now the most recent
@@ -27,5 +27,5 @@ def test_at_most_size_requests_are_kept_the_least_recently_used_go_first() -> No
 
 
 def test_get_takes_a_default_like_a_dict() -> None:
-    recent: Any = _Recent(2)
+    recent: Any = _Lately(2)
     assert recent.get(7, "none") == "none"
