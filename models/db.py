@@ -507,7 +507,7 @@ class Database:
             _ping_when_idle(self.engine)
             postgres_path.sync_for_sqlalchemy(self.engine)
         # PostgreSQL: a write unit of work runs in psycopg's pipeline mode (see the module's docstring); False: each
-        # statement waits for its answer (to compare the two, in tests and bench/)
+        # statement waits for its answer (tests/integration/test_pipeline.py compares the two)
         self.pipelined = True
         self._local = threading.local()  # `group`: the group-commit connection of the writer thread, if any
         self._writer: Executor | None = None
