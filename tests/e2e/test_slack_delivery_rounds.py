@@ -1,6 +1,6 @@
 """How the delivery loop spends its calls: copies of a card that already show the right thing are not updated
-again, DM channels are opened once per person, and requests delivered side by side keep each request's order.
-Both backends."""
+again, DM channels are opened once per person, requests delivered side by side keep each request's order, and a
+decision's card is not held behind a broadcast's backlog. Both backends."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from bot.delivery import IN_FLIGHT, SlackDelivery
 from models.messaging import outbox
 from tests.e2e import test_slack_delivery
 from tests.e2e.test_slack_delivery import World
+from workflow import broadcasts
+from workflow.audiences import Audience
 
 world = test_slack_delivery.world  # the same fixture: a server, a stub Slack, a delivery driven by the test
 
@@ -158,3 +160,35 @@ async def test_a_requests_rows_read_its_details_once_while_later_batches_are_cla
         sa.event.remove(world.db.engine, "checkout", traced)
     routes_read = [s for s in statements if s.startswith("SELECT") and "FROM steps" in s and "steps.round" in s]
     assert len(routes_read) == len(ids)  # one read of each request's route, not one per row
+
+
+async def test_a_decision_s_card_is_not_held_behind_a_broadcast_s_backlog(world: World) -> None:
+    """An HR broadcast's DMs that were due first (at Slack's pace, minutes of them) do not hold back the card of a
+    decision taken after: the requester's news, which updates the clicked card, is claimed before them."""
+    org = world.org
+    people = {org.ceo, org.sales_head, org.manager, org.alice, org.bob, org.finance1, org.finance2, org.legal,
+              org.seal_keeper, org.it1, org.it2, org.hr, org.admin}
+    for person in people:
+        world.known_on_slack(person, f"U{person}")
+    world.submit()
+    await world.deliver()
+    policy = world.delivery.policy
+    for i in range(3):  # a backlog: every person's DM of three broadcasts
+        created = broadcasts.create(world.db, policy, broadcasts.Draft(
+            org.hr, Audience("everyone"), message_ja=f"お知らせ {i}", message_en=f"Notice {i}"), world.clock.now)
+        assert created.ok
+    backlog = sum(1 for r in world.rows() if r.kind == broadcasts.KIND)
+    assert backlog == 3 * len(people)
+    card = next(r for r in world.rows() if r.kind == "approval_requested")
+    world.clock.advance(seconds=1)
+    assert world.engine.decide(card.payload["assignment_id"], org.manager, "approve").ok
+    world.delivery.batch = 5
+    calls = world.api.emulator.calls
+    start = len(calls)
+    await world.deliver()
+    after = calls[start:]
+    updated = next(i for i, c in enumerate(after) if c.method == "chat.update"
+                   and c.body["channel"] == card.message_ref["channel"] and c.body["ts"] == card.message_ref["ts"])
+    posted_before = sum(1 for c in after[:updated] if c.method == "chat.postMessage")
+    assert posted_before < world.delivery.batch  # at most the rest of the card's own batch; claimed in order: 39
+    assert sum(1 for c in after if c.method == "chat.postMessage") >= backlog  # and the backlog went out after it
