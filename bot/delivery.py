@@ -422,15 +422,13 @@ class SlackDelivery:
                                 gate: asyncio.Semaphore | None = None) -> None:
         if after is not None:
             await asyncio.wait([after])  # the request's earlier news, from the batch before, goes out first
-        # what delivery read of this request lately (`_Lately`): its details, reused while its version is unchanged
-        earlier = self._recent
         for row in rows:  # one request's news, one after the other
             try:
                 if gate is None:
-                    await self._deliver(row, now, earlier)
+                    await self._deliver(row, now)
                 else:
                     async with gate:
-                        await self._deliver(row, now, earlier)
+                        await self._deliver(row, now)
             finally:
                 if left is not None:
                     left.one_done()
@@ -454,18 +452,18 @@ class SlackDelivery:
 
     # ------------------------------------------------------------------------------------- one row
 
-    async def _deliver(self, row: OutboxMessage, now: datetime, earlier: dict[int, RequestDetails]) -> None:
+    async def _deliver(self, row: OutboxMessage, now: datetime) -> None:
         if self._stopping:
             return  # claimed, not begun: given back at shutdown
         token = TRACE.set(str(row.payload.get(TRACE_KEY) or f"outbox-{row.id}"))
         try:
-            await self._deliver_traced(row, now, earlier)
+            await self._deliver_traced(row, now)
         finally:
             TRACE.reset(token)
 
-    async def _deliver_traced(self, row: OutboxMessage, now: datetime, earlier: dict[int, RequestDetails]) -> None:
+    async def _deliver_traced(self, row: OutboxMessage, now: datetime) -> None:
         try:
-            ref = await self._send(row, earlier)
+            ref = await self._send(row)
         except _Stopped:
             return  # the call was not made: given back at shutdown
         except _Dead as exc:
@@ -485,14 +483,14 @@ class SlackDelivery:
             platform = TEAMS if is_teams_ref(ref) else PLATFORM
             await self._record(delivery.mark_sent, row.id, ref, platform, self.clock())
 
-    async def _send(self, row: OutboxMessage, earlier: dict[int, RequestDetails]) -> JSON | None:
+    async def _send(self, row: OutboxMessage) -> JSON | None:
         """Carry the row out on the recipient's platform; returns where the message is (Slack: channel + ts;
         Teams: activity id + conversation), None if nothing was sent."""
         if self.people_first is not None:
             await self.people_first.turn()
             if self._stopping:
                 raise _Stopped  # claimed, not begun: given back at shutdown
-        plan = await self._write(self._plan, row, earlier)  # the writer: no second thread fighting for the GIL
+        plan = await self._write(self._plan, row)  # the writer: no second thread fighting for the GIL
         try:
             return await self._carry_out(row, plan)
         except SlackApiError as exc:
@@ -535,7 +533,7 @@ class SlackDelivery:
         elif not self.slack_configured:
             raise _Dead(NO_SLACK)
 
-    def _plan(self, row: OutboxMessage, earlier: dict[int, RequestDetails]) -> _Plan:
+    def _plan(self, row: OutboxMessage) -> _Plan:
         # reads only, a dozen short statements: no transaction of its own (on PostgreSQL, two round trips fewer)
         with self.db.unit_of_work(write=False, transaction=False) as conn:
             shared = row.payload.get("channel") if row.kind in notifications.CARD_KINDS else None
@@ -551,7 +549,9 @@ class SlackDelivery:
             team = self._team(conn, row, reach, bool(shared))
             if self._covered(row, shared, channel_at, platform if reach is not None else None):
                 return _Plan(user, platform=platform, covered=True)
-            reads = notifications.Reads(earlier=earlier)  # read once for this row and all its cards
+            # read once for this row and all its cards; what delivery read lately (`_Lately`) reused while the
+            # request's version is unchanged
+            reads = notifications.Reads(earlier=self._recent)
             if user is None:
                 # nobody to tell, but the request's other copies (approver cards, digests) must still show it
                 return _Plan(refresh=self._copies(conn, row, reads), team=team)

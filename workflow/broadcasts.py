@@ -32,9 +32,8 @@ from models import messaging, people
 from models.broadcasts import Broadcast, Recipient
 from models.db import Database
 from models.people import Employee
-from workflow import audit
+from workflow import audit, delivery
 from workflow.audiences import Audience, problems, resolve
-from workflow.delivery import AT_ONCE, IN_TURN
 from workflow.engine import calendar_for
 
 KIND = "broadcast"
@@ -241,11 +240,10 @@ def _fire(conn: Connection, policy: Policy, b: Broadcast, now: datetime) -> int:
 
 def _row(key: str, employee_id: int, kind: str, b: Broadcast, recipient_id: int, now: datetime,
          **extra: Any) -> dict[str, Any]:
-    # a copy brought up to date after 確認しました is looked at now; the broadcast's own DMs go in turn
-    priority = AT_ONCE if kind == UPDATE_KIND else IN_TURN
     return {"idempotency_key": key, "recipient_id": employee_id, "kind": kind, "request_id": None,
             "payload": {"kind": kind, "broadcast": b.id, "recipient": recipient_id, **extra},
-            "state": "pending", "attempts": 0, "next_attempt_at": now, "created_at": now, "priority": priority}
+            "state": "pending", "attempts": 0, "next_attempt_at": now, "created_at": now,
+            "priority": delivery.priority_of(kind)}
 
 
 # ---------------------------------------------------------------------------------------------- acknowledge

@@ -39,7 +39,8 @@ STATUS_KIND = "submitted"
 # news of the same decision): every card is rendered from a fresh read when it leaves (handlers/notifications.py),
 # and a card that was not posted yet is not updated, it is posted as things stand then.
 AT_ONCE, IN_TURN = 0, 1
-AT_ONCE_KINDS = frozenset({"submitted", "step_decided", "request_sent_back", "request_completed", "card_update"})
+AT_ONCE_KINDS = frozenset({"submitted", "step_decided", "request_sent_back", "request_completed", "card_update",
+                           "broadcast_update"})  # the last: workflow.broadcasts.UPDATE_KIND (it imports this module)
 
 
 def priority_of(kind: str) -> int:
@@ -69,7 +70,8 @@ def _candidates(postgres: bool) -> Any:
     due = (sa.select(outbox.c.id)
            .where(outbox.c.state.in_(sa.bindparam("claimable", expanding=True)),
                   outbox.c.next_attempt_at <= sa.bindparam("now", type_=UTCDateTime()))
-           .order_by(outbox.c.priority, outbox.c.next_attempt_at, outbox.c.id).limit(sa.bindparam("limit", type_=sa.Integer())))
+           .order_by(outbox.c.priority, outbox.c.next_attempt_at, outbox.c.id)
+           .limit(sa.bindparam("limit", type_=sa.Integer())))
     return due.with_for_update(skip_locked=True) if postgres else due
 
 
