@@ -356,7 +356,7 @@ class Conversation:
         engine = self.engine
         match action:
             case "approve":
-                return _said(engine.decide(target, person.id, "approve"), person.locale)
+                return _said(engine.decide(target, person.id, "approve", actor=person), person.locale)
             case "reject":
                 return self._reason_form(person, "reject", target)
             case "send_back":
@@ -483,7 +483,7 @@ class Conversation:
         to_step = ev.values.get("to_step")
         outcome = self.engine.decide(assignment_id, person.id, action, comment if isinstance(comment, str) else None,
                                      to_step=to_step if isinstance(to_step, str) and to_step != TO_APPLICANT
-                                     else None)
+                                     else None, actor=person)
         if not outcome.ok and outcome.errors:
             again = self._reason_form(person, action, assignment_id)
             return FormErrors(input_errors(outcome.errors, locale), again.form if isinstance(again, OpenForm) else None)

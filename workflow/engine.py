@@ -335,15 +335,20 @@ class Engine:
 
     # ---------------------------------------------------------------- decide
     def decide(self, assignment_id: int, actor_id: int, decision: Decision, comment: str | None = None,
-               *, to_step: str | None = None) -> Outcome:
-        """Approve, reject (reason required) or send back (reason required; to the applicant or an earlier step)."""
+               *, to_step: str | None = None, actor: Employee | None = None) -> Outcome:
+        """Approve, reject (reason required) or send back (reason required; to the applicant or an earlier step).
+
+        `actor`: the employee `actor_id` as the caller read them while handling this very click (the conversation
+        identifies the person first, and only an active one); the decision then does not read them again. On
+        SQLite both reads are in one transaction (the writer's round); on PostgreSQL a moment apart, as if the
+        click had come that moment earlier."""
         if decision not in _DECIDED:
             raise ValueError(f"unknown decision {decision!r}")
         comment = (comment or "").strip() or None
         if decision != "approve" and not comment:
             return refused("reason_required", msg.REASON_REQUIRED, errors={"comment": msg.REASON_REQUIRED})
         return self._on_assignment(assignment_id, actor_id, lambda ctx: self._decide(ctx, decision, comment,
-                                                                                    to_step))
+                                                                                    to_step), actor=actor)
 
     def _decide(self, ctx: _Context, decision: Decision, comment: str | None, to_step: str | None) -> Outcome:
         conn, a, changes, step, route = ctx.conn, ctx.assignment, ctx.changes, ctx.step, ctx.route
@@ -494,15 +499,15 @@ class Engine:
 
     # ---------------------------------------------------------------- the shared frame of assignment actions
     def _on_assignment(self, assignment_id: int, actor_id: int, action: Callable[[_Context], Outcome], *,
-                       allow_admin: bool = False) -> Outcome:
+                       allow_admin: bool = False, actor: Employee | None = None) -> Outcome:
         started = time.perf_counter()
-        outcome = self._act_on_assignment(assignment_id, actor_id, action, allow_admin)
+        outcome = self._act_on_assignment(assignment_id, actor_id, action, allow_admin, actor)
         if self.observe is not None:
             self.observe(outcome, time.perf_counter() - started)
         return outcome
 
     def _act_on_assignment(self, assignment_id: int, actor_id: int, action: Callable[[_Context], Outcome],
-                           allow_admin: bool) -> Outcome:
+                           allow_admin: bool, known: Employee | None) -> Outcome:
         now = self.clock()
         with self.db.unit_of_work() as conn:
             request = rq.request_of_assignment(conn, assignment_id, lock=True)
@@ -514,7 +519,7 @@ class Engine:
             step = next((s for s in route.steps if s.id == a.step_id), None)
             if step is None:  # a click on a card from an earlier round (before a send-back)
                 step = next(s for s in rq.steps_of(conn, request.id) if s.id == a.step_id)
-            actor = people.get_employee(conn, actor_id)
+            actor = known if known is not None and known.id == actor_id else people.get_employee(conn, actor_id)
             if actor is None or not actor.active:
                 return refused("unknown_person", msg.UNKNOWN_PERSON, request)
             ctx = _Context(route, a, step, actor, _Changes(now))

@@ -3,6 +3,7 @@ send-back and resubmit, withdraw, queues, reassign, delegation, numbering, leave
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -164,6 +165,23 @@ def test_repeated_click_says_who_decided_and_when(engine: Engine, db: Database, 
     assert "鈴木 一郎" in again.message.ja and "2026-06-02 10:00" in again.message.ja
     assert "Ichiro Suzuki" in again.message.en
     assert counts(db) == before
+
+
+def test_a_decision_takes_the_actor_the_caller_read(engine: Engine, db: Database, org: Org) -> None:
+    """The conversation identified the clicker a moment ago: the engine takes that read instead of its own (one
+    statement less a click). Proven by handing it a copy that says inactive where the table says active; a copy of
+    somebody else is not taken."""
+    out = engine.submit(org.alice, "expense", expense(1_000))
+    assert out.request is not None
+    a = pending(db, out.request.id)[0]
+    with db.unit_of_work(write=False) as conn:
+        manager, bob = people.get_employee(conn, org.manager), people.get_employee(conn, org.bob)
+    assert manager is not None and manager.active and bob is not None
+    before = counts(db)
+    gone = engine.decide(a.id, org.manager, "approve", actor=replace(manager, active=False))
+    assert not gone.ok and gone.code == "unknown_person" and counts(db) == before
+    done = engine.decide(a.id, org.manager, "approve", actor=replace(bob, active=False))  # not the actor: read
+    assert done.ok and done.request is not None
 
 
 def test_any_of_two_finance_people_and_the_late_click(engine: Engine, db: Database, org: Org) -> None:
