@@ -5,6 +5,7 @@ result is handed back only once it is committed; concurrent clicks still change 
 from __future__ import annotations
 
 import shutil
+import struct
 import threading
 from collections.abc import Iterator
 from concurrent.futures import Future
@@ -284,7 +285,8 @@ def test_a_lone_call_that_waits_for_no_disk_runs_on_the_callers_thread_when_the_
 def test_the_checkpointer_thread_checkpoints_the_wal_the_event_loop_never_does(notes: Database) -> None:
     """The writer's connection has SQLite's autocheckpoint off (a round run on the event loop must not copy pages
     and fsync there); the checkpointer, a thread with a connection of its own, checkpoints after every
-    CHECKPOINT_EVERY calls instead, without the writer's turn (the writer goes on meanwhile)."""
+    CHECKPOINT_EVERY calls instead, without the writer's turn while it copies most pages (the writer goes on
+    meanwhile; only the pages committed during that copy are copied with the turn held)."""
     import asyncio
     import time
 
@@ -305,3 +307,28 @@ def test_the_checkpointer_thread_checkpoints_the_wal_the_event_loop_never_does(n
         time.sleep(0.01)
     assert len(_notes(notes)) == CHECKPOINT_EVERY
     assert "madoguchi-db-checkpoint" in {t.name for t in threading.enumerate()}
+
+
+def _wal_started_over(db: Database) -> int:
+    """How many times the WAL has started over from its top: the checkpoint sequence number in its header, which
+    SQLite counts up at each restart (https://www.sqlite.org/fileformat.html#wal_file_format)."""
+    header = Path(db.engine.url.database + "-wal").read_bytes()[:16]  # type: ignore[operator]
+    return struct.unpack(">I", header[12:16])[0]
+
+
+def test_under_a_steady_load_the_wal_starts_over_after_each_checkpoint(notes: Database) -> None:
+    """Writes one after the other, never a pause: each checkpoint ends with what was committed during it copied under
+    the writer's turn, so the next write begins with the WAL wholly in the database file and starts it over. Without
+    that, every write began beside a checkpoint and the WAL grew by every page for as long as the load lasted."""
+    writer = notes.writer
+    assert isinstance(writer, GroupCommitWriter)
+    writer.submit(_writes(notes, "first")).result(10)
+    started, checkpoints = _wal_started_over(notes), writer.checkpoints
+    for i in range(100_000):
+        writer.submit(_writes(notes, f"n{i:06}")).result(10)
+        if writer.checkpoints >= checkpoints + 3:
+            break
+    else:
+        pytest.fail("the checkpointer did not checkpoint three times")
+    writer.submit(_writes(notes, "last")).result(10)
+    assert _wal_started_over(notes) - started >= 2
