@@ -24,7 +24,7 @@ Facts from slack_sdk 3.47 / slack-bolt 1.30's source that shaped this module:
   awaiting them; we track the envelope tasks, let them finish (bounded) before closing and await everything.
 - Slack puts `"retry_attempt": 0` on the first delivery of an Events API envelope and Bolt 1.30 turns any
   `retry_attempt` into an `x-slack-retry-num` header: "0" would look like a retry to a middleware that checks
-  the header's presence (our `_skip_retries`), so a first delivery is passed on without retry fields.
+  the header's presence (our `SkipRetries`), so a first delivery is passed on without retry fields.
 """
 
 from __future__ import annotations
