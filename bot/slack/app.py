@@ -102,16 +102,41 @@ class Background:
     def __init__(self, people_first: PeopleFirst | None = None) -> None:
         self._tasks: set[asyncio.Task[None]] = set()
         self._people_first = people_first
+        # work started while people wait: started together once they are answered (or `max_wait` is over), by ONE
+        # task that waits for that, rather than a task each (a task's start was most of a reply's cost to the
+        # click it follows: the event loop runs it right after the answer, when the next click may be arriving)
+        self._parked: list[tuple[Awaitable[None], str]] = []
+        self._launcher: asyncio.Task[None] | None = None
 
     def start(self, work: Awaitable[None], what: str) -> None:
-        task = asyncio.ensure_future(self._guarded(work, what))
+        people = self._people_first
+        if people is not None and not people.open:
+            self._parked.append((work, what))
+            if self._launcher is None:
+                self._launcher = self._track(self._launch())
+            return
+        self._track(self._guarded(work, what))
+
+    def _track(self, work: Awaitable[None]) -> asyncio.Task[None]:
+        task = asyncio.ensure_future(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _launch(self) -> None:
+        assert self._people_first is not None
+        try:
+            await self._people_first.turn()
+        finally:  # at shutdown too: nothing parked is dropped (`drain` waits for what this starts)
+            self._launcher = None
+            parked, self._parked = self._parked, []
+            for work, what in parked:
+                self._track(self._guarded(work, what))
 
     async def _guarded(self, work: Awaitable[None], what: str) -> None:
         try:
             if self._people_first is not None:
-                await self._people_first.turn()
+                await self._people_first.turn()  # at once, unless the gate closed again meanwhile
             await work
         except Exception:
             log.exception("%s failed", what)
