@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, TypeVar
@@ -191,6 +191,26 @@ def version_of(conn: Connection, request_id: int) -> int | None:
     return int(row[0]) if row else None
 
 
+def versions_of(conn: Connection, request_ids: Iterable[int]) -> dict[int, int]:
+    """`version_of` for several requests, in one statement; a request that does not exist is left out."""
+    ids = sorted(set(request_ids))
+    if not ids:
+        return {}
+    stmt = prepared(("versions_of",), lambda: sa.select(requests.c.id, requests.c.version)
+                    .where(requests.c.id.in_(sa.bindparam("ids", expanding=True))))
+    return {int(r[0]): int(r[1]) for r in run(conn, stmt, {"ids": ids})}
+
+
+def get_requests(conn: Connection, request_ids: Iterable[int]) -> dict[int, Request]:
+    """Several requests by id, in one statement (no lock); a request that does not exist is left out."""
+    ids = sorted(set(request_ids))
+    if not ids:
+        return {}
+    stmt = prepared(("get_requests",), lambda: sa.select(requests)
+                    .where(requests.c.id.in_(sa.bindparam("ids", expanding=True))))
+    return {r.id: r for r in map(_REQUEST, run(conn, stmt, {"ids": ids}))}
+
+
 def requests_of(conn: Connection, requester_id: int, limit: int = 50) -> list[Request]:
     rows = conn.execute(sa.select(requests).where(requests.c.requester_id == requester_id)
                         .order_by(requests.c.id.desc()).limit(limit))
@@ -255,6 +275,19 @@ def steps_of(conn: Connection, request_id: int, round_: int | None = None) -> li
     return list(map(_STEP, rows))
 
 
+def steps_of_requests(conn: Connection, request_ids: Iterable[int]) -> dict[int, list[Step]]:
+    """`steps_of` (every round, in round and position order) for several requests, in one statement."""
+    ids = sorted(set(request_ids))
+    found: dict[int, list[Step]] = {i: [] for i in ids}
+    if ids:
+        stmt = prepared(("steps_of_requests",), lambda: sa.select(steps)
+                        .where(steps.c.request_id.in_(sa.bindparam("ids", expanding=True)))
+                        .order_by(steps.c.request_id, steps.c.round, steps.c.position))
+        for step in map(_STEP, run(conn, stmt, {"ids": ids})):
+            found[step.request_id].append(step)
+    return found
+
+
 def update_step(conn: Connection, step_id: int, **values: Any) -> None:
     keys = tuple(sorted(values))
     stmt = prepared(("update_step", keys), lambda: steps.update().where(steps.c.id == sa.bindparam("_id"))
@@ -275,6 +308,19 @@ def assignments_of(conn: Connection, request_id: int) -> list[Assignment]:
     stmt = prepared(("assignments_of",), lambda: sa.select(assignments)
                     .where(assignments.c.request_id == sa.bindparam("rid")).order_by(assignments.c.id))
     return list(map(_ASSIGNMENT, run(conn, stmt, {"rid": request_id})))
+
+
+def assignments_of_requests(conn: Connection, request_ids: Iterable[int]) -> dict[int, list[Assignment]]:
+    """`assignments_of` (in id order) for several requests, in one statement."""
+    ids = sorted(set(request_ids))
+    found: dict[int, list[Assignment]] = {i: [] for i in ids}
+    if ids:
+        stmt = prepared(("assignments_of_requests",), lambda: sa.select(assignments)
+                        .where(assignments.c.request_id.in_(sa.bindparam("ids", expanding=True)))
+                        .order_by(assignments.c.id))
+        for a in map(_ASSIGNMENT, run(conn, stmt, {"ids": ids})):
+            found[a.request_id].append(a)
+    return found
 
 
 def get_assignment(conn: Connection, assignment_id: int) -> Assignment | None:

@@ -5,6 +5,7 @@ decision's card is not held behind a broadcast's backlog. Both backends."""
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any
 
 import pytest
@@ -25,6 +26,12 @@ def _again(world: World, kind: str) -> None:
     with world.db.unit_of_work() as conn:
         conn.execute(outbox.update().where(outbox.c.kind == kind)
                      .values(state="pending", next_attempt_at=world.clock.now))
+
+
+def _request_ids(statement: str) -> list[int]:
+    """The requests a traced statement reads: `steps.request_id = 7` or `steps.request_id IN (7, 8)`."""
+    found = re.search(r"steps\.request_id (?:= \d+|IN \([\d, ]+\))", statement)
+    return [int(i) for i in re.findall(r"\d+", found[0])] if found else []
 
 
 def _updates(world: World, channel: str) -> int:
@@ -159,7 +166,9 @@ async def test_a_requests_rows_read_its_details_once_while_later_batches_are_cla
     finally:
         sa.event.remove(world.db.engine, "checkout", traced)
     routes_read = [s for s in statements if s.startswith("SELECT") and "FROM steps" in s and "steps.round" in s]
-    assert len(routes_read) == len(ids)  # one read of each request's route, not one per row
+    # one read of each request's route, not one per row; a batch's requests are read together (one IN list)
+    assert sorted(i for s in routes_read for i in _request_ids(s)) == sorted(ids)
+    assert len(routes_read) < len(ids)
 
 
 async def test_a_decision_s_card_is_not_held_behind_a_broadcast_s_backlog(world: World) -> None:

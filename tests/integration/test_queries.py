@@ -177,3 +177,38 @@ def test_delivery_reuses_details_read_earlier_only_while_the_request_is_unchange
     assert earlier[request_id] is after  # the fresh read is the one remembered
     with db.unit_of_work(write=False) as conn:
         assert Reads(earlier=earlier).of(conn, policy, 10_000) is None  # no such request
+
+
+def test_many_requests_read_together_read_as_each_alone(engine: Engine, db: Database, policy: Policy,
+                                                        org: Org, clock: Clock) -> None:
+    """`load_details_many` (a delivery batch's requests in four statements) gives what `load_details` gives for
+    each: a route under way, a delegate's decision, a send-back to an earlier step, a second round after a
+    resubmission, a claimed queue, a withdrawal; an unknown id is left out. And `current_details` reads only
+    what the caller does not hold as it now is."""
+    from workflow.queries import current_details, load_details_many
+
+    assert engine.delegate(org.manager, org.bob, clock.now, clock.now + timedelta(days=2)).ok
+    ids = [engine.submit(org.alice, "expense", expense(amount)).request.id  # type: ignore[union-attr]
+           for amount in (1_000, 150_000, 150_000, 5_000)]
+    it = engine.submit(org.alice, "it", {"category": "device", "subject": "PCが起動しない",
+                                         "details": "電源ランプが点きません", "urgency": "high"}).request
+    assert it is not None
+    assert engine.decide(pending(db, ids[0])[0].id, org.bob, "approve").ok  # the delegate, for the manager
+    assert engine.decide(pending(db, ids[1])[0].id, org.manager, "approve").ok
+    assert engine.decide(pending(db, ids[1])[0].id, org.sales_head, "send_back", "再確認を", to_step="manager").ok
+    assert engine.decide(pending(db, ids[2])[0].id, org.manager, "send_back", "内訳を").ok
+    assert engine.resubmit(ids[2], org.alice, expense(90_000)).ok
+    assert engine.withdraw(ids[3], org.alice).ok
+    claim = {a.approver_id: a.id for a in pending(db, it.id)}[org.it1]
+    assert engine.claim(claim, org.it1).ok
+    every = [*ids, it.id]
+    with db.unit_of_work(write=False) as conn:
+        together = load_details_many(conn, policy, [*every, 999])
+        alone = {i: load_details(conn, policy, i) for i in every}
+        assert together == alone
+        assert details(db, policy, ids[2]).history_rounds == 1  # the second round, as read alone
+        assert current_details(conn, policy, every, together) == {}  # all as they are now
+    assert engine.decide(pending(db, ids[0])[0].id, org.finance1, "approve").ok
+    with db.unit_of_work(write=False) as conn:
+        fresh = current_details(conn, policy, every, together)
+        assert list(fresh) == [ids[0]] and fresh[ids[0]] == load_details(conn, policy, ids[0])
