@@ -110,7 +110,7 @@ class Background:
 
     def start(self, work: Awaitable[None], what: str) -> None:
         people = self._people_first
-        if people is not None and not people.open:
+        if self._parked or (people is not None and not people.open):  # behind what is parked already: in order
             self._parked.append((work, what))
             if self._launcher is None:
                 self._launcher = self._track(self._launch())
