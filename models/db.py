@@ -223,8 +223,8 @@ class Checkpointer:
     as the load lasted, and stayed that size on disk after. A commit that grows the file also costs the kernel
     more than one that overwrites it (in-process, clicks one after the other: p50 0.79-1.14 ms with the WAL
     growing, 0.69-0.81 with it starting over; the Slack latency bench's ack p50 at 1, eight pairs: median 1.60 ->
-    1.40 ms). The writer waits for that step (1-3 ms here) once every
-    `CHECKPOINT_EVERY` calls; a lone click meanwhile goes to the writer's thread instead of running inline."""
+    1.40 ms). The writer waits for that step (1-3 ms here) once every `CHECKPOINT_EVERY` calls; a lone click
+    meanwhile goes to the writer's thread instead of running inline."""
 
     def __init__(self, db: Database, turn: threading.Lock) -> None:
         self._db = db

@@ -127,6 +127,7 @@ class Assignment:
 
 
 _T = TypeVar("_T", Request, Step, Assignment)
+_OfRequest = TypeVar("_OfRequest", Step, Assignment)  # rows that belong to a request
 
 
 def _row_builder(cls: type[_T], table: sa.Table) -> Callable[[Sequence[Any]], _T]:
@@ -277,14 +278,21 @@ def steps_of(conn: Connection, request_id: int, round_: int | None = None) -> li
 
 def steps_of_requests(conn: Connection, request_ids: Iterable[int]) -> dict[int, list[Step]]:
     """`steps_of` (every round, in round and position order) for several requests, in one statement."""
+    return _per_request(conn, steps, _STEP, request_ids, steps.c.round, steps.c.position)
+
+
+def _per_request(conn: Connection, table: sa.Table, row: Callable[[Any], _OfRequest],
+                 request_ids: Iterable[int], *order: Any) -> dict[int, list[_OfRequest]]:
+    """The rows of `table` belonging to each of these requests (every one of them a key), in one statement, each
+    request's in `order`."""
     ids = sorted(set(request_ids))
-    found: dict[int, list[Step]] = {i: [] for i in ids}
+    found: dict[int, list[_OfRequest]] = {i: [] for i in ids}
     if ids:
-        stmt = prepared(("steps_of_requests",), lambda: sa.select(steps)
-                        .where(steps.c.request_id.in_(sa.bindparam("ids", expanding=True)))
-                        .order_by(steps.c.request_id, steps.c.round, steps.c.position))
-        for step in map(_STEP, run(conn, stmt, {"ids": ids})):
-            found[step.request_id].append(step)
+        stmt = prepared(("per_request", table.name), lambda: sa.select(table)
+                        .where(table.c.request_id.in_(sa.bindparam("ids", expanding=True)))
+                        .order_by(table.c.request_id, *order))
+        for item in map(row, run(conn, stmt, {"ids": ids})):
+            found[item.request_id].append(item)
     return found
 
 
@@ -312,15 +320,7 @@ def assignments_of(conn: Connection, request_id: int) -> list[Assignment]:
 
 def assignments_of_requests(conn: Connection, request_ids: Iterable[int]) -> dict[int, list[Assignment]]:
     """`assignments_of` (in id order) for several requests, in one statement."""
-    ids = sorted(set(request_ids))
-    found: dict[int, list[Assignment]] = {i: [] for i in ids}
-    if ids:
-        stmt = prepared(("assignments_of_requests",), lambda: sa.select(assignments)
-                        .where(assignments.c.request_id.in_(sa.bindparam("ids", expanding=True)))
-                        .order_by(assignments.c.id))
-        for a in map(_ASSIGNMENT, run(conn, stmt, {"ids": ids})):
-            found[a.request_id].append(a)
-    return found
+    return _per_request(conn, assignments, _ASSIGNMENT, request_ids, assignments.c.id)
 
 
 def get_assignment(conn: Connection, assignment_id: int) -> Assignment | None:
