@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from models.db import Database, GroupCommitWriter
+from models.loop_units import LoopWriter
 
 T = TypeVar("T")
 
@@ -33,6 +34,8 @@ async def on_writer(db: Database, fn: Callable[..., T], *args: Any, first: bool 
     if isinstance(writer, GroupCommitWriter):
         result: T = await writer.submit_async(context.run, fn, *args, first=first, durable=durable, alone=alone)
         return result
+    if isinstance(writer, LoopWriter):
+        return await writer.run(context.run, fn, *args)
     return await asyncio.get_running_loop().run_in_executor(writer, functools.partial(context.run, fn, *args))
 
 

@@ -76,6 +76,7 @@ import models.people  # noqa: F401
 import models.requests  # noqa: F401
 from models import postgres_path
 from models.base import metadata
+from models.loop_units import LoopWriter, connect
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +116,14 @@ def _ping_when_idle(engine: Engine) -> None:
             dialect.do_ping(dbapi_connection)
         except dialect.loaded_dbapi.Error as exc:
             raise sa.exc.DisconnectionError(f"a pooled connection was dead: {exc}") from exc
+
+
+def _connect_for_the_loop(engine: Engine) -> None:
+    """psycopg connections whose waits go to the event loop in a unit run there (models/loop_units.py)."""
+
+    @sa.event.listens_for(engine, "do_connect")
+    def _connect(dialect: Any, record: Any, cargs: Any, cparams: Any) -> Any:
+        return connect(*cargs, **cparams)
 
 
 def _sqlite_engine(url: str, synchronous: str, echo: bool) -> Engine:
@@ -528,13 +537,15 @@ class Database:
             self.engine = _sqlite_engine(self.url, synchronous, echo)
         else:
             self.engine = sa.create_engine(self.url, echo=echo, pool_size=pool_size)
+            if self.engine.dialect.driver == "psycopg":
+                _connect_for_the_loop(self.engine)
             _ping_when_idle(self.engine)
             postgres_path.sync_for_sqlalchemy(self.engine)
         # PostgreSQL: a write unit of work runs in psycopg's pipeline mode (see the module's docstring); False: each
         # statement waits for its answer (tests/integration/test_pipeline.py compares the two)
         self.pipelined = True
         self._local = threading.local()  # `group`: the group-commit connection of the writer thread, if any
-        self._writer: Executor | None = None
+        self._writer: Executor | LoopWriter | None = None
         self._writer_lock = threading.Lock()
 
     @property
@@ -542,12 +553,14 @@ class Database:
         return self.engine.dialect.name
 
     @property
-    def writer(self) -> Executor:
+    def writer(self) -> Executor | LoopWriter:
         """Where async code runs use cases (see the module's docstring); made on first use."""
         with self._writer_lock:
             if self._writer is None:
                 if self.dialect == "sqlite":
                     self._writer = GroupCommitWriter(self)
+                elif self.engine.dialect.driver == "psycopg":
+                    self._writer = LoopWriter(slots=self.pool_size)
                 else:
                     self._writer = ThreadPoolExecutor(max_workers=max(4, self.pool_size),
                                                       thread_name_prefix="madoguchi-db")

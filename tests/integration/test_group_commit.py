@@ -4,6 +4,7 @@ result is handed back only once it is committed; concurrent clicks still change 
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import struct
 import threading
@@ -18,6 +19,7 @@ import sqlalchemy as sa
 
 from config.policy import Policy
 from models.db import Database, GroupCommitWriter
+from models.loop_units import LoopWriter
 from models.messaging import outbox
 from tests.conftest import Org
 from workflow.engine import Engine
@@ -129,9 +131,10 @@ def test_engine_refusals_in_a_round_leave_no_trace_and_concurrent_clicks_decide_
         before = conn.execute(sa.select(sa.func.count()).select_from(outbox)).scalar_one()
     clicks = [lambda: engine.decide(assignment, org.manager, "approve") for _ in range(5)]
     clicks.append(lambda: engine.decide(assignment, org.alice, "approve"))  # her own request: refused
-    futures = _one_round(db, clicks) if isinstance(db.writer, GroupCommitWriter) else \
-        [db.writer.submit(c) for c in clicks]
-    outcomes = [f.result(30) for f in futures]
+    if isinstance(db.writer, GroupCommitWriter):
+        outcomes = [f.result(30) for f in _one_round(db, clicks)]
+    else:  # PostgreSQL: the clicks' transactions side by side, each waiting for the server on the loop
+        outcomes = asyncio.run(_side_by_side(db, clicks))
     assert sum(o.ok for o in outcomes[:5]) == 1
     assert {o.code for o in outcomes[:5] if not o.ok} <= {"already_decided"}
     assert outcomes[5].code == "self_approval"
@@ -139,6 +142,12 @@ def test_engine_refusals_in_a_round_leave_no_trace_and_concurrent_clicks_decide_
         after = conn.execute(sa.select(sa.func.count()).select_from(outbox)).scalar_one()
     assert after > before  # the one approval's news, and nothing from the refusals:
     assert engine.decide(assignment, org.manager, "approve").code == "already_decided"
+
+
+async def _side_by_side(db: Database, calls: list[Any]) -> list[Any]:
+    writer = db.writer
+    assert isinstance(writer, LoopWriter)
+    return list(await asyncio.gather(*(writer.run(call) for call in calls)))
 
 
 def test_async_callers_get_a_round_s_results_in_one_loop_wake(notes: Database) -> None:
