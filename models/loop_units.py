@@ -15,7 +15,10 @@ work until the server has answered. One thread, no hand-overs, and the synchrono
 - Outside such a greenlet (the scheduler's tick on its thread, the CLI, tests calling the engine directly) a
   `LoopConnection` waits like any psycopg connection: the thread blocks.
 - A wait psycopg can settle at once (sending a statement in pipeline mode, when the socket takes it) is settled in
-  the greenlet, without a round through the loop; only a wait for the server's answer goes to the loop.
+  the greenlet, without a round through the loop; only a wait for the server's answer goes to the loop. A unit
+  that has not let the loop run for `BUSY` seconds (thousands of rows sent, none waited for: a broadcast to the whole
+  company) lets it run once at its next statement, as a thread would have at the interpreter's switch interval, so
+  the people's requests are not held behind it.
 - A caller cancelled while its unit waits (a server shutting down) has the cancellation raised in the unit where it
   waits: its transaction is rolled back, as for any error (on a thread, the unit went on without its caller).
 - A new connection (the pool's first, or after a dead one) is opened on a thread: psycopg's connect waits on its
@@ -28,6 +31,7 @@ import asyncio
 import select
 import weakref
 from collections.abc import Awaitable, Callable, Generator
+from time import monotonic
 from typing import Any, TypeVar
 
 import greenlet
@@ -38,12 +42,17 @@ from psycopg.waiting import Ready, Wait
 T = TypeVar("T")
 
 WAIT_INTERVAL = 0.1  # psycopg's own (psycopg.connection._WAIT_INTERVAL): how often a long wait looks up
+BUSY = 0.005  # seconds a unit may keep the loop's thread without letting the loop run (psycopg's MAX_BUSY_TIME)
 
 _POLL = {Wait.R: select.POLLIN, Wait.W: select.POLLOUT, Wait.RW: select.POLLIN | select.POLLOUT}
 
 
 class _Unit(greenlet.greenlet):
     """A unit of work's greenlet: what it waits for is waited for on the loop (see `wait_for`)."""
+
+    def __init__(self, run: Callable[..., Any]) -> None:
+        super().__init__(run)
+        self.last_yield = monotonic()  # when the loop last ran while this unit was under way
 
 
 def on_loop() -> bool:
@@ -57,7 +66,10 @@ def wait_for(awaitable: Awaitable[T]) -> T:
     current = greenlet.getcurrent()
     if not isinstance(current, _Unit) or current.parent is None:
         raise RuntimeError("wait_for outside a unit of work run on the loop")
-    result: T = current.parent.switch(awaitable)
+    try:
+        result: T = current.parent.switch(awaitable)
+    finally:
+        current.last_yield = monotonic()
     return result
 
 
@@ -126,8 +138,11 @@ class LoopConnection(psycopg.Connection[Any]):
     elsewhere it waits as psycopg does."""
 
     def wait(self, gen: Any, interval: float = WAIT_INTERVAL, timeout: float | None = None) -> Any:
-        if not on_loop():
+        unit = greenlet.getcurrent()
+        if not isinstance(unit, _Unit):  # a thread of its own, or the loop itself: psycopg's wait
             return super().wait(gen, interval, timeout)
+        if monotonic() - unit.last_yield >= BUSY:  # see the docstring
+            wait_for(asyncio.sleep(0))
         fileno = self.pgconn.socket
         try:
             wanted = next(gen)

@@ -15,8 +15,11 @@ import sqlalchemy as sa
 
 from bot.writer import on_writer
 from config.policy import Policy
+from models.audit import audit_head
+from models.base import prepared
 from models.db import Database
 from models.loop_units import LoopConnection, LoopWriter, on_loop, wait_for
+from models.statements import run
 from tests.conftest import PG_URL, Org
 from workflow.engine import Engine
 
@@ -85,6 +88,45 @@ def test_one_unit_waits_at_the_server_for_anothers_lock_and_both_end_on_one_thre
     assert said == ["b updates", "b waits at the server", "a commits", "b committed"]
     with postgres.unit_of_work(write=False) as conn:
         assert conn.execute(sa.text("SELECT seq FROM audit_head WHERE id = 1")).scalar_one() == 10  # (0 + 1) * 10
+
+
+def test_a_unit_sending_many_statements_lets_the_loop_run_on_the_way(postgres: Database) -> None:
+    """Statements sent in pipeline mode are settled in the unit, without the loop; a unit busy for a while between
+    them still lets the loop run now and then (`BUSY`), not only at its COMMIT: a click arriving meanwhile is
+    answered."""
+    turns = 0
+
+    async def ticker(stop: asyncio.Event) -> None:
+        nonlocal turns
+        while not stop.is_set():
+            turns += 1
+            await asyncio.sleep(0)
+
+    def unit() -> int:
+        with postgres.unit_of_work() as conn:
+            assert "pipeline" in conn.info
+            move = prepared(("test: move the head",), lambda: audit_head.update().where(audit_head.c.id == 1)
+                            .values(seq=sa.bindparam("s")))
+            conn.execute(sa.text("SELECT 1")).all()  # a wait for the server (the loop runs), then none till COMMIT
+            before = turns
+            for i in range(40):  # a unit busy on the CPU between its statements (a broadcast's rows being made)
+                spin = time.monotonic() + 0.001
+                while time.monotonic() < spin:
+                    pass
+                run(conn, move, {"s": i})  # sent; nobody reads its answer
+            return turns - before  # before the COMMIT, the unit's next wait for the server
+
+    async def main() -> int:
+        stop = asyncio.Event()
+        ticking = asyncio.ensure_future(ticker(stop))
+        writer = postgres.writer
+        assert isinstance(writer, LoopWriter)
+        seen = await asyncio.wait_for(writer.run(unit), LIMIT)
+        stop.set()
+        await ticking
+        return seen
+
+    assert asyncio.run(main()) > 0
 
 
 def test_a_fresh_pools_connections_are_opened_for_the_loop_and_wait_as_usual_elsewhere() -> None:
