@@ -152,15 +152,15 @@ def schedule_nudges(conn: Connection, rows: list[dict[str, Any]]) -> None:
         run(conn, prepared(("schedule_nudges",), nudges.insert), rows)
 
 
-def cancel_nudges(conn: Connection, assignment_ids: list[int]) -> int:
-    """Cancel the pending reminders of decided assignments (same transaction as the decision)."""
+def cancel_nudges(conn: Connection, assignment_ids: list[int]) -> None:
+    """Cancel the pending reminders of decided assignments (same transaction as the decision). Returns nothing: on
+    PostgreSQL the count would be one more wait for the server in every decision (models/postgres_path.py)."""
     if not assignment_ids:
-        return 0
+        return
     stmt = prepared(("cancel_nudges",), lambda: nudges.update().where(
         nudges.c.assignment_id.in_(sa.bindparam("ids", expanding=True)), nudges.c.state == "pending",
     ).values(state="cancelled"))
-    result = run(conn, stmt, {"ids": assignment_ids})
-    return result.rowcount
+    run(conn, stmt, {"ids": assignment_ids})
 
 
 def nudges_for(conn: Connection, request_id: int) -> list[Nudge]:

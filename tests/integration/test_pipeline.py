@@ -12,13 +12,16 @@ from collections.abc import Iterator
 import pytest
 import sqlalchemy as sa
 
+from config.policy import Policy
 from models import people
 from models.audit import audit_head
 from models.base import prepared
 from models.db import Database
 from models.people import departments
 from models.statements import run
+from tests.conftest import Org
 from tests.stubs.tcp_proxy import TcpProxy
+from workflow.engine import Engine
 
 
 @pytest.fixture
@@ -136,3 +139,22 @@ def test_a_pipelined_unit_sends_its_writes_with_commit(counted: tuple[Database, 
     assert plain == 5  # BEGIN, three INSERTs, COMMIT: each waits for its answer
     assert pipelined == 1  # all of it, and one wait
     assert {f"{x}{i}" for x in "PQ" for i in range(3)} <= _codes(db)
+
+
+EXPENSE = {"purpose": "大阪出張", "items": [{"date": "2026-06-01", "payee": "JR東日本", "amount": 5000,
+                                        "tax_rate": "10", "category": "travel"}]}
+
+
+def test_an_approval_waits_for_the_server_only_where_it_reads(counted: tuple[Database, TcpProxy], org: Org,
+                                                              policy: Policy) -> None:
+    """A decision's unit syncs with the server (the pipeline's end of a batch, a ReadyForQuery) twice: for the
+    conditional update that says whether this click won, and for its COMMIT, which carries the rest (the step, the
+    next approvers, outbox rows, reminders, audit events, the cancelled reminders: nobody reads their counts). Its
+    reads (the request, the route, the new version, the audit head) wait for their rows without a sync."""
+    db, proxy = counted
+    engine = Engine(db, policy)
+    first, second = (engine.submit(org.alice, "expense", EXPENSE) for _ in range(2))
+    assert engine.decide(first.open_assignments[0], org.manager, "approve").ok  # warm: prepared statements
+    before = proxy.ready
+    assert engine.decide(second.open_assignments[0], org.manager, "approve").ok
+    assert proxy.ready - before == 2
