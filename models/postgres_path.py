@@ -139,6 +139,30 @@ def execute(conn: Connection, plan_: PostgresPlan, rows_in: list[dict[str, Any]]
             cursor.close()
 
 
+def send(conn: Connection, plan_: PostgresPlan, given: dict[str, Any],
+         make_reader: Callable[..., Reader]) -> Callable[[], tuple[list[Any], int]] | None:
+    """Send a query whose rows are read later, in a pipeline (`statements.run_later`): returns what reads them, or
+    None when it cannot be sent so (no pipeline, or no rows to read): the caller runs it at once instead."""
+    pipeline = conn.info.get("pipeline")
+    if pipeline is None or not plan_.columns:
+        return None
+    dbapi = conn.connection.dbapi_connection
+    assert dbapi is not None
+    cursor = dbapi.cursor()
+    sql = plan_.sql_for(given)
+    with _wrapped(conn, sql):
+        cursor.execute(sql, plan_.values(given))
+
+    def rows() -> tuple[list[Any], int]:
+        with _wrapped(conn, sql):  # this statement's error, or that of one sent before it
+            fetched = cursor.fetchall()  # waits for the answers up to this one (one wait for several sent together)
+        read = plan_.reader(conn.dialect, cursor, make_reader)
+        found = list(map(read, fetched))
+        return found, cursor.rowcount if cursor.rowcount >= 0 else len(found)
+
+    return rows
+
+
 class PendingCount:
     """The rowcount of a statement sent in a pipeline, known once the pipeline has synced: `FastResult.rowcount`
     asks for it (`count()`) only when a caller reads it (a conditional update checking that it won)."""

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from models.base import JSONType, UTCDateTime, metadata, prepared
-from models.statements import run
+from models.statements import run, run_later
 
 request_counters = sa.Table(
     "request_counters", metadata,
@@ -380,9 +380,33 @@ def _open_assignments(conn: Connection, which: sa.ColumnElement[bool]) -> list[t
     return out
 
 
-def request_of_assignment(conn: Connection, assignment_id: int, *, lock: bool = False) -> Request | None:
-    """The request an assignment belongs to, in one statement; with lock=True the request row stays locked to
-    this transaction on PostgreSQL (an assignment never moves to another request, so the join is stable)."""
+def route_of_assignment(conn: Connection, assignment_id: int, *,
+                        lock: bool = False) -> tuple[Request | None, list[Assignment], list[Step]]:
+    """What a decision on an assignment reads first: its request (locked, as `request_of_assignment`), the request's
+    assignments (every round, `assignments_of`) and the steps of its current round (`steps_of`); nothing if there is
+    no such assignment. Three queries that name only the assignment, so that on PostgreSQL they go out together and
+    are answered after one wait for the server instead of three (`statements.run_later`). The two after the lock
+    read as of their own start, once the lock is held, as when they were sent after its answer."""
+    later = run_later(conn, _request_of_assignment(conn, lock), {"id": assignment_id})
+    assigns = run_later(conn, prepared(("assignments_of_assignment",), lambda: sa.select(assignments).where(
+        assignments.c.request_id == _request_id_of(sa.bindparam("id"))).order_by(assignments.c.id)),
+        {"id": assignment_id})
+    current = run_later(conn, prepared(("steps_of_assignment",), lambda: sa.select(steps).where(
+        steps.c.request_id == _request_id_of(sa.bindparam("id")),
+        steps.c.round == sa.select(requests.c.round).where(requests.c.id == _request_id_of(sa.bindparam("id")))
+        .scalar_subquery()).order_by(steps.c.round, steps.c.position)), {"id": assignment_id})
+    row = later.result().first()
+    return (_REQUEST(row) if row else None, list(map(_ASSIGNMENT, assigns.result())),
+            list(map(_STEP, current.result())))
+
+
+def _request_id_of(assignment_id: Any) -> Any:
+    """The request of an assignment, as a scalar subquery (an assignment never moves to another request)."""
+    mine = assignments.alias("mine")
+    return sa.select(mine.c.request_id).where(mine.c.id == assignment_id).scalar_subquery()
+
+
+def _request_of_assignment(conn: Connection, lock: bool) -> Any:
     lock = lock and conn.dialect.name == "postgresql"
 
     def build() -> Any:
@@ -390,5 +414,11 @@ def request_of_assignment(conn: Connection, assignment_id: int, *, lock: bool = 
                  .where(assignments.c.id == sa.bindparam("id")))
         return query.with_for_update(of=requests, key_share=True) if lock else query  # see get_request
 
-    row = run(conn, prepared(("request_of_assignment", lock), build), {"id": assignment_id}).first()
+    return prepared(("request_of_assignment", lock), build)
+
+
+def request_of_assignment(conn: Connection, assignment_id: int, *, lock: bool = False) -> Request | None:
+    """The request an assignment belongs to, in one statement; with lock=True the request row stays locked to
+    this transaction on PostgreSQL (an assignment never moves to another request, so the join is stable)."""
+    row = run(conn, _request_of_assignment(conn, lock), {"id": assignment_id}).first()
     return _REQUEST(row) if row else None

@@ -326,6 +326,35 @@ def _run_postgres(conn: Connection, stmt: Any, params: dict[str, Any] | list[dic
     return conn.execute(stmt, params) if params is not None else conn.execute(stmt)
 
 
+class Later:
+    """A query sent, whose rows are read when asked for (`run_later`)."""
+
+    __slots__ = ("_read", "_result")
+
+    def __init__(self, read: Callable[[], tuple[list[Any], int]] | None, result: Any = None) -> None:
+        self._read, self._result = read, result
+
+    def result(self) -> Any:
+        """The query's result (a FastResult, or SQLAlchemy's), read once: on PostgreSQL the wait is here."""
+        if self._read is not None:
+            self._result = FastResult(*self._read())
+            self._read = None
+        return self._result
+
+
+def run_later(conn: Connection, stmt: Any, params: dict[str, Any]) -> Later:
+    """`run` for a query whose rows are needed a moment later. In a pipelined PostgreSQL unit it is sent now and its
+    rows read at `Later.result()`: queries sent one after the other are then answered together, one wait for the
+    server instead of one each (models/postgres_path.py). Elsewhere (SQLite) it runs at once, as `run` does."""
+    if conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg" and "pipeline" in conn.info:
+        plan = _cached(_PG_PLANS, _pg_plan, conn, stmt, params)
+        if plan is not None:
+            read = postgres_path.send(conn, plan, params, _make_reader)
+            if read is not None:
+                return Later(read)
+    return Later(None, run(conn, stmt, params))
+
+
 def _run_many(conn: Connection, stmt: Any, rows_in: list[dict[str, Any]]) -> Any:
     """`run` with a list of parameter sets: one executemany where the driver can, else one statement each."""
     if not rows_in:

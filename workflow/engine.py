@@ -510,12 +510,12 @@ class Engine:
                            allow_admin: bool, known: Employee | None) -> Outcome:
         now = self.clock()
         with self.db.unit_of_work() as conn:
-            request = rq.request_of_assignment(conn, assignment_id, lock=True)
+            # the request locked, then its route read under the lock (on PostgreSQL: sent together, one wait)
+            request, assigns, current = rq.route_of_assignment(conn, assignment_id, lock=True)
             if request is None:
                 return refused("not_found", msg.NOT_FOUND)
-            route = _Route(conn, request, [], rq.assignments_of(conn, request.id))  # read under the lock
+            route = _Route(conn, request, current, assigns)
             a = next(x for x in route.assigns if x.id == assignment_id)
-            route.steps = rq.steps_of(conn, request.id, request.round)
             step = next((s for s in route.steps if s.id == a.step_id), None)
             if step is None:  # a click on a card from an earlier round (before a send-back)
                 step = next(s for s in rq.steps_of(conn, request.id) if s.id == a.step_id)

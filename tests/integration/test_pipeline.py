@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -18,7 +19,7 @@ from models.audit import audit_head
 from models.base import prepared
 from models.db import Database
 from models.people import departments
-from models.statements import run
+from models.statements import run, run_later
 from tests.conftest import Org
 from tests.stubs.tcp_proxy import TcpProxy
 from workflow.engine import Engine
@@ -139,6 +140,38 @@ def test_a_pipelined_unit_sends_its_writes_with_commit(counted: tuple[Database, 
     assert plain == 5  # BEGIN, three INSERTs, COMMIT: each waits for its answer
     assert pipelined == 1  # all of it, and one wait
     assert {f"{x}{i}" for x in "PQ" for i in range(3)} <= _codes(db)
+
+
+def _codes_like(prefix: str) -> Any:
+    return prepared(("test_codes_like",), lambda: sa.select(departments.c.code)
+                    .where(departments.c.code.like(sa.bindparam("p"))).order_by(departments.c.code))
+
+
+def test_reads_sent_together_are_answered_in_order_and_see_what_was_sent_before_them(pg: Database) -> None:
+    """`run_later`: in a pipelined unit a query is sent at once and its rows read when asked for; each reads as of
+    its own place among the statements sent (the second sees the INSERT sent between the two)."""
+    with pg.unit_of_work() as conn:
+        _insert_department(conn, "L1")
+        first = run_later(conn, _codes_like("L%"), {"p": "L%"})
+        _insert_department(conn, "L2")
+        second = run_later(conn, _codes_like("L%"), {"p": "L%"})
+        assert [r.code for r in second.result()] == ["L1", "L2"]  # read in either order
+        assert [r.code for r in first.result()] == ["L1"]
+        assert first.result().all() == first.result().all()  # read once, kept
+    assert {"L1", "L2"} <= _codes(pg)
+
+
+def test_a_read_sent_ahead_raises_its_error_where_it_is_read_and_undoes_the_unit(pg: Database) -> None:
+    ratio = prepared(("test_ratio",), lambda: sa.select(departments.c.code, (sa.literal(1) / sa.bindparam("z"))
+                                                        .label("r")).where(departments.c.code == "R1"))
+    with pytest.raises(sa.exc.DataError):  # division by zero, as through Connection.execute
+        with pg.unit_of_work() as conn:
+            _insert_department(conn, "R1")
+            later = run_later(conn, ratio, {"z": 0})
+            _insert_department(conn, "R2")
+            later.result()
+            pytest.fail("the error went unnoticed")
+    assert not {"R1", "R2"} & _codes(pg)
 
 
 EXPENSE = {"purpose": "大阪出張", "items": [{"date": "2026-06-01", "payee": "JR東日本", "amount": 5000,

@@ -212,3 +212,40 @@ def test_many_requests_read_together_read_as_each_alone(engine: Engine, db: Data
     with db.unit_of_work(write=False) as conn:
         fresh = current_details(conn, policy, every, together)
         assert list(fresh) == [ids[0]] and fresh[ids[0]] == load_details(conn, policy, ids[0])
+
+
+def _route_read_apart(db: Database, assignment_id: int) -> tuple[Any, list[Any], list[Any]]:
+    with db.unit_of_work() as conn:
+        request = rq.request_of_assignment(conn, assignment_id, lock=True)
+        if request is None:
+            return None, [], []
+        return request, rq.assignments_of(conn, request.id), rq.steps_of(conn, request.id, request.round)
+
+
+def _route_read_together(db: Database, assignment_id: int) -> tuple[Any, list[Any], list[Any]]:
+    with db.unit_of_work() as conn:  # on PostgreSQL a pipelined unit: the three are sent, then read
+        return rq.route_of_assignment(conn, assignment_id, lock=True)
+
+
+def test_a_route_read_together_is_the_route_read_apart(engine: Engine, db: Database, org: Org) -> None:
+    """What a decision reads first (`route_of_assignment`: three queries sent together) is what the request, its
+    assignments and its current round's steps read one after the other give, across a send-back to an earlier step,
+    a second round after a resubmission, and for an assignment of the earlier round."""
+    out = engine.submit(org.alice, "expense", expense(150_000))
+    assert out.request is not None
+    rid = out.request.id
+    first = pending(db, rid)[0].id
+    seen = [first]
+    assert engine.decide(first, org.manager, "approve").ok
+    assert engine.decide(pending(db, rid)[0].id, org.sales_head, "send_back", "再確認を", to_step="manager").ok
+    seen.append(pending(db, rid)[0].id)
+    assert engine.decide(seen[-1], org.manager, "send_back", "内訳を追記してください").ok
+    assert engine.resubmit(rid, org.alice, expense(90_000)).ok
+    seen.append(pending(db, rid)[0].id)
+    for assignment_id in seen:
+        together = _route_read_together(db, assignment_id)
+        assert together == _route_read_apart(db, assignment_id)
+        request, assigns, steps = together
+        assert request is not None and request.round == 2 and {s.round for s in steps} == {2}
+        assert assignment_id in {a.id for a in assigns}
+    assert _route_read_together(db, 999_999) == (None, [], [])
