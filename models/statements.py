@@ -320,6 +320,10 @@ def _run_postgres(conn: Connection, stmt: Any, params: dict[str, Any] | list[dic
     if rows_in:
         plan = _cached(_PG_PLANS, _pg_plan, conn, stmt, rows_in[0])
         if plan is not None:
+            if many and 1 < len(rows_in) <= MULTI_ROWS and not plan.columns and isinstance(stmt, _INSERT):
+                multi = _multi_values(conn, stmt, rows_in)
+                if multi is not None:
+                    return multi
             done = postgres_path.execute(conn, plan, rows_in, many, _make_reader)
             if done is not None:
                 return FastResult(*done)
@@ -353,6 +357,35 @@ def run_later(conn: Connection, stmt: Any, params: dict[str, Any]) -> Later:
             if read is not None:
                 return Later(read)
     return Later(None, run(conn, stmt, params))
+
+
+# An INSERT of a few rows at once on PostgreSQL (a decision's outbox rows, reminders, audit events) goes as ONE
+# statement with a VALUES row each: psycopg's executemany sends a statement per row, each with its own parameters
+# to adapt and its own answer to take in (a decision's 9 rows were 9 of its 23 statements). Larger batches (a
+# broadcast to the whole company) stay executemany: a plan per row count is kept, so the counts are bounded.
+MULTI_ROWS = 32
+_PG_MULTI: dict[tuple[int, tuple[str, ...], int], postgres_path.PostgresPlan | None] = {}
+
+
+def _multi_values(conn: Connection, stmt: Any, rows_in: list[dict[str, Any]]) -> FastResult | None:
+    """`rows_in` inserted by one multi-row INSERT (see MULTI_ROWS); None if their keys differ (the caller runs
+    them as before)."""
+    keys = tuple(rows_in[0])
+    if any(tuple(row) != keys for row in rows_in):
+        return None
+    n = len(rows_in)
+    cache_key = (id(stmt), keys, n)
+    try:
+        plan = _PG_MULTI[cache_key]
+    except KeyError:
+        table = stmt.table
+        rows = [{k: sa.bindparam(f"{k}_m{i}", type_=table.c[k].type) for k in keys} for i in range(n)]
+        plan = _PG_MULTI[cache_key] = postgres_path.plan(stmt.values(rows), conn.dialect, (), [])
+    if plan is None:
+        return None
+    flat = {f"{k}_m{i}": value for i, row in enumerate(rows_in) for k, value in row.items()}
+    done = postgres_path.execute(conn, plan, [flat], False, _make_reader)
+    return FastResult(*done) if done is not None else None
 
 
 def _run_many(conn: Connection, stmt: Any, rows_in: list[dict[str, Any]]) -> Any:

@@ -130,3 +130,42 @@ def test_what_the_path_leaves_to_sqlalchemy(pg: Database) -> None:
         assert not isinstance(returned, FastResult)
         assert [r.key for r in returned] == ["s0", "s1", "s2"]
     assert statements._PG_PLANS  # the fast path's plans are kept per statement shape
+
+
+@pytest.mark.parametrize("count", [1, 2, statements.MULTI_ROWS, statements.MULTI_ROWS + 1])
+def test_a_few_rows_go_as_one_insert_and_store_what_sqlalchemy_stores(pg: Database, count: int) -> None:
+    """Up to MULTI_ROWS rows are one multi-row INSERT, more an executemany; either way each row is stored exactly as
+    SQLAlchemy's own executemany stores it (JSON, instants, NULLs), and the rowcount counts them all."""
+    emp = _employee(pg)
+    at = datetime(2026, 6, 2, 9, 30, tzinfo=timezone(timedelta(hours=9)))
+
+    def rows(prefix: str) -> list[dict[str, object]]:
+        return [{"idempotency_key": f"{prefix}{i}", "recipient_id": emp, "kind": "fyi", "request_id": None,
+                 "payload": {"i": i, "名前": "山田", "none": None}, "state": "pending", "attempts": i,
+                 "next_attempt_at": at + timedelta(seconds=i), "created_at": at} for i in range(count)]
+
+    insert = prepared(("test_pg_outbox_multi",), outbox.insert)
+    with pg.unit_of_work() as conn:
+        assert run(conn, insert, rows("fast")).rowcount == count
+        conn.execute(outbox.insert(), rows("alchemy"))
+    columns = [c for c in outbox.c if c.key not in ("id", "idempotency_key")]
+    with pg.unit_of_work(write=False) as conn:
+        stored = {r.idempotency_key: tuple(r[1:]) for r in conn.execute(
+            sa.select(outbox.c.idempotency_key, *columns))}
+    assert len(stored) == 2 * count
+    assert all(stored[f"fast{i}"] == stored[f"alchemy{i}"] for i in range(count))
+    assert stored["fast0"][columns.index(outbox.c.next_attempt_at)] == at
+
+
+def test_rows_given_with_other_keys_are_inserted_each_as_given(pg: Database) -> None:
+    emp = _employee(pg)
+    at = datetime(2026, 6, 2, tzinfo=UTC)
+    insert = prepared(("test_pg_outbox_keys",), outbox.insert)
+    full = {"idempotency_key": "full", "recipient_id": emp, "kind": "fyi", "request_id": None, "payload": {},
+            "state": "pending", "attempts": 0, "next_attempt_at": at, "created_at": at}
+    reordered = dict(reversed(list({**full, "idempotency_key": "reordered"}.items())))
+    with pg.unit_of_work() as conn:
+        assert run(conn, insert, [full, reordered]).rowcount == 2
+    with pg.unit_of_work(write=False) as conn:
+        keys = conn.execute(sa.select(outbox.c.idempotency_key).order_by(outbox.c.id)).scalars().all()
+    assert keys == ["full", "reordered"]
