@@ -379,8 +379,12 @@ def _multi_values(conn: Connection, stmt: Any, rows_in: list[dict[str, Any]]) ->
         plan = _PG_MULTI[cache_key]
     except KeyError:
         table = stmt.table
-        rows = [{k: sa.bindparam(f"{k}_m{i}", type_=table.c[k].type) for k in keys} for i in range(n)]
-        plan = _PG_MULTI[cache_key] = postgres_path.plan(stmt.values(rows), conn.dialect, (), [])
+        try:
+            rows = [{k: sa.bindparam(f"{k}_m{i}", type_=table.c[k].type) for k in keys} for i in range(n)]
+            plan = postgres_path.plan(stmt.values(rows), conn.dialect, (), [])
+        except (KeyError, sa.exc.SQLAlchemyError):  # a key that is no column, VALUES given already: as before
+            plan = None
+        _PG_MULTI[cache_key] = plan
     if plan is None:
         return None
     flat = {f"{k}_m{i}": value for i, row in enumerate(rows_in) for k, value in row.items()}

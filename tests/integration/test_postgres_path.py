@@ -169,3 +169,17 @@ def test_rows_given_with_other_keys_are_inserted_each_as_given(pg: Database) -> 
     with pg.unit_of_work(write=False) as conn:
         keys = conn.execute(sa.select(outbox.c.idempotency_key).order_by(outbox.c.id)).scalars().all()
     assert keys == ["full", "reordered"]
+
+
+def test_an_insert_with_values_of_its_own_is_run_as_given(pg: Database) -> None:
+    """Rows for an INSERT that names some values itself cannot be one multi-row statement: they go as before."""
+    emp = _employee(pg)
+    at = datetime(2026, 6, 2, tzinfo=UTC)
+    insert = prepared(("test_pg_outbox_own_values",), lambda: outbox.insert().values(kind="fyi"))
+    rows = [{"idempotency_key": f"own{i}", "recipient_id": emp, "request_id": None, "payload": {}, "state": "pending",
+             "attempts": 0, "next_attempt_at": at, "created_at": at} for i in range(2)]
+    with pg.unit_of_work() as conn:
+        run(conn, insert, rows)
+    with pg.unit_of_work(write=False) as conn:
+        kinds = conn.execute(sa.select(outbox.c.kind).where(outbox.c.idempotency_key.like("own%"))).scalars().all()
+    assert kinds == ["fyi", "fyi"]
