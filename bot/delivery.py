@@ -341,6 +341,10 @@ class SlackDelivery:
         # (workspace, Slack user) -> conversations.open of their DM channel
         self._dm: dict[tuple[str | None, str], asyncio.Future[Any]] = {}
         self._due = asyncio.Event()  # set by `wake`: new rows may be due now
+        # the news a person is looking at (the outbox's AT_ONCE rows) under way, by the number of the batch that
+        # claimed it: the other rows of that batch and the earlier ones go after it (`_behind_urgent`)
+        self._batches = 0
+        self._urgent: list[tuple[int, asyncio.Future[None]]] = []
 
     def wake(self) -> None:
         """New outbox rows may be due (e.g. a conversation call just committed): the idle loop looks at once.
@@ -407,16 +411,37 @@ class SlackDelivery:
                              last: dict[Any, asyncio.Future[None]], left: _Left | None = None,
                              gate: asyncio.Semaphore | None = None) -> None:
         """The rows of a claimed batch, grouped by request; `left` (if any) counts the rows not done yet."""
-        await self._read_ahead(rows)
-        groups: dict[Any, list[OutboxMessage]] = {}
-        for row in rows:  # in claim order (priority, then id): each group too, and the urgent groups start first
-            groups.setdefault(row.request_id if row.request_id is not None else ("row", row.id), []).append(row)
-        tasks = []
-        for key, group in groups.items():
-            task = asyncio.ensure_future(self._deliver_in_order(group, now, last.get(key), left, gate))
-            last[key] = task
-            tasks.append(task)
-        await asyncio.gather(*tasks)
+        self._batches += 1
+        number = self._batches
+        loop = asyncio.get_running_loop()
+        urgent = {row.id: loop.create_future() for row in rows if row.priority == delivery.AT_ONCE}
+        self._urgent += [(number, done) for done in urgent.values()]
+        try:
+            await self._read_ahead(rows)
+            groups: dict[Any, list[OutboxMessage]] = {}
+            for row in rows:  # in claim order (priority, then id): each group too, and the urgent groups start first
+                groups.setdefault(row.request_id if row.request_id is not None else ("row", row.id), []).append(row)
+            tasks = []
+            for key, group in groups.items():
+                task = asyncio.ensure_future(self._deliver_in_order(group, now, last.get(key), left, gate,
+                                                                    number, urgent))
+                last[key] = task
+                tasks.append(task)
+            await asyncio.gather(*tasks)
+        finally:
+            for done in urgent.values():  # whatever became of them (an error, a shutdown): nobody waits for ever
+                if not done.done():
+                    done.set_result(None)
+            self._urgent = [(n, done) for n, done in self._urgent if not done.done()]
+
+    async def _behind_urgent(self, number: int) -> None:
+        """A row that is not news a person is looking at waits for such news claimed with it or before it: claims
+        take that news first (`workflow.delivery.AT_ONCE_KINDS`), and this keeps its sends first too, where rows of
+        later batches, quicker to plan, would otherwise overtake it. (Only earlier batches' news: a request's row in
+        a later batch waits for its rows in the earlier ones, so waiting for later news could wait on itself.)"""
+        ahead = [done for n, done in self._urgent if n <= number and not done.done()]
+        if ahead:
+            await asyncio.wait(ahead)
 
     async def _read_ahead(self, rows: list[OutboxMessage]) -> None:
         """The requests of a claimed batch, read together into the memory the rows' plans look in (`_recent`, where
@@ -437,17 +462,23 @@ class SlackDelivery:
 
     async def _deliver_in_order(self, rows: list[OutboxMessage], now: datetime,
                                 after: asyncio.Future[None] | None = None, left: _Left | None = None,
-                                gate: asyncio.Semaphore | None = None) -> None:
+                                gate: asyncio.Semaphore | None = None, number: int = 0,
+                                urgent: dict[int, asyncio.Future[None]] | None = None) -> None:
         if after is not None:
             await asyncio.wait([after])  # the request's earlier news, from the batch before, goes out first
         for row in rows:  # one request's news, one after the other
+            done = (urgent or {}).get(row.id)
             try:
+                if done is None:
+                    await self._behind_urgent(number)  # before taking a place at the gate the news needs
                 if gate is None:
                     await self._deliver(row, now)
                 else:
                     async with gate:
                         await self._deliver(row, now)
             finally:
+                if done is not None and not done.done():
+                    done.set_result(None)
                 if left is not None:
                     left.one_done()
 

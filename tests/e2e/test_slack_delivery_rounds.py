@@ -201,3 +201,44 @@ async def test_a_decision_s_card_is_not_held_behind_a_broadcast_s_backlog(world:
     posted_before = sum(1 for c in after[:updated] if c.method == "chat.postMessage")
     assert posted_before < world.delivery.batch  # at most the rest of the card's own batch; claimed in order: 39
     assert sum(1 for c in after if c.method == "chat.postMessage") >= backlog  # and the backlog went out after it
+
+
+async def test_while_a_decision_s_news_waits_for_slack_the_backlog_behind_it_waits_too(world: World) -> None:
+    """Claimed first is not enough: rows of later batches, quicker to plan, could be sent while the news is still
+    under way. Nothing claimed with it or after it goes out until it is done (a Slack slow to answer the card's
+    update holds the broadcast's DMs, not the other way round)."""
+    org = world.org
+    people = {org.ceo, org.sales_head, org.manager, org.alice, org.bob, org.finance1, org.finance2, org.legal,
+              org.seal_keeper, org.it1, org.it2, org.hr, org.admin}
+    for person in people:
+        world.known_on_slack(person, f"U{person}")
+    world.submit()
+    await world.deliver()
+    created = broadcasts.create(world.db, world.delivery.policy, broadcasts.Draft(
+        org.hr, Audience("everyone"), message_ja="お知らせ", message_en="Notice"), world.clock.now)
+    assert created.ok
+    card = next(r for r in world.rows() if r.kind == "approval_requested")
+    world.clock.advance(seconds=1)
+    assert world.engine.decide(card.payload["assignment_id"], org.manager, "approve").ok
+    world.delivery.batch = 3
+    arrived: list[str] = []  # the Web API methods called, as they reach Slack (before any answer)
+    world.api.witness = arrived.append
+    held = world.api.hold("chat.update")
+    delivering = asyncio.ensure_future(world.deliver())
+    try:
+        for _ in range(500):  # the news's updates reach Slack and wait there...
+            if "chat.update" in arrived:
+                break
+            await asyncio.sleep(0.01)
+        else:
+            pytest.fail("the card's update never reached Slack")
+        for _ in range(30):  # ...and the later batches have every chance to overtake them meanwhile
+            await asyncio.sleep(0.01)
+        assert "chat.postMessage" not in arrived
+    finally:
+        held.set()
+    try:
+        await delivering
+    finally:
+        world.api.witness = None
+    assert arrived.count("chat.postMessage") >= len(people)  # then they all went
