@@ -350,7 +350,7 @@ def run_later(conn: Connection, stmt: Any, params: dict[str, Any]) -> Later:
     """`run` for a query whose rows are needed a moment later. In a pipelined PostgreSQL unit it is sent now and its
     rows read at `Later.result()`: queries sent one after the other are then answered together, one wait for the
     server instead of one each (models/postgres_path.py). Elsewhere (SQLite) it runs at once, as `run` does."""
-    if conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg" and "pipeline" in conn.info:
+    if "pipeline" in conn.info:  # (a pipelined psycopg unit: models/postgres_path.py)
         plan = _cached(_PG_PLANS, _pg_plan, conn, stmt, params)
         if plan is not None:
             read = postgres_path.send(conn, plan, params, _make_reader)

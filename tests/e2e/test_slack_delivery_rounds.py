@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from bot.delivery import IN_FLIGHT, SlackDelivery
-from models.messaging import outbox
+from models.messaging import OutboxMessage, outbox
 from tests.e2e import test_slack_delivery
 from tests.e2e.test_slack_delivery import World
 from workflow import broadcasts
@@ -171,9 +171,9 @@ async def test_a_requests_rows_read_its_details_once_while_later_batches_are_cla
     assert len(routes_read) < len(ids)
 
 
-async def test_a_decision_s_card_is_not_held_behind_a_broadcast_s_backlog(world: World) -> None:
-    """An HR broadcast's DMs that were due first (at Slack's pace, minutes of them) do not hold back the card of a
-    decision taken after: the requester's news, which updates the clicked card, is claimed before them."""
+async def _a_decision_behind_a_backlog(world: World, broadcast_count: int) -> tuple[OutboxMessage, int]:
+    """Everyone on Slack, a request's card delivered, `broadcast_count` HR broadcasts to everyone not yet delivered,
+    then the card's approval: returns the card's row and how many people each broadcast reaches."""
     org = world.org
     people = {org.ceo, org.sales_head, org.manager, org.alice, org.bob, org.finance1, org.finance2, org.legal,
               org.seal_keeper, org.it1, org.it2, org.hr, org.admin}
@@ -181,16 +181,22 @@ async def test_a_decision_s_card_is_not_held_behind_a_broadcast_s_backlog(world:
         world.known_on_slack(person, f"U{person}")
     world.submit()
     await world.deliver()
-    policy = world.delivery.policy
-    for i in range(3):  # a backlog: every person's DM of three broadcasts
-        created = broadcasts.create(world.db, policy, broadcasts.Draft(
+    for i in range(broadcast_count):
+        created = broadcasts.create(world.db, world.delivery.policy, broadcasts.Draft(
             org.hr, Audience("everyone"), message_ja=f"お知らせ {i}", message_en=f"Notice {i}"), world.clock.now)
         assert created.ok
-    backlog = sum(1 for r in world.rows() if r.kind == broadcasts.KIND)
-    assert backlog == 3 * len(people)
     card = next(r for r in world.rows() if r.kind == "approval_requested")
     world.clock.advance(seconds=1)
     assert world.engine.decide(card.payload["assignment_id"], org.manager, "approve").ok
+    return card, len(people)
+
+
+async def test_a_decision_s_card_is_not_held_behind_a_broadcast_s_backlog(world: World) -> None:
+    """An HR broadcast's DMs that were due first (at Slack's pace, minutes of them) do not hold back the card of a
+    decision taken after: the requester's news, which updates the clicked card, is claimed before them."""
+    card, people = await _a_decision_behind_a_backlog(world, 3)  # a backlog: everyone's DM of three broadcasts
+    backlog = sum(1 for r in world.rows() if r.kind == broadcasts.KIND)
+    assert backlog == 3 * people
     world.delivery.batch = 5
     calls = world.api.emulator.calls
     start = len(calls)
@@ -207,19 +213,7 @@ async def test_while_a_decision_s_news_waits_for_slack_the_backlog_behind_it_wai
     """Claimed first is not enough: rows of later batches, quicker to plan, could be sent while the news is still
     under way. Nothing claimed with it or after it goes out until it is done (a Slack slow to answer the card's
     update holds the broadcast's DMs, not the other way round)."""
-    org = world.org
-    people = {org.ceo, org.sales_head, org.manager, org.alice, org.bob, org.finance1, org.finance2, org.legal,
-              org.seal_keeper, org.it1, org.it2, org.hr, org.admin}
-    for person in people:
-        world.known_on_slack(person, f"U{person}")
-    world.submit()
-    await world.deliver()
-    created = broadcasts.create(world.db, world.delivery.policy, broadcasts.Draft(
-        org.hr, Audience("everyone"), message_ja="お知らせ", message_en="Notice"), world.clock.now)
-    assert created.ok
-    card = next(r for r in world.rows() if r.kind == "approval_requested")
-    world.clock.advance(seconds=1)
-    assert world.engine.decide(card.payload["assignment_id"], org.manager, "approve").ok
+    _card, people = await _a_decision_behind_a_backlog(world, 1)
     world.delivery.batch = 3
     arrived: list[str] = []  # the Web API methods called, as they reach Slack (before any answer)
     world.api.witness = arrived.append
@@ -241,4 +235,4 @@ async def test_while_a_decision_s_news_waits_for_slack_the_backlog_behind_it_wai
         await delivering
     finally:
         world.api.witness = None
-    assert arrived.count("chat.postMessage") >= len(people)  # then they all went
+    assert arrived.count("chat.postMessage") >= people  # then they all went
