@@ -236,3 +236,37 @@ async def test_while_a_decision_s_news_waits_for_slack_the_backlog_behind_it_wai
     finally:
         world.api.witness = None
     assert arrived.count("chat.postMessage") >= people  # then they all went
+
+
+async def test_a_batch_slower_to_read_ahead_still_goes_before_the_batch_claimed_after_it(world: World) -> None:
+    """Each batch's requests are read ahead before its rows are planned, and a batch of one request has nothing to
+    read ahead. When the first batch's read is slower, the second must still find the first one's rows of a request
+    to wait for, not the other way round: otherwise a request's news went out of order, and the first batch's news
+    waited for the second batch, whose rows wait for that news (nothing was ever sent again). PostgreSQL: the test
+    holds the requests' table so that the first batch's read waits (SQLite's single writer serialises the reads
+    and the claims)."""
+    if world.db.dialect != "postgresql":
+        pytest.skip("a read is held back with PostgreSQL's table lock")
+    world.known_on_slack(world.org.alice, "U-alice")
+    world.known_on_slack(world.org.manager, "U-manager")
+    first, second = world.submit(), world.submit()
+    # claimed in order (news first): [first's status, second's status, first's card], then [second's card]
+    world.delivery.batch = 3
+    with world.db.engine.connect() as holder:
+        holder.execute(sa.text("LOCK TABLE requests IN ACCESS EXCLUSIVE MODE"))
+        delivering = asyncio.ensure_future(world.deliver())
+        for _ in range(500):  # both batches claimed; the first one's read waits for the lock
+            if sum(1 for r in world.rows() if r.state == "sending") == 4:
+                break
+            await asyncio.sleep(0.01)
+        else:
+            pytest.fail("the two batches were not claimed")
+        await asyncio.sleep(0.05)
+        holder.rollback()
+    done, _ = await asyncio.wait([delivering], timeout=30)  # a liveness bound, not a speed figure
+    assert done, "the delivery round never ended"
+    assert await delivering == 4 and {r.state for r in world.rows()} == {"sent"}
+    # each request's status message was posted before its card (the emulator's ts increase across its workspace)
+    posted = {(r.request_id, r.kind): float(r.message_ref["ts"]) for r in world.rows() if r.message_ref}
+    for request_id in (first, second):
+        assert posted[request_id, "submitted"] < posted[request_id, "approval_requested"]
