@@ -57,6 +57,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.engine import Connection
 
+from bot.delivery_records import Records
 from bot.metrics import Metrics
 from bot.people_first import PeopleFirst
 from bot.slack.blockkit import render_message
@@ -338,6 +339,7 @@ class SlackDelivery:
         # (channel, ts) -> digest of what we last showed there
         self._shown: _Lately[tuple[str, str], str] = _Lately(SHOWN)
         self._recent: _Lately[int, RequestDetails] = _Lately(RECENT)
+        self.records = Records(db, self._write)  # each row's result, several to a transaction
         # (workspace, Slack user) -> conversations.open of their DM channel
         self._dm: dict[tuple[str | None, str], asyncio.Future[Any]] = {}
         self._due = asyncio.Event()  # set by `wake`: new rows may be due now
@@ -909,11 +911,7 @@ class SlackDelivery:
         return await on_writer(self.db, fn, *args, first=False)
 
     async def _record(self, mark: Callable[..., None], row_id: int, *args: Any) -> None:
-        def work() -> None:
-            with self.db.unit_of_work() as conn:
-                mark(conn, row_id, *args)
-
-        await self._write(work)
+        await self.records.record(mark, row_id, *args)  # with the other results coming in meanwhile
         self._claims.pop(row_id, None)
         result = RESULTS.get(mark, "other")
         self.metrics.deliveries.labels(result).inc()
