@@ -116,6 +116,10 @@ LOOKAHEAD = 0.5
 IN_FLIGHT = 6
 # The sliding second Slack counts over.
 WINDOW = 1.0
+# Seconds a row waits at most for the news claimed with it or before it (`SlackDelivery._behind_urgent`): that wait
+# only orders the sends, and a wait without end, if a bug ever made the news wait in turn for the row, would stop
+# the delivery for good (as it once did: see `SlackDelivery._started`). Slack answers in well under a second.
+URGENT_WAIT = 10.0
 
 
 def _burst(rate: float) -> int:
@@ -347,6 +351,7 @@ class SlackDelivery:
         # claimed it: the other rows of that batch and the earlier ones go after it (`_behind_urgent`)
         self._batches = 0
         self._urgent: list[tuple[int, asyncio.Future[None]]] = []
+        self.urgent_wait = URGENT_WAIT
 
     def wake(self) -> None:
         """New outbox rows may be due (e.g. a conversation call just committed): the idle loop looks at once.
@@ -451,7 +456,10 @@ class SlackDelivery:
         a later batch waits for its rows in the earlier ones, so waiting for later news could wait on itself.)"""
         ahead = [done for n, done in self._urgent if n <= number and not done.done()]
         if ahead:
-            await asyncio.wait(ahead)
+            _, late = await asyncio.wait(ahead, timeout=self.urgent_wait)
+            if late:  # the order is a nicety; never a reason to stop (see URGENT_WAIT)
+                log.warning("%d news rows still under way after %gs: the rows behind them go on", len(late),
+                            self.urgent_wait)
 
     async def _read_ahead(self, rows: list[OutboxMessage]) -> None:
         """The requests of a claimed batch, read together into the memory the rows' plans look in (`_recent`, where

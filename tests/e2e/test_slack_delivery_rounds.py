@@ -270,3 +270,30 @@ async def test_a_batch_slower_to_read_ahead_still_goes_before_the_batch_claimed_
     posted = {(r.request_id, r.kind): float(r.message_ref["ts"]) for r in world.rows() if r.message_ref}
     for request_id in (first, second):
         assert posted[request_id, "submitted"] < posted[request_id, "approval_requested"]
+
+
+async def test_the_rows_behind_news_that_slack_holds_for_long_go_on_after_a_while(world: World) -> None:
+    """Waiting behind the news only orders the sends: once it has waited `urgent_wait` (10 s; here 0.2) for news
+    still under way, the backlog goes on, so that no bug in that order can ever stop the delivery."""
+    _card, people = await _a_decision_behind_a_backlog(world, 1)
+    world.delivery.batch = 3
+    world.delivery.urgent_wait = 0.2
+    arrived: list[str] = []
+    world.api.witness = arrived.append
+    held = world.api.hold("chat.update")  # the news's update waits at Slack for as long as the test likes
+    delivering = asyncio.ensure_future(world.deliver())
+    try:
+        for _ in range(1000):
+            if arrived.count("chat.postMessage") >= people:
+                break
+            await asyncio.sleep(0.01)
+        else:
+            pytest.fail("the backlog waited for the news for ever")
+        assert not delivering.done()  # the news is still held at Slack
+    finally:
+        held.set()
+    try:
+        await delivering
+    finally:
+        world.api.witness = None
+    assert {r.state for r in world.rows()} == {"sent"}
