@@ -143,8 +143,9 @@ class Org:
 
 def make_org(db: Database) -> Org:
     with db.unit_of_work() as conn:
-        def person(email: str, ja: str, en: str, dept: int | None, manager: int | None, roles: frozenset[str] = frozenset(),
-                   hired: date = date(2020, 4, 1), **extra: object) -> int:
+        def person(email: str, ja: str, en: str, dept: int | None, manager: int | None,
+                   roles: set[str] | frozenset[str] = frozenset(), hired: date = date(2020, 4, 1),
+                   **extra: object) -> int:
             return people.insert_employee(
                 conn, roles=roles, email=email, name_ja=ja, name_en=en, department_id=dept, manager_id=manager,
                 hire_date=hired, locale=extra.pop("locale", "ja"), timezone="Asia/Tokyo", active=True, **extra)
