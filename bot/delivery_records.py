@@ -47,16 +47,17 @@ class Records:
     def __init__(self, db: Database, write: Callable[..., Awaitable[Any]]) -> None:
         self.db, self._write = db, write
         self._waiting: list[_Result] = []
-        self._turn: asyncio.Lock | None = None  # made on the loop that uses it (first use)
+        self._turn: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None  # made on the loop that uses it
 
     async def record(self, mark: Mark, row_id: int, *args: Any) -> None:
         """Write `mark(conn, row_id, *args)`; returns once it is committed, or raises its error."""
         result = _Result(mark, row_id, args)
         self._waiting.append(result)
-        if self._turn is None:
-            self._turn = asyncio.Lock()
+        loop = asyncio.get_running_loop()
+        if self._turn is None or self._turn[0] is not loop:  # (an asyncio lock belongs to one loop)
+            self._turn = (loop, asyncio.Lock())
         try:
-            async with self._turn:  # first come, first served
+            async with self._turn[1]:  # first come, first served
                 while not result.written.done():  # not written yet by the transactions before
                     await self._write_waiting()
         except asyncio.CancelledError:
