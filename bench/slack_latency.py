@@ -416,7 +416,13 @@ async def drained(db: Database) -> None:
             if conn.execute(query).scalar_one() == 0:
                 return
         await asyncio.sleep(0.05)
-    raise RuntimeError(f"the outbox was not drained within {DRAIN_TIMEOUT:g} s")
+    # what is left, to tell a slow delivery from a stopped one (rows claimed and none sent: see bot/delivery.py)
+    left = (sa.select(outbox.c.state, outbox.c.kind, sa.func.count())
+            .where(outbox.c.state.in_(("pending", "sending"))).group_by(outbox.c.state, outbox.c.kind)
+            .order_by(outbox.c.state, outbox.c.kind))
+    with db.unit_of_work(write=False) as conn:
+        rows = ", ".join(f"{n} {kind} {state}" for state, kind, n in conn.execute(left))
+    raise RuntimeError(f"the outbox was not drained within {DRAIN_TIMEOUT:g} s (left: {rows})")
 
 
 async def posted_cards(world: World, assignment_ids: Sequence[str]) -> list[Card]:
