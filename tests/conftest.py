@@ -44,19 +44,26 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def pg_database() -> Iterator[Database]:
-    """A database of this test session's own on the PostgreSQL server, migrated by Alembic, dropped at the end
-    (so several test runs can share one server)."""
+def postgres_url() -> str:
+    """The test PostgreSQL server's URL; skips the test without one (fails it with MADOGUCHI_REQUIRE_POSTGRES=1, as
+    CI sets)."""
     if not PG_URL:
         if REQUIRE_PG:
             pytest.fail("MADOGUCHI_REQUIRE_POSTGRES=1 but MADOGUCHI_TEST_POSTGRES_URL is not set")
         pytest.skip(PG_SKIP_REASON)
+    return PG_URL
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[Database]:
+    """A database of this test session's own on the PostgreSQL server, migrated by Alembic, dropped at the end
+    (so several test runs can share one server)."""
+    server = postgres_url()
     name = f"madoguchi_t{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    db = Database(sa.make_url(PG_URL).set(database=name).render_as_string(hide_password=False), pool_size=60)
+    db = Database(sa.make_url(server).set(database=name).render_as_string(hide_password=False), pool_size=60)
     upgrade(db.engine)
     yield db
     db.dispose()

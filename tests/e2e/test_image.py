@@ -36,7 +36,7 @@ from config.policy import load_policy
 from config.settings import DEFAULT_WORKFLOWS
 from models.db import Database
 from models.messaging import outbox
-from tests.conftest import PG_SKIP_REASON, PG_URL, REQUIRE_PG
+from tests.conftest import postgres_url
 from tests.e2e.test_delivery_crash import seed
 from tests.e2e.test_slack_edge import EXPENSE, SECRET, Slack
 from tests.stubs.slack_api import SlackApiStub
@@ -116,16 +116,13 @@ def database(request: pytest.FixtureRequest, tmp_path: Path, image: str) -> Iter
 @contextmanager
 def own_postgres_database() -> Iterator[str]:
     """A database of this test's own on the test PostgreSQL server (dropped at the end); its URL."""
-    if not PG_URL:
-        if REQUIRE_PG:
-            pytest.fail("MADOGUCHI_REQUIRE_POSTGRES=1 but MADOGUCHI_TEST_POSTGRES_URL is not set")
-        pytest.skip(PG_SKIP_REASON)
+    server = postgres_url()
     name = f"madoguchi_img{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
     try:
-        yield sa.make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+        yield sa.make_url(server).set(database=name).render_as_string(hide_password=False)
     finally:
         with admin.connect() as conn:
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -191,6 +193,33 @@ async def _a_decision_behind_a_backlog(world: World, broadcast_count: int) -> tu
     return card, len(people)
 
 
+@asynccontextmanager
+async def _while_slack_holds(world: World, method: str) -> AsyncIterator[tuple[list[str], asyncio.Future[int]]]:
+    """A delivery round under way while Slack holds every `method` call: the Web API methods as they reach Slack
+    (before any answer), and the round. On leaving, Slack answers and the round ends."""
+    arrived: list[str] = []
+    world.api.witness = arrived.append
+    held = world.api.hold(method)
+    delivering = asyncio.ensure_future(world.deliver())
+    try:
+        yield arrived, delivering
+    finally:
+        held.set()
+        try:
+            await delivering
+        finally:
+            world.api.witness = None
+
+
+async def _until(condition: Callable[[], bool], tries: int, failure: str) -> None:
+    """Wait (tries x 10 ms at most) until `condition` holds; else the test fails saying `failure`."""
+    for _ in range(tries):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    pytest.fail(failure)
+
+
 async def test_a_decision_s_card_is_not_held_behind_a_broadcast_s_backlog(world: World) -> None:
     """An HR broadcast's DMs that were due first (at Slack's pace, minutes of them) do not hold back the card of a
     decision taken after: the requester's news, which updates the clicked card, is claimed before them."""
@@ -215,26 +244,12 @@ async def test_while_a_decision_s_news_waits_for_slack_the_backlog_behind_it_wai
     update holds the broadcast's DMs, not the other way round)."""
     _card, people = await _a_decision_behind_a_backlog(world, 1)
     world.delivery.batch = 3
-    arrived: list[str] = []  # the Web API methods called, as they reach Slack (before any answer)
-    world.api.witness = arrived.append
-    held = world.api.hold("chat.update")
-    delivering = asyncio.ensure_future(world.deliver())
-    try:
-        for _ in range(500):  # the news's updates reach Slack and wait there...
-            if "chat.update" in arrived:
-                break
-            await asyncio.sleep(0.01)
-        else:
-            pytest.fail("the card's update never reached Slack")
+    async with _while_slack_holds(world, "chat.update") as (arrived, _delivering):
+        # the news's updates reach Slack and wait there...
+        await _until(lambda: "chat.update" in arrived, 500, "the card's update never reached Slack")
         for _ in range(30):  # ...and the later batches have every chance to overtake them meanwhile
             await asyncio.sleep(0.01)
         assert "chat.postMessage" not in arrived
-    finally:
-        held.set()
-    try:
-        await delivering
-    finally:
-        world.api.witness = None
     assert arrived.count("chat.postMessage") >= people  # then they all went
 
 
@@ -278,22 +293,9 @@ async def test_the_rows_behind_news_that_slack_holds_for_long_go_on_after_a_whil
     _card, people = await _a_decision_behind_a_backlog(world, 1)
     world.delivery.batch = 3
     world.delivery.urgent_wait = 0.2
-    arrived: list[str] = []
-    world.api.witness = arrived.append
-    held = world.api.hold("chat.update")  # the news's update waits at Slack for as long as the test likes
-    delivering = asyncio.ensure_future(world.deliver())
-    try:
-        for _ in range(1000):
-            if arrived.count("chat.postMessage") >= people:
-                break
-            await asyncio.sleep(0.01)
-        else:
-            pytest.fail("the backlog waited for the news for ever")
+    # the news's update waits at Slack for as long as the test likes
+    async with _while_slack_holds(world, "chat.update") as (arrived, delivering):
+        await _until(lambda: arrived.count("chat.postMessage") >= people, 1000,
+                     "the backlog waited for the news for ever")
         assert not delivering.done()  # the news is still held at Slack
-    finally:
-        held.set()
-    try:
-        await delivering
-    finally:
-        world.api.witness = None
     assert {r.state for r in world.rows()} == {"sent"}

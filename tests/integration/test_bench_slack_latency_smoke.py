@@ -8,7 +8,7 @@ import multiprocessing
 import pytest
 
 from bench import slack_latency
-from tests.conftest import PG_SKIP_REASON, PG_URL, REQUIRE_PG
+from tests.conftest import postgres_url
 
 
 def test_the_slack_latency_bench_completes_and_prints_the_ratio(capsys: pytest.CaptureFixture[str]) -> None:
@@ -24,10 +24,7 @@ def test_the_slack_latency_bench_completes_and_prints_the_ratio(capsys: pytest.C
 def test_the_slack_latency_bench_completes_on_postgresql(capsys: pytest.CaptureFixture[str]) -> None:
     """On PostgreSQL too, with more clicks than one delivery batch holds (20): the bench's first full run of the
     ninth session stalled there (a delivery that had stopped for good: see bot/delivery.py, `_started`)."""
-    if not PG_URL:
-        if REQUIRE_PG:
-            pytest.fail("MADOGUCHI_REQUIRE_POSTGRES=1 but MADOGUCHI_TEST_POSTGRES_URL is not set")
-        pytest.skip(PG_SKIP_REASON)
+    postgres_url()  # skipped without a server (the bench reads its URL from the environment itself)
     slack_latency.run_postgres(25)
     out = capsys.readouterr().out
     assert "click-to-card-updated, ours (PostgreSQL)" in out
