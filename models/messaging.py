@@ -140,8 +140,8 @@ def link_digests(conn: Connection, keys: dict[str, list[int]]) -> None:
 
 def sent_digests(conn: Connection, request_id: int) -> list[OutboxMessage]:
     """The digests showing a request that were posted (they have a message to update)."""
-    # asked for every row delivery sends about a request: built once, run on the SQLite fast path
-    # From the request's links to their digests, by primary key; the state is filtered here: with it in the query,
+    # Asked for every row delivery sends about a request: built once, run on the fast path. From the request's
+    # links to their digests, by primary key; the state is checked here: with it in the query,
     # SQLite (and PostgreSQL without statistics) walked every message ever sent (ix_outbox_state_next) and looked
     # each one up in the links. A request is in a few digests at most.
     rows = run(conn, prepared(("sent_digests",), lambda: sa.select(outbox)

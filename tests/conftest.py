@@ -11,6 +11,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -54,22 +55,31 @@ def postgres_url() -> str:
     return PG_URL
 
 
-@pytest.fixture(scope="session")
-def pg_database() -> Iterator[Database]:
-    """A database of this test session's own on the PostgreSQL server, migrated by Alembic, dropped at the end
-    (so several test runs can share one server)."""
+@contextmanager
+def own_postgres_database(prefix: str, pool_size: int = 5) -> Iterator[Database]:
+    """A new database on the PostgreSQL server, migrated by Alembic, dropped at the end (so several test runs can
+    share one server). Skips without a server (see `postgres_url`)."""
     server = postgres_url()
-    name = f"madoguchi_t{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    name = f"{prefix}{os.getpid()}_{uuid.uuid4().hex[:8]}"
     admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    db = Database(sa.make_url(server).set(database=name).render_as_string(hide_password=False), pool_size=60)
-    upgrade(db.engine)
-    yield db
-    db.dispose()
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    db = Database(sa.make_url(server).set(database=name).render_as_string(hide_password=False), pool_size=pool_size)
+    try:
+        upgrade(db.engine)
+        yield db
+    finally:
+        db.dispose()
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[Database]:
+    """A database of this test session's own on the PostgreSQL server (truncated before each test that uses it)."""
+    with own_postgres_database("madoguchi_t", pool_size=60) as db:
+        yield db
 
 
 def _truncate(db: Database) -> None:

@@ -8,9 +8,7 @@ transaction. Both on a database as new as a first deployment's (PostgreSQL: one 
 
 from __future__ import annotations
 
-import os
 import sqlite3
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -23,7 +21,7 @@ from models import messaging
 from models.db import Database
 from models.messaging import nudges, outbox
 from models.schema import upgrade
-from tests.conftest import Clock, make_org, postgres_url
+from tests.conftest import Clock, make_org, own_postgres_database
 from workflow import delivery
 from workflow.engine import Engine
 
@@ -43,20 +41,8 @@ def new_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]
         yield database
         database.dispose()
         return
-    server = postgres_url()
-    name = f"madoguchi_new{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    database = Database(sa.make_url(server).set(database=name).render_as_string(hide_password=False))
-    try:
-        upgrade(database.engine)
+    with own_postgres_database("madoguchi_new") as database:
         yield database
-    finally:
-        database.dispose()
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def busy_company(db: Database, policy: Policy, clock: Clock) -> tuple[int, list[int]]:
