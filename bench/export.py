@@ -33,6 +33,7 @@ from models import people  # noqa: E402
 from models.db import Database  # noqa: E402
 from models.requests import requests  # noqa: E402
 from models.schema import upgrade  # noqa: E402
+from tests.conftest import drop_database  # noqa: E402
 
 TOKYO = ZoneInfo("Asia/Tokyo")
 PAYLOAD = {"purpose": "大阪出張 / business trip to Osaka", "items": [
@@ -92,8 +93,7 @@ def pg_database(url: str) -> Iterator[Database]:
         yield db
     finally:
         db.dispose()
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        drop_database(admin, name)
         admin.dispose()
 
 

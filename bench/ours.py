@@ -33,6 +33,7 @@ from config.settings import DEFAULT_WORKFLOWS
 from models import people
 from models.db import Database, normalize_url
 from models.schema import upgrade
+from tests.conftest import drop_database
 from workflow.engine import Engine
 from workflow.outcomes import Outcome
 
@@ -71,8 +72,7 @@ def _own_postgres_database(url: str) -> Iterator[str]:
     try:
         yield sa.make_url(normalize_url(url)).set(database=name).render_as_string(hide_password=False)
     finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        drop_database(admin, name)
         admin.dispose()
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -70,9 +71,29 @@ def own_postgres_database(prefix: str, pool_size: int = 5) -> Iterator[Database]
         yield db
     finally:
         db.dispose()
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        drop_database(admin, name)
         admin.dispose()
+
+
+def drop_database(admin: sa.Engine, name: str, attempts: int = 5) -> None:
+    """Drop a test's or a bench's own database. `WITH (FORCE)` ends connections of ours left open, but not an
+    autovacuum worker's (analysing a database just filled): a role that is not a superuser may not end it ("must be
+    a member of the role whose process is being terminated", seen in CI). A plain DROP ends such a worker itself
+    (PostgreSQL waits up to 5 s for it); a worker may start again in between, hence the attempts."""
+    for attempt in range(attempts):
+        with admin.connect() as conn:
+            try:
+                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+                return
+            except sa.exc.ProgrammingError:  # an autovacuum worker in it (InsufficientPrivilege)
+                pass
+            try:
+                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
+                return
+            except (sa.exc.OperationalError, sa.exc.ProgrammingError):  # still in use: try again
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(0.5)
 
 
 @pytest.fixture(scope="session")

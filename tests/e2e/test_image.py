@@ -36,7 +36,7 @@ from config.policy import load_policy
 from config.settings import DEFAULT_WORKFLOWS
 from models.db import Database
 from models.messaging import outbox
-from tests.conftest import postgres_url
+from tests.conftest import drop_database, postgres_url
 from tests.e2e.test_delivery_crash import seed
 from tests.e2e.test_slack_edge import EXPENSE, SECRET, Slack
 from tests.stubs.slack_api import SlackApiStub
@@ -124,8 +124,7 @@ def own_postgres_database() -> Iterator[str]:
     try:
         yield sa.make_url(server).set(database=name).render_as_string(hide_password=False)
     finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        drop_database(admin, name)
         admin.dispose()
 
 
