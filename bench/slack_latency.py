@@ -132,7 +132,45 @@ async def stub_slack(users: dict[str, str]) -> web.Application:
     app.router.add_post("/hooks/{name}", api.emulator.handle_hook)
     app.router.add_get("/_bench/posted", posted)
     app.router.add_get("/_bench/updated", updated)
+    serve_cpu(app)
     return app
+
+
+def own_cpu() -> float:
+    """Seconds of CPU this process has used so far (every thread: an event loop, a writer)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def serve_cpu(app: web.Application) -> None:
+    """`GET /_bench/cpu`: the serving process's `own_cpu()`."""
+
+    async def cpu(_: web.Request) -> web.Response:
+        return web.json_response(own_cpu())
+
+    app.router.add_get("/_bench/cpu", cpu)
+
+
+def postgres_cpu() -> float | None:
+    """Seconds of CPU used so far by every PostgreSQL process on this machine (the postmaster and its backends,
+    from /proc), or None where that cannot be read. The bench's server is the one on loopback; others are idle."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    try:
+        pids = [p for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:
+        return None
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                line = stat.read()
+        except OSError:
+            continue  # ended meanwhile
+        name, _, rest = line.partition(") ")
+        if name.endswith("(postgres"):
+            fields_ = rest.split()
+            total += int(fields_[11]) + int(fields_[12])  # utime, stime (fields 14 and 15 of proc(5))
+    return total / ticks
 
 
 # ------------------------------------------------------------------------------------------ the servers
@@ -152,12 +190,7 @@ async def our_server(database_url: str, api_url: str, profile: bool) -> web.Appl
         db.dispose()
 
     app.on_cleanup.append(dispose)
-
-    async def cpu(_: web.Request) -> web.Response:
-        usage = resource.getrusage(resource.RUSAGE_SELF)  # every thread of the process: the loop and the writer
-        return web.json_response(usage.ru_utime + usage.ru_stime)
-
-    app.router.add_get("/_bench/cpu", cpu)
+    serve_cpu(app)
     if profile:
         _profiling(app)
     return app
@@ -514,7 +547,10 @@ async def one_concurrency(world: World, n: int, concurrency: int, label: str, re
     cards = await prepared(world, n)
     bodies = [click_body(c, i, world.response_url(f"c{concurrency}-{i}")) for i, c in enumerate(cards)]
     before = await _cpu(world)
+    during = await _cpu_split(world, label)
     times = await clicks_on_ours(world, bodies, concurrency, label)
+    results[("cpu split", concurrency)] = Figures([(after - first) * 1000.0 / len(bodies) for first, after in
+                                                   zip(during, await _cpu_split(world, label), strict=True)])
     results[("ack ours", concurrency)] = acks(times)
     results[("card ours", concurrency)] = await card_updates(world, cards, times)
     await drained(world.db)  # the next approvers' cards leave before the next set (and the bare app's clicks)
@@ -523,10 +559,19 @@ async def one_concurrency(world: World, n: int, concurrency: int, label: str, re
     results[("ack floor", concurrency)] = acks(await click_all(f"{world.floor}{SLACK_EVENTS}", bodies, concurrency))
 
 
-async def _cpu(world: World) -> float:
-    """Seconds of CPU ours' process has used so far (all its threads)."""
-    async with world.session.get(f"{world.ours}/_bench/cpu") as answer:
+async def _cpu(world: World, base: str | None = None) -> float:
+    """Seconds of CPU ours' process (or the server at `base`) has used so far (all its threads)."""
+    async with world.session.get(f"{base or world.ours}/_bench/cpu") as answer:
         return float(await answer.json())
+
+
+SPLIT = ("ours", "PostgreSQL", "the clients", "the stub Slack")
+
+
+async def _cpu_split(world: World, label: str) -> list[float]:
+    """Seconds of CPU used so far by each of SPLIT (PostgreSQL: nan on SQLite, or where /proc cannot be read)."""
+    server = postgres_cpu() if label == "postgresql" else None
+    return [await _cpu(world), math.nan if server is None else server, own_cpu(), await _cpu(world, world.stub)]
 
 
 async def measure(world: World, n: int, label: str) -> Results:
@@ -610,6 +655,19 @@ def print_rows(results: Results, label: str) -> None:
             print(f"{name:<42} {concurrency:>4} {row.p50():>9.2f} {row.p99():>9.2f}  {target}")
     spent = ", ".join(f"{results[('cpu ours', c)].ms[0]:.2f} ms at concurrency {c}" for c in CONCURRENCIES)
     print(f"ours' CPU per click, its decision and its delivery (the server process, all threads): {spent}")
+    cpus = os.cpu_count() or 1
+    for concurrency in CONCURRENCIES:
+        split = dict(zip(SPLIT, results[("cpu split", concurrency)].ms, strict=True))
+        known = {who: ms for who, ms in split.items() if not math.isnan(ms)}
+        total = sum(known.values())
+        bound = ""
+        if total > 0:
+            rate = cpus * 1000.0 / total
+            bound = f"; {cpus} CPUs pass at most {rate:.0f} clicks a second"
+            if concurrency > 1:  # Little's law: with this many in flight, each waits at least this long on average
+                bound += f", so {concurrency} in flight wait at least {concurrency * 1000.0 / rate:.0f} ms each on average"
+        print(f"CPU during the clicks at concurrency {concurrency}, a click: "
+              + ", ".join(f"{who} {ms:.2f}" for who, ms in known.items()) + f" ms: {total:.2f} in all{bound}")
     ratio = results[("ack ours", 1)].p50() / results[("ack bare", 1)].p50()
     print(f"p50 ratio: {ratio:.2f}  (ours ack p50 / bare Bolt ack p50 at concurrency 1; "
           f"target <= {TARGET_RATIO:g}: {verdict(ratio, TARGET_RATIO)})")

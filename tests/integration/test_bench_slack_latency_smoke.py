@@ -18,6 +18,10 @@ def test_the_slack_latency_bench_completes_and_prints_the_ratio(capsys: pytest.C
     assert "each in a process of its own" in out
     assert "click-to-card-updated, ours (SQLite)" in out
     assert "never updated" not in out  # every click's card was updated
+    # where the CPU went during the clicks: ours, the clients and the stub (no PostgreSQL server in this run)
+    split = [line for line in out.splitlines() if line.startswith("CPU during the clicks at concurrency ")]
+    assert len(split) == 2 and all("ours " in line and "the stub Slack " in line for line in split), split
+    assert not any("PostgreSQL" in line for line in split), split
     assert multiprocessing.active_children() == []  # the servers' processes were stopped and joined
 
 
@@ -29,4 +33,6 @@ def test_the_slack_latency_bench_completes_on_postgresql(capsys: pytest.CaptureF
     out = capsys.readouterr().out
     assert "click-to-card-updated, ours (PostgreSQL)" in out
     assert "never updated" not in out
+    split = [line for line in out.splitlines() if line.startswith("CPU during the clicks at concurrency ")]
+    assert len(split) == 2 and all("PostgreSQL " in line for line in split), split  # the server's processes too
     assert multiprocessing.active_children() == []
