@@ -17,14 +17,11 @@ import sys
 import tempfile
 import time
 import tracemalloc
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
-
-import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -33,7 +30,7 @@ from models import people  # noqa: E402
 from models.db import Database  # noqa: E402
 from models.requests import requests  # noqa: E402
 from models.schema import upgrade  # noqa: E402
-from tests.conftest import drop_database  # noqa: E402
+from tests.conftest import own_postgres_database  # noqa: E402
 
 TOKYO = ZoneInfo("Asia/Tokyo")
 PAYLOAD = {"purpose": "大阪出張 / business trip to Osaka", "items": [
@@ -81,22 +78,6 @@ def sqlite_database() -> Iterator[Database]:
             db.dispose()
 
 
-@contextmanager
-def pg_database(url: str) -> Iterator[Database]:
-    name = f"madoguchi_bench_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    db = Database(sa.make_url(url).set(database=name).render_as_string(hide_password=False))
-    try:
-        upgrade(db.engine)
-        yield db
-    finally:
-        db.dispose()
-        drop_database(admin, name)
-        admin.dispose()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
@@ -104,7 +85,7 @@ def main() -> None:
     backends: list[tuple[str, object]] = [("sqlite", sqlite_database)]
     pg_url = os.environ.get("MADOGUCHI_BENCH_POSTGRES_URL") or os.environ.get("MADOGUCHI_TEST_POSTGRES_URL")
     if pg_url:
-        backends.append(("postgresql", lambda: pg_database(pg_url)))
+        backends.append(("postgresql", lambda: own_postgres_database("madoguchi_bench_", server=pg_url)))
     else:
         print("PostgreSQL skipped: set MADOGUCHI_BENCH_POSTGRES_URL")
     print(f"{'backend':<11} {'requests':>9} {'seconds':>8} {'rows/s':>9} {'peak MiB':>9}")

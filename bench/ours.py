@@ -18,22 +18,18 @@ Two ways to run it:
 from __future__ import annotations
 
 import asyncio
-import os
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from datetime import date
 from pathlib import Path
-
-import sqlalchemy as sa
 
 from config.policy import load_policy
 from config.settings import DEFAULT_WORKFLOWS
 from models import people
 from models.db import Database, normalize_url
 from models.schema import upgrade
-from tests.conftest import drop_database
+from tests.conftest import scratch_database
 from workflow.engine import Engine
 from workflow.outcomes import Outcome
 
@@ -59,21 +55,6 @@ def _company(db: Database) -> dict[str, int]:
         finance = person("finance@example.jp", None, back, frozenset({"finance"}))
         conn.execute(people.departments.update().where(people.departments.c.id == dept).values(head_id=head))
     return {"requester": requester, "manager": manager, "head": head, "finance": finance}
-
-
-@contextmanager
-def _own_postgres_database(url: str) -> Iterator[str]:
-    """A database of the bench's own on the server (created, then dropped), so nothing else is touched."""
-    name = f"madoguchi_bench_{os.getpid()}"
-    admin = sa.create_engine(normalize_url(url), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield sa.make_url(normalize_url(url)).set(database=name).render_as_string(hide_password=False)
-    finally:
-        drop_database(admin, name)
-        admin.dispose()
 
 
 WARMUP_LIFECYCLES = 20
@@ -162,7 +143,7 @@ async def run_people(n: int, concurrency: int, lifecycle: Callable[[], Awaitable
 def run_lifecycles(n: int, workdir: Path, database_url: str | None = None) -> float:
     """Mean seconds per lifecycle over n lifecycles (after an untimed warm-up)."""
     if database_url:
-        with _own_postgres_database(database_url) as url:
+        with scratch_database(normalize_url(database_url), "madoguchi_bench_") as url:
             return _measure(n, Database(url))
     seconds = _measure(n, Database(f"sqlite:///{workdir / 'ours.db'}"))
     check_rows(workdir / "ours.db", WARMUP_LIFECYCLES + n)

@@ -64,15 +64,14 @@ from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bench.engine import postgres_url
-from bench.ours import _own_postgres_database
 from bot.server import DELIVERY, SLACK_EVENTS, make_app, settle_heap_at_start
 from config.policy import load_policy, with_timezone
 from config.settings import Settings
 from models import people
-from models.db import Database
+from models.db import Database, normalize_url
 from models.messaging import outbox
 from models.schema import upgrade
-from tests.conftest import Org, make_org
+from tests.conftest import Org, make_org, scratch_database
 from tests.stubs.slack_api import TEAM, SlackApiStub
 from workflow.engine import Engine
 
@@ -691,7 +690,7 @@ def run_postgres(n: int, profile: Path | None = None) -> None:
         return
     var, url = found
     print(f"PostgreSQL: a database of its own on the server from ${var} (created, then dropped)")
-    with _own_postgres_database(url) as own:
+    with scratch_database(normalize_url(url), "madoguchi_bench_") as own:
         print_rows(run_backend(own, n, "postgresql", profile), "PostgreSQL")
 
 

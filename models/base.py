@@ -73,6 +73,14 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+
+def unindexed(column: Any) -> Any:
+    """`column || ''`: the column compared without its index (SQLite and PostgreSQL alike). For a state checked
+    beside an id: with `state = ...` a planner may walk every row in that state through the index that starts with
+    it instead of looking the ids up (SQLite: 152 ms instead of 0.5 at 1M reminders; PostgreSQL: a prepared
+    statement first planned while the table was small)."""
+    return column + ""
+
 _PREPARED: dict[tuple[object, ...], Any] = {}
 
 

@@ -57,22 +57,31 @@ def postgres_url() -> str:
 
 
 @contextmanager
-def own_postgres_database(prefix: str, pool_size: int = 5) -> Iterator[Database]:
-    """A new database on the PostgreSQL server, migrated by Alembic, dropped at the end (so several test runs can
-    share one server). Skips without a server (see `postgres_url`)."""
-    server = postgres_url()
+def scratch_database(server: str, prefix: str) -> Iterator[str]:
+    """A new, empty database on the PostgreSQL server at `server`, dropped at the end (so several test or bench runs
+    can share one server); its URL."""
     name = f"{prefix}{os.getpid()}_{uuid.uuid4().hex[:8]}"
     admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    db = Database(sa.make_url(server).set(database=name).render_as_string(hide_password=False), pool_size=pool_size)
     try:
-        upgrade(db.engine)
-        yield db
+        yield sa.make_url(server).set(database=name).render_as_string(hide_password=False)
     finally:
-        db.dispose()
         drop_database(admin, name)
         admin.dispose()
+
+
+@contextmanager
+def own_postgres_database(prefix: str, pool_size: int = 5, server: str | None = None) -> Iterator[Database]:
+    """A `scratch_database` migrated by Alembic, on `server` (default: the test server; skips without one, see
+    `postgres_url`)."""
+    with scratch_database(server or postgres_url(), prefix) as url:
+        db = Database(url, pool_size=pool_size)
+        try:
+            upgrade(db.engine)
+            yield db
+        finally:
+            db.dispose()
 
 
 def drop_database(admin: sa.Engine, name: str, attempts: int = 5) -> None:

@@ -23,7 +23,6 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,7 @@ from config.policy import load_policy
 from config.settings import DEFAULT_WORKFLOWS
 from models.db import Database
 from models.messaging import outbox
-from tests.conftest import drop_database, postgres_url
+from tests.conftest import postgres_url, scratch_database
 from tests.e2e.test_delivery_crash import seed
 from tests.e2e.test_slack_edge import EXPENSE, SECRET, Slack
 from tests.stubs.slack_api import SlackApiStub
@@ -109,23 +108,8 @@ def database(request: pytest.FixtureRequest, tmp_path: Path, image: str) -> Iter
         # the image's own DATABASE_URL (a SQLite file in /var/lib/madoguchi/data), on a directory of this test
         yield "", ["-v", f"{data}:/var/lib/madoguchi/data"], f"sqlite:///{data}/madoguchi.db"
         return
-    with own_postgres_database() as url:
+    with scratch_database(postgres_url(), "madoguchi_img") as url:
         yield url, [], url  # --network host: the container reaches the server on 127.0.0.1 as the test does
-
-
-@contextmanager
-def own_postgres_database() -> Iterator[str]:
-    """A database of this test's own on the test PostgreSQL server (dropped at the end); its URL."""
-    server = postgres_url()
-    name = f"madoguchi_img{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield sa.make_url(server).set(database=name).render_as_string(hide_password=False)
-    finally:
-        drop_database(admin, name)
-        admin.dispose()
 
 
 class Container:
@@ -281,7 +265,7 @@ async def test_two_replicas_on_one_database_send_each_broadcast_message_once(ima
     """compose.yaml's two replicas, as two containers of the image on one PostgreSQL database: a broadcast already
     due when they start is fired by the first tick of one of them (each runs its tick at start) and delivered by
     their two delivery loops; every recipient gets exactly one DM."""
-    with own_postgres_database() as url:
+    with scratch_database(postgres_url(), "madoguchi_img") as url:
         api = SlackApiStub()
         await api.start()
         replicas = [Container(image, {"DATABASE_URL": url, "SLACK_BOT_TOKEN": "xoxb-image", "SLACK_SIGNING_SECRET": SECRET,
